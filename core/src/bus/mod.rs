@@ -1,0 +1,3 @@
+//! The bus: many subscribers over one connection (being written).
+
+pub mod policy;

@@ -1,0 +1,1 @@
+//! One physical PostgreSQL connection as a pure state machine (being written).
