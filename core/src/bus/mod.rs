@@ -1,3 +1,6 @@
 //! The bus: many subscribers over one connection (being written).
 
+mod backoff;
 pub mod policy;
+mod queue;
+mod registry;
