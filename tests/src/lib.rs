@@ -1,4 +1,6 @@
-//! Test kit for pgnotify (being written).
+//! Test kit for pgnotify: a real throwaway PostgreSQL server ([`server::TestServer`]), a
+//! fault-injecting TCP proxy ([`proxy::FaultProxy`]) and a simulated server for deterministic
+//! tests ([`sim`]).
 
 pub mod proxy;
 pub mod server;
