@@ -1,0 +1,313 @@
+//! The FIFO of commands in flight, and matching each reply to its command.
+//!
+//! Every command ends with exactly one ReadyForQuery: a simple Query gets one,
+//! and every publish carries its own Sync. So the head of the FIFO owns every
+//! reply up to and including the next ReadyForQuery, and one failed command
+//! never takes the next one down with it.
+
+use std::collections::VecDeque;
+
+use bytes::BytesMut;
+
+use super::backend::{Message, TransactionStatus};
+use super::error::{ProtocolError, ServerError};
+use super::frontend;
+use super::{CommandId, ConnectionEvent, Phase, QueryResult};
+
+/// SQLSTATE of "prepared statement does not exist".
+const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+
+/// A command as the caller asked for it, before it is encoded.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Query(String),
+    Publish { channel: String, payload: String },
+}
+
+#[derive(Debug)]
+enum Kind {
+    Query {
+        rows: Vec<Vec<Option<String>>>,
+        /// Columns of the current statement's rows, once its RowDescription came.
+        columns: Option<u16>,
+    },
+    Publish {
+        /// Which Parse of the publish statement this Bind relies on.
+        epoch: u64,
+        /// Whether that Parse travels in this command's Sync group.
+        sent_parse: bool,
+        parse_complete: bool,
+    },
+    /// Refused before sending (it cannot be encoded); completes with its
+    /// error when it reaches the head of the FIFO, to keep replies in order.
+    Rejected,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    id: CommandId,
+    kind: Kind,
+    error: Option<ServerError>,
+}
+
+/// The state of the named publish statement on this connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Statement {
+    /// Not parsed (or its Parse failed): the next publish sends Parse.
+    Absent,
+    /// Parse with this epoch was sent (it may not have completed yet).
+    Parsed(u64),
+}
+
+/// Commands held until startup finishes, and commands sent but unanswered.
+#[derive(Debug)]
+pub(crate) struct Commands {
+    next_id: u64,
+    held: VecDeque<(CommandId, Request)>,
+    in_flight: VecDeque<InFlight>,
+    statement: Statement,
+    epoch: u64,
+    /// The last failed Parse, reported to every publish that relied on it.
+    failed_parse: Option<(u64, ServerError)>,
+}
+
+impl Commands {
+    pub(crate) fn new() -> Self {
+        Self {
+            next_id: 0,
+            held: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            statement: Statement::Absent,
+            epoch: 0,
+            failed_parse: None,
+        }
+    }
+
+    /// How many commands have not completed yet (held or sent).
+    pub(crate) fn len(&self) -> usize {
+        self.held.len().saturating_add(self.in_flight.len())
+    }
+
+    /// A fresh command id.
+    pub(crate) fn next_id(&mut self) -> CommandId {
+        let id = CommandId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
+    /// Keeps a command until [`release`](Self::release) (startup is not finished).
+    pub(crate) fn hold(&mut self, id: CommandId, request: Request) {
+        self.held.push_back((id, request));
+    }
+
+    /// Encodes every held command, in order.
+    pub(crate) fn release(&mut self, out: &mut BytesMut, events: &mut VecDeque<ConnectionEvent>) {
+        while let Some((id, request)) = self.held.pop_front() {
+            self.send(id, request, out, events);
+        }
+    }
+
+    /// Encodes a command into `out` and puts it in flight.
+    pub(crate) fn send(
+        &mut self,
+        id: CommandId,
+        request: Request,
+        out: &mut BytesMut,
+        events: &mut VecDeque<ConnectionEvent>,
+    ) {
+        let (kind, error) = match request {
+            Request::Query(sql) => {
+                if frontend::query(&sql, out) {
+                    (
+                        Kind::Query {
+                            rows: Vec::new(),
+                            columns: None,
+                        },
+                        None,
+                    )
+                } else {
+                    (
+                        Kind::Rejected,
+                        Some(ServerError::new(
+                            "ERROR",
+                            "22021",
+                            "the query text contains a NUL byte; pgnotify did not send it",
+                        )),
+                    )
+                }
+            }
+            Request::Publish { channel, payload } => self.encode_publish(&channel, &payload, out),
+        };
+        self.in_flight.push_back(InFlight { id, kind, error });
+        self.complete_rejected(events);
+    }
+
+    fn encode_publish(
+        &mut self,
+        channel: &str,
+        payload: &str,
+        out: &mut BytesMut,
+    ) -> (Kind, Option<ServerError>) {
+        let start = out.len();
+        let (epoch, sent_parse) = match self.statement {
+            Statement::Parsed(epoch) => (epoch, false),
+            Statement::Absent => {
+                self.epoch = self.epoch.wrapping_add(1);
+                frontend::parse_publish(out);
+                (self.epoch, true)
+            }
+        };
+        if !frontend::publish(channel, payload, out) {
+            out.truncate(start);
+            if sent_parse {
+                self.epoch = self.epoch.wrapping_sub(1);
+            }
+            let error = ServerError::new(
+                "ERROR",
+                "54000",
+                "the notification is too large to encode; pgnotify did not send it",
+            );
+            return (Kind::Rejected, Some(error));
+        }
+        if sent_parse {
+            self.statement = Statement::Parsed(epoch);
+        }
+        let kind = Kind::Publish {
+            epoch,
+            sent_parse,
+            parse_complete: false,
+        };
+        (kind, None)
+    }
+
+    /// Completes rejected commands that reached the head of the FIFO.
+    fn complete_rejected(&mut self, events: &mut VecDeque<ConnectionEvent>) {
+        while let Some(head) = self.in_flight.front() {
+            if !matches!(head.kind, Kind::Rejected) {
+                break;
+            }
+            if let Some(done) = self.in_flight.pop_front() {
+                let error = done
+                    .error
+                    .unwrap_or_else(|| ServerError::new("ERROR", "XX000", "command rejected"));
+                events.push_back(ConnectionEvent::CommandComplete {
+                    id: done.id,
+                    result: Err(error),
+                });
+            }
+        }
+    }
+
+    /// Applies one reply to the command at the head of the FIFO. Returns the
+    /// transaction status when the reply was the command's ReadyForQuery.
+    pub(crate) fn on_reply(
+        &mut self,
+        tag: u8,
+        message: Message<'_>,
+        events: &mut VecDeque<ConnectionEvent>,
+    ) -> Result<Option<TransactionStatus>, ProtocolError> {
+        let unexpected = ProtocolError::Unexpected {
+            tag,
+            phase: Phase::Ready,
+        };
+        let Some(head) = self.in_flight.front_mut() else {
+            return Err(unexpected);
+        };
+        match (&mut head.kind, message) {
+            (_, Message::Error(e)) => {
+                head.error.get_or_insert(e);
+            }
+            (Kind::Query { columns, .. }, Message::RowDescription { columns: n }) => {
+                *columns = Some(n);
+            }
+            (Kind::Query { rows, columns }, Message::DataRow(row)) => {
+                if *columns != Some(row.columns) {
+                    return Err(ProtocolError::Malformed {
+                        tag,
+                        what: "row without a matching row description",
+                    });
+                }
+                rows.push(row.values()?);
+            }
+            (
+                Kind::Query { columns, .. },
+                Message::CommandComplete | Message::EmptyQueryResponse,
+            ) => {
+                *columns = None;
+            }
+            (
+                Kind::Publish {
+                    sent_parse: true,
+                    parse_complete,
+                    ..
+                },
+                Message::ParseComplete,
+            ) if !*parse_complete => *parse_complete = true,
+            (Kind::Publish { .. }, Message::BindComplete | Message::CommandComplete) => {}
+            (Kind::Publish { .. }, Message::DataRow(row)) if row.columns == 1 => {}
+            (_, Message::ReadyForQuery(status)) => {
+                self.finish_head(events);
+                return Ok(Some(status));
+            }
+            _ => return Err(unexpected),
+        }
+        Ok(None)
+    }
+
+    /// Pops the head (its ReadyForQuery arrived) and reports its result.
+    fn finish_head(&mut self, events: &mut VecDeque<ConnectionEvent>) {
+        let Some(done) = self.in_flight.pop_front() else {
+            return;
+        };
+        let result = match (done.kind, done.error) {
+            (Kind::Query { rows, .. }, None) => Ok(QueryResult { rows }),
+            (Kind::Publish { .. }, None) => Ok(QueryResult::default()),
+            (
+                Kind::Publish {
+                    epoch,
+                    sent_parse,
+                    parse_complete,
+                },
+                Some(error),
+            ) => Err(self.publish_failed(epoch, sent_parse, parse_complete, error)),
+            (_, Some(error)) => Err(error),
+            (Kind::Rejected, None) => Err(ServerError::new("ERROR", "XX000", "command rejected")),
+        };
+        events.push_back(ConnectionEvent::CommandComplete {
+            id: done.id,
+            result,
+        });
+        self.complete_rejected(events);
+    }
+
+    /// Works out what a failed publish means for the prepared statement, and
+    /// which error to report: a publish pipelined behind a failed Parse gets
+    /// that Parse's error rather than "prepared statement does not exist".
+    fn publish_failed(
+        &mut self,
+        epoch: u64,
+        sent_parse: bool,
+        parse_complete: bool,
+        error: ServerError,
+    ) -> ServerError {
+        if sent_parse && !parse_complete {
+            self.failed_parse = Some((epoch, error.clone()));
+            if self.statement == Statement::Parsed(epoch) {
+                self.statement = Statement::Absent;
+            }
+            return error;
+        }
+        if error.code == INVALID_SQL_STATEMENT_NAME {
+            // The statement is gone (its Parse failed, or the session was
+            // reset behind our back): parse it again next time.
+            if self.statement == Statement::Parsed(epoch) {
+                self.statement = Statement::Absent;
+            }
+            match &self.failed_parse {
+                Some((failed, parse_error)) if *failed == epoch => return parse_error.clone(),
+                _ => {}
+            }
+        }
+        error
+    }
+}
