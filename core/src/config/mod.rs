@@ -1,1 +1,473 @@
-//! Connection configuration (being written).
+//! Connection configuration: libpq connection strings (URL and `key=value`),
+//! PG* environment defaults, and pgnotify's own settings, in one [`Config`].
+//!
+//! # Connection strings
+//!
+//! [`Config::parse`] accepts both libpq forms and tells them apart by the
+//! scheme:
+//!
+//! ```text
+//! postgres://app:s%40cret@db1:5432,db2:5433/orders?sslmode=require&application_name=worker
+//! host=db1,db2 port=5432,5433 user=app password='s@cret' dbname=orders sslmode=require
+//! ```
+//!
+//! Everything libpq does with those strings is done the same way here:
+//! percent-decoding in every URL component, bracketed IPv6 addresses, several
+//! hosts with one port for all or one each (an empty entry takes the default),
+//! a host starting with `/` as a unix socket directory, single-quoted values
+//! with `\'` and `\\` escapes, later parameters overriding earlier ones, and
+//! an empty value meaning "not given". Where pgnotify differs, it refuses
+//! rather than guesses, with an error that names the parameter:
+//!
+//! - unknown parameters, and libpq parameters pgnotify does not implement
+//!   (`sslcert`, `options`, `service`, ...), are errors, never ignored;
+//! - `sslmode=allow` is refused (see [`SslMode`]);
+//! - `target_session_attrs` takes only `any` and `read-write`, since LISTEN
+//!   fails on a standby (see [`TargetSessionAttrs`]);
+//! - with no host at all the default is TCP to `localhost`, not a socket
+//!   directory compiled into libpq ([`DEFAULT_HOST`]);
+//! - with no user at all (string, `PGUSER`, `USER`, `LOGNAME`), the user is
+//!   `postgres` ([`DEFAULT_USER`]); the database defaults to the user.
+//!
+//! # Environment
+//!
+//! The core reads no environment itself. [`Config::parse_with_env`] and
+//! [`Config::from_env`] are handed the variables (for example
+//! `std::env::vars()`) and take the ones in [`ENV_VARIABLES`] as defaults:
+//! a parameter the string gives, even empty, wins and its variable is not
+//! looked at, as in libpq.
+//!
+//! # pgnotify's own parameters
+//!
+//! | parameter | default | meaning |
+//! |---|---|---|
+//! | `ping_interval` | 10s | ping the server this often while connected |
+//! | `ping_timeout` | 5s | replace the connection if a ping is unanswered this long |
+//! | `backoff_min` | 100ms | the shortest wait between reconnect attempts (after the first, immediate one) |
+//! | `backoff_max` | 10s | the longest wait (at least `backoff_min`) |
+//! | `backoff_reset_after` | 30s | healthy time after which the backoff starts again from the minimum |
+//! | `publish_timeout` | 5s | how long a publish waits for a connection |
+//! | `listen_check_every` | 0 (off) | compare `pg_listening_channels()` with the registry every N pings |
+//! | `queue_capacity` | 1024 | default subscriber queue capacity, in items |
+//! | `overflow_policy` | `drop-oldest` | default [`OverflowPolicy`](crate::OverflowPolicy) |
+//! | `max_frame_size` | 1MiB | the largest server message accepted, in bytes (or `KiB`, `MiB`) |
+//! | `jitter_seed` | 0 | seed of the backoff jitter |
+//!
+//! Durations are written `500ms`, `5s`, `2m`, `1h` or as a plain number of
+//! seconds, up to [`MAX_DURATION`]. libpq's own timing parameters keep
+//! libpq's units (`connect_timeout` and `keepalives_*` in seconds,
+//! `tcp_user_timeout` in milliseconds).
+//!
+//! The jitter seed makes runs reproducible: the same configuration and the
+//! same inputs give the same reconnect schedule. Processes that share a seed
+//! also share their jitter and reconnect in step after an outage, so give
+//! each process its own seed in production (the driver may draw one when
+//! [`Config::explicit_seed`] is `None`).
+//!
+//! # Secrets
+//!
+//! `Debug`, `Display` and every [`ConfigError`] leave the password out;
+//! only [`Config::to_conninfo`] and [`Config::password`] give it back.
+
+mod builder;
+mod duration;
+mod env;
+mod error;
+mod host;
+mod keepalive;
+mod keyvalue;
+mod params;
+mod render;
+mod session_attrs;
+mod tls;
+mod url;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use builder::{ConfigBuilder, DEFAULT_USER, MAX_FRAME_LEN, MAX_QUEUE_CAPACITY, MIN_FRAME_LEN};
+pub use duration::MAX_DURATION;
+pub use env::ENV_VARIABLES;
+pub use error::ConfigError;
+pub use host::{DEFAULT_HOST, DEFAULT_PORT, HostSpec};
+pub use keepalive::Keepalive;
+pub use session_attrs::TargetSessionAttrs;
+pub use tls::{SslMode, SslRootCert};
+
+use crate::SubscribeOptions;
+use env::EnvDefaults;
+use error::REDACTED;
+use params::Params;
+
+/// The defaults of pgnotify's own settings.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// How often the bus pings while connected: 10 s.
+    pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+    /// How long a ping may go unanswered: 5 s.
+    pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The shortest reconnect backoff: 100 ms.
+    pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+    /// The longest reconnect backoff: 10 s.
+    pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+    /// Healthy time before the backoff resets: 30 s.
+    pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(30);
+    /// How long a publish waits for a connection: 5 s.
+    pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The largest server message accepted: 1 MiB.
+    pub const MAX_FRAME_LEN: usize = 1024 * 1024;
+}
+
+/// Everything pgnotify needs to know to connect and to run its bus: the
+/// servers to try, credentials, TLS, timeouts, and pgnotify's own settings.
+///
+/// Build one from a libpq connection string ([`Config::parse`], or
+/// [`str::parse`]), from a string plus the PG* environment
+/// ([`Config::parse_with_env`]), or in code ([`Config::builder`]). Every
+/// `Config` is valid: the checks happen when it is made.
+///
+/// `Debug` and `Display` leave the password out; [`to_conninfo`](Self::to_conninfo)
+/// writes it back as a connection string that parses to an equal `Config`.
+///
+/// ```
+/// use std::time::Duration;
+/// use pgnotify_core::config::{Config, HostSpec, SslMode};
+///
+/// let config: Config = "postgres://app:pw@db:5433/orders?sslmode=require&ping_interval=2s".parse()?;
+/// assert_eq!(config.hosts(), [HostSpec::tcp("db", 5433)]);
+/// assert_eq!(config.ssl_mode(), SslMode::Require);
+/// assert_eq!(config.ping_interval(), Duration::from_secs(2));
+/// assert!(!format!("{config:?} {config}").contains("pw@"));
+/// assert_eq!(config.to_conninfo().parse::<Config>()?, config);
+/// # Ok::<(), pgnotify_core::config::ConfigError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    hosts: Vec<HostSpec>,
+    user: String,
+    password: Option<String>,
+    dbname: String,
+    application_name: Option<String>,
+    ssl_mode: SslMode,
+    ssl_root_cert: Option<SslRootCert>,
+    connect_timeout: Option<Duration>,
+    keepalive: Keepalive,
+    target_session_attrs: TargetSessionAttrs,
+    ping_interval: Duration,
+    ping_timeout: Duration,
+    backoff_min: Duration,
+    backoff_max: Duration,
+    backoff_reset_after: Duration,
+    publish_timeout: Duration,
+    listen_check_every: u32,
+    subscribe_options: SubscribeOptions,
+    max_frame_len: usize,
+    seed: Option<u64>,
+}
+
+impl Config {
+    /// Parses a libpq connection string, a URL (`postgres://` or
+    /// `postgresql://`) or `key=value` pairs, recognised by the scheme.
+    /// Nothing is taken from the environment.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        Self::parse_with_env(s, std::iter::empty::<(&str, &str)>())
+    }
+
+    /// Parses a connection string, taking the PG* variables in `env` as
+    /// defaults for whatever the string does not give.
+    ///
+    /// `env` is any list of `(name, value)` pairs, typically
+    /// `std::env::vars()`; see [`ENV_VARIABLES`]. An invalid variable is an
+    /// [`ConfigError::Environment`] naming it.
+    ///
+    /// ```
+    /// use pgnotify_core::config::{Config, HostSpec};
+    /// let env = [("PGHOST", "db"), ("PGUSER", "app"), ("PGPORT", "6432")];
+    /// let config = Config::parse_with_env("port=5432", env)?;
+    /// assert_eq!(config.hosts(), [HostSpec::tcp("db", 5432)]);
+    /// assert_eq!(config.user(), "app");
+    /// # Ok::<(), pgnotify_core::config::ConfigError>(())
+    /// ```
+    pub fn parse_with_env<K, V>(
+        s: &str,
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let explicit = split_connection_string(s)?;
+        let env = EnvDefaults::collect(env);
+        let mut params = Params::default();
+        for (variable, name, value) in &env.params {
+            if explicit.iter().any(|(key, _)| key == name) {
+                continue;
+            }
+            params
+                .apply(name, value)
+                .map_err(|source| ConfigError::Environment {
+                    variable: (*variable).to_owned(),
+                    source: Box::new(source),
+                })?;
+        }
+        params.os_user = env.os_user;
+        for (name, value) in &explicit {
+            params.apply(name, value)?;
+        }
+        params.finish()
+    }
+
+    /// Builds a configuration from the PG* variables in `env` alone.
+    pub fn from_env<K, V>(env: impl IntoIterator<Item = (K, V)>) -> Result<Self, ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Self::parse_with_env("", env)
+    }
+
+    /// Starts a configuration in code, every setting at its default.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::new()
+    }
+
+    /// A builder holding this configuration, to change some settings.
+    pub fn to_builder(&self) -> ConfigBuilder {
+        ConfigBuilder {
+            hosts: self.hosts.clone(),
+            user: Some(self.user.clone()),
+            password: self.password.clone(),
+            dbname: Some(self.dbname.clone()),
+            application_name: self.application_name.clone(),
+            ssl_mode: Some(self.ssl_mode),
+            ssl_root_cert: self.ssl_root_cert.clone(),
+            connect_timeout: self.connect_timeout,
+            keepalive: self.keepalive.clone(),
+            target_session_attrs: self.target_session_attrs,
+            ping_interval: Some(self.ping_interval),
+            ping_timeout: Some(self.ping_timeout),
+            backoff_min: Some(self.backoff_min),
+            backoff_max: Some(self.backoff_max),
+            backoff_reset_after: Some(self.backoff_reset_after),
+            publish_timeout: Some(self.publish_timeout),
+            listen_check_every: self.listen_check_every,
+            queue_capacity: Some(self.subscribe_options.capacity_items()),
+            overflow_policy: self.subscribe_options.overflow_policy(),
+            max_frame_len: Some(self.max_frame_len),
+            seed: self.seed,
+        }
+    }
+
+    /// The servers to try, in order; never empty.
+    pub fn hosts(&self) -> &[HostSpec] {
+        &self.hosts
+    }
+
+    /// The user name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The password, if any.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// The database name.
+    pub fn dbname(&self) -> &str {
+        &self.dbname
+    }
+
+    /// The `application_name` to send at startup, if any.
+    pub fn application_name(&self) -> Option<&str> {
+        self.application_name.as_deref()
+    }
+
+    /// Whether and how to use TLS.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    /// Which certificate authorities to trust; `None` leaves the choice to
+    /// the driver (libpq reads `~/.postgresql/root.crt`).
+    pub fn ssl_root_cert(&self) -> Option<&SslRootCert> {
+        self.ssl_root_cert.as_ref()
+    }
+
+    /// How long one connection attempt may take; `None` means no limit.
+    /// Whole seconds, at least two, as in libpq.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+
+    /// TCP keepalive settings for the driver's socket.
+    pub fn keepalive(&self) -> &Keepalive {
+        &self.keepalive
+    }
+
+    /// Which servers are acceptable among several hosts.
+    pub fn target_session_attrs(&self) -> TargetSessionAttrs {
+        self.target_session_attrs
+    }
+
+    /// How often the bus pings while connected.
+    pub fn ping_interval(&self) -> Duration {
+        self.ping_interval
+    }
+
+    /// How long a ping may go unanswered before the connection is replaced.
+    pub fn ping_timeout(&self) -> Duration {
+        self.ping_timeout
+    }
+
+    /// The shortest wait between reconnect attempts after the first.
+    pub fn backoff_min(&self) -> Duration {
+        self.backoff_min
+    }
+
+    /// The longest wait between reconnect attempts; never below
+    /// [`backoff_min`](Self::backoff_min).
+    pub fn backoff_max(&self) -> Duration {
+        self.backoff_max
+    }
+
+    /// How long a connection must stay healthy before the backoff resets.
+    pub fn backoff_reset_after(&self) -> Duration {
+        self.backoff_reset_after
+    }
+
+    /// How long a publish waits for a connection before it fails.
+    pub fn publish_timeout(&self) -> Duration {
+        self.publish_timeout
+    }
+
+    /// Compare `pg_listening_channels()` with the registry every this many
+    /// pings; 0 means never.
+    pub fn listen_check_every(&self) -> u32 {
+        self.listen_check_every
+    }
+
+    /// The queue capacity and overflow policy a subscriber gets when it asks
+    /// for none.
+    pub fn default_subscribe_options(&self) -> SubscribeOptions {
+        self.subscribe_options.clone()
+    }
+
+    /// The largest server message accepted, in bytes.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
+    /// The seed of the backoff jitter (0 unless set).
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
+    }
+
+    /// The seed if one was set, so a driver can tell "0 by default" (and
+    /// draw its own) from "0 on purpose".
+    pub fn explicit_seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// Writes this configuration as a `key=value` connection string,
+    /// password included, that parses back to an equal `Config`.
+    ///
+    /// Hosts, ports, user and database are always written, other settings
+    /// only when they differ from their defaults. Treat the result as a
+    /// secret.
+    pub fn to_conninfo(&self) -> String {
+        render::conninfo(self, false)
+    }
+}
+
+/// Splits either form of connection string into its pairs.
+fn split_connection_string(s: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let start = s.len() - s.trim_start().len();
+    let text = &s[start..];
+    if url::scheme_len(text).is_some() {
+        return url::parse(text.trim_end(), start);
+    }
+    let first_word = text
+        .find(|c: char| keyvalue::is_space(c) || c == '=')
+        .map_or(text, |end| &text[..end]);
+    if let Some((scheme, _)) = first_word.split_once("://") {
+        return Err(ConfigError::UnsupportedScheme {
+            scheme: scheme.to_owned(),
+        });
+    }
+    keyvalue::parse(s)
+}
+
+impl Default for Config {
+    /// `localhost:5432`, user `postgres`, every other setting at its default.
+    fn default() -> Self {
+        Self {
+            hosts: vec![HostSpec::tcp(DEFAULT_HOST, DEFAULT_PORT)],
+            user: DEFAULT_USER.to_owned(),
+            password: None,
+            dbname: DEFAULT_USER.to_owned(),
+            application_name: None,
+            ssl_mode: SslMode::default(),
+            ssl_root_cert: None,
+            connect_timeout: None,
+            keepalive: Keepalive::default(),
+            target_session_attrs: TargetSessionAttrs::default(),
+            ping_interval: defaults::PING_INTERVAL,
+            ping_timeout: defaults::PING_TIMEOUT,
+            backoff_min: defaults::BACKOFF_MIN,
+            backoff_max: defaults::BACKOFF_MAX,
+            backoff_reset_after: defaults::BACKOFF_RESET_AFTER,
+            publish_timeout: defaults::PUBLISH_TIMEOUT,
+            listen_check_every: 0,
+            subscribe_options: SubscribeOptions::default(),
+            max_frame_len: defaults::MAX_FRAME_LEN,
+            seed: None,
+        }
+    }
+}
+
+impl FromStr for Config {
+    type Err = ConfigError;
+
+    /// Same as [`Config::parse`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for Config {
+    /// The connection string of [`to_conninfo`](Config::to_conninfo) with the
+    /// password replaced by `<redacted>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&render::conninfo(self, true))
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("hosts", &self.hosts)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("dbname", &self.dbname)
+            .field("application_name", &self.application_name)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("target_session_attrs", &self.target_session_attrs)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("backoff_min", &self.backoff_min)
+            .field("backoff_max", &self.backoff_max)
+            .field("backoff_reset_after", &self.backoff_reset_after)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("listen_check_every", &self.listen_check_every)
+            .field("subscribe_options", &self.subscribe_options)
+            .field("max_frame_len", &self.max_frame_len)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
