@@ -1,9 +1,80 @@
 //! pgnotify on async-std.
 //!
 //! async-std has been discontinued upstream and points its users to smol;
-//! this adapter stays, thin, for code that still runs on it. Prefer `pgnotify-smol`.
+//! this adapter stays, thin, for code that still runs on it. Prefer
+//! `pgnotify-smol`.
 //!
-//! This crate will implement the `pgnotify-driver` Runtime trait for async-std (TCP
-//! and unix sockets, TLS with rustls, timers, spawning) and re-export the
-//! `Listener` API. Nothing is implemented yet: it is an empty library until
-//! the adapters issue lands.
+//! This crate holds only what differs on async-std: [`AsyncStdRuntime`], the
+//! implementation of the driver's [`Runtime`] seam. Everything else (the
+//! connection logic, TLS, and soon `Listener` and `Subscription`) lives once
+//! in `pgnotify-driver`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_std::net::ToSocketAddrs;
+use pgnotify_driver::{BoxFuture, FuturesIo, Runtime, Timer, Transport};
+
+/// The async-std implementation of the driver's [`Runtime`].
+///
+/// The driver's task is spawned with [`async_std::task::spawn`]. Timers
+/// come from `async-io`, the reactor async-std itself runs on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncStdRuntime;
+
+impl Runtime for AsyncStdRuntime {
+    fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        Box::pin(async move {
+            let stream = async_std::net::TcpStream::connect(addr).await?;
+            // PostgreSQL messages are small; never wait to coalesce them.
+            stream.set_nodelay(true)?;
+            Ok(Box::new(FuturesIo(stream)) as Box<dyn Transport>)
+        })
+    }
+
+    #[cfg(unix)]
+    fn connect_unix(&self, path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        let path = path.to_owned();
+        Box::pin(async move {
+            let stream = async_std::os::unix::net::UnixStream::connect(path).await?;
+            Ok(Box::new(FuturesIo(stream)) as Box<dyn Transport>)
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn connect_unix(&self, _path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        Box::pin(async { Err(io::ErrorKind::Unsupported.into()) })
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
+        let host = host.to_owned();
+        Box::pin(async move { Ok((host.as_str(), port).to_socket_addrs().await?.collect()) })
+    }
+
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
+        Box::pin(AsyncIoTimer(async_io::Timer::at(deadline)))
+    }
+
+    fn spawn(&self, future: BoxFuture<()>) {
+        drop(async_std::task::spawn(future));
+    }
+}
+
+/// An async-io timer as a driver [`Timer`].
+#[derive(Debug)]
+struct AsyncIoTimer(async_io::Timer);
+
+impl Timer for AsyncIoTimer {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.0.set_at(deadline);
+    }
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(drop)
+    }
+}

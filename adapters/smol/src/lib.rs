@@ -1,6 +1,76 @@
 //! pgnotify on smol.
 //!
-//! This crate will implement the `pgnotify-driver` Runtime trait for smol (TCP
-//! and unix sockets, TLS with rustls, timers, spawning) and re-export the
-//! `Listener` API. Nothing is implemented yet: it is an empty library until
-//! the adapters issue lands.
+//! This crate holds only what differs on smol: [`SmolRuntime`], the
+//! implementation of the driver's [`Runtime`] seam. Everything else (the
+//! connection logic, TLS, and soon `Listener` and `Subscription`) lives once
+//! in `pgnotify-driver`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use pgnotify_driver::{BoxFuture, FuturesIo, Runtime, Timer, Transport};
+use smol::future::Future;
+
+/// The smol implementation of the driver's [`Runtime`].
+///
+/// The driver's task is spawned on smol's global executor
+/// ([`smol::spawn`]), which runs on its own threads: no executor needs to be
+/// driven by the application for pgnotify to make progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SmolRuntime;
+
+impl Runtime for SmolRuntime {
+    fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        Box::pin(async move {
+            let stream = smol::net::TcpStream::connect(addr).await?;
+            // PostgreSQL messages are small; never wait to coalesce them.
+            stream.set_nodelay(true)?;
+            Ok(Box::new(FuturesIo(stream)) as Box<dyn Transport>)
+        })
+    }
+
+    #[cfg(unix)]
+    fn connect_unix(&self, path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        let path = path.to_owned();
+        Box::pin(async move {
+            let stream = smol::net::unix::UnixStream::connect(path).await?;
+            Ok(Box::new(FuturesIo(stream)) as Box<dyn Transport>)
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn connect_unix(&self, _path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        Box::pin(async { Err(io::ErrorKind::Unsupported.into()) })
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
+        let host = host.to_owned();
+        Box::pin(async move { smol::net::resolve((host.as_str(), port)).await })
+    }
+
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
+        Box::pin(AsyncIoTimer(smol::Timer::at(deadline)))
+    }
+
+    fn spawn(&self, future: BoxFuture<()>) {
+        smol::spawn(future).detach();
+    }
+}
+
+/// An async-io timer as a driver [`Timer`].
+#[derive(Debug)]
+struct AsyncIoTimer(smol::Timer);
+
+impl Timer for AsyncIoTimer {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.0.set_at(deadline);
+    }
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(drop)
+    }
+}

@@ -1,6 +1,134 @@
 //! pgnotify on tokio.
 //!
-//! This crate will implement the `pgnotify-driver` Runtime trait for tokio (TCP
-//! and unix sockets, TLS with rustls, timers, spawning) and re-export the
-//! `Listener` API. Nothing is implemented yet: it is an empty library until
-//! the adapters issue lands.
+//! This crate holds only what differs on tokio: [`TokioRuntime`], the
+//! implementation of the driver's [`Runtime`] seam. Everything else (the
+//! connection logic, TLS, and soon `Listener` and `Subscription`) lives once
+//! in `pgnotify-driver`. It needs tokio's `rt`, `net` and `time` features and
+//! nothing more.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use pgnotify_driver::socket2::SockRef;
+use pgnotify_driver::{BoxFuture, Runtime, Timer, Transport};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::runtime::Handle;
+
+/// The tokio implementation of the driver's [`Runtime`].
+///
+/// It remembers the runtime it was created in and spawns the driver's task
+/// there, so it may be used from any thread afterwards.
+#[derive(Debug, Clone)]
+pub struct TokioRuntime {
+    handle: Handle,
+}
+
+impl TokioRuntime {
+    /// Uses the tokio runtime this is called from.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, like [`Handle::current`]; see
+    /// [`TokioRuntime::try_current`].
+    pub fn current() -> Self {
+        Self::from_handle(Handle::current())
+    }
+
+    /// Uses the tokio runtime this is called from, if any.
+    pub fn try_current() -> Option<Self> {
+        Handle::try_current().ok().map(Self::from_handle)
+    }
+
+    /// Uses the tokio runtime behind `handle`.
+    ///
+    /// The runtime must have its IO and time drivers enabled
+    /// (`Builder::enable_all`).
+    pub fn from_handle(handle: Handle) -> Self {
+        TokioRuntime { handle }
+    }
+}
+
+impl Runtime for TokioRuntime {
+    fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            // PostgreSQL messages are small; never wait to coalesce them.
+            stream.set_nodelay(true)?;
+            Ok(Box::new(Stream(stream)) as Box<dyn Transport>)
+        })
+    }
+
+    #[cfg(unix)]
+    fn connect_unix(&self, path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        let path = path.to_owned();
+        Box::pin(async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok(Box::new(Stream(stream)) as Box<dyn Transport>)
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn connect_unix(&self, _path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        Box::pin(async { Err(io::ErrorKind::Unsupported.into()) })
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
+        let host = host.to_owned();
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
+        let _context = self.handle.enter();
+        Box::pin(Sleep(Box::pin(tokio::time::sleep_until(deadline.into()))))
+    }
+
+    fn spawn(&self, future: BoxFuture<()>) {
+        drop(self.handle.spawn(future));
+    }
+}
+
+/// A tokio socket as a driver [`Transport`].
+struct Stream<S>(S);
+
+impl<S> Transport for Stream<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    for<'a> SockRef<'a>: From<&'a S>,
+{
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        Pin::new(&mut self.0)
+            .poll_read(cx, &mut buf)
+            .map_ok(|()| buf.filled().len())
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn socket(&self) -> SockRef<'_> {
+        SockRef::from(&self.0)
+    }
+}
+
+/// A tokio sleep as a driver [`Timer`].
+///
+/// Boxed inside so that it is `Unpin`: the driver creates one timer per
+/// connection task, and this keeps the adapter free of `unsafe`.
+#[derive(Debug)]
+struct Sleep(Pin<Box<tokio::time::Sleep>>);
+
+impl Timer for Sleep {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.0.as_mut().reset(deadline.into());
+    }
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}

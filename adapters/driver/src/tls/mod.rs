@@ -1,0 +1,229 @@
+//! TLS with rustls, written once for every runtime.
+//!
+//! rustls is used sans-IO: a [`rustls::ClientConnection`] is fed the bytes
+//! read from the plain [`Transport`](crate::Transport) and hands back the
+//! bytes to write, inside [`Stream`](crate::Stream). No runtime needs its own
+//! TLS crate, and the handshake, the certificate checks per sslmode and the
+//! channel-binding data exist in one place. The crypto provider is ring.
+
+mod binding;
+mod verify;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+
+pub use binding::tls_server_end_point;
+pub use verify::{RootCerts, Verification};
+
+/// The ALPN protocol name PostgreSQL 17 and later expect; older servers ignore it.
+const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+/// A TLS client configuration: how the server's certificate is verified and
+/// which roots are trusted.
+///
+/// Build one per connection attempt, or once and reuse it: it is cheap to
+/// clone and loading the roots (a file or the system store) happens only in
+/// [`TlsConnector::new`].
+#[derive(Debug, Clone)]
+pub struct TlsConnector {
+    config: Arc<ClientConfig>,
+    verification: Verification,
+}
+
+impl TlsConnector {
+    /// Creates a connector that verifies the server per `verification`,
+    /// trusting `roots` (needed unless `verification` is
+    /// [`Verification::None`]).
+    ///
+    /// Fails when the roots cannot be loaded: a missing or unreadable file, a
+    /// file without a certificate, or an empty system store.
+    pub fn new(verification: Verification, roots: Option<&RootCerts>) -> Result<Self, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = verify::verifier(verification, roots, &provider)?;
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config {
+                reason: e.to_string(),
+            })?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+        Ok(TlsConnector {
+            config: Arc::new(config),
+            verification,
+        })
+    }
+
+    /// What this connector checks about the server's certificate.
+    pub fn verification(&self) -> Verification {
+        self.verification
+    }
+
+    /// Starts a client session for `host` (the host name or IP address
+    /// connected to, used for SNI and, with [`Verification::Full`], checked
+    /// against the certificate).
+    pub(crate) fn session(&self, host: &str) -> Result<rustls::ClientConnection, TlsError> {
+        let name = match ServerName::try_from(host.to_owned()) {
+            Ok(name) => name,
+            Err(_) if self.verification != Verification::Full => {
+                // Nothing checks the name: any valid one will do for SNI.
+                ServerName::try_from("localhost").expect("a valid DNS name")
+            }
+            Err(_) => {
+                return Err(TlsError::InvalidServerName {
+                    host: host.to_owned(),
+                });
+            }
+        };
+        rustls::ClientConnection::new(self.config.clone(), name).map_err(|e| TlsError::Config {
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Why a TLS connection could not be set up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// Verification needs root certificates and none were configured.
+    RootCertUnset,
+    /// The root certificate file does not exist.
+    RootCertMissing {
+        /// The file looked for.
+        path: PathBuf,
+    },
+    /// The root certificate file exists but could not be read.
+    RootCertUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why reading failed.
+        source: io::Error,
+    },
+    /// The root certificate file holds no usable certificate.
+    RootCertInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `sslrootcert=system` was asked for but the system store gave nothing.
+    SystemRootsUnavailable {
+        /// What went wrong while loading it.
+        reason: String,
+    },
+    /// `verify-full` needs a host name or IP address, and this is neither.
+    InvalidServerName {
+        /// The host as configured.
+        host: String,
+    },
+    /// The server's certificate was rejected.
+    Certificate {
+        /// The host connected to.
+        host: String,
+        /// What is wrong with the certificate.
+        error: rustls::CertificateError,
+    },
+    /// The TLS handshake failed for another reason (protocol versions, alerts,
+    /// a bad handshake signature, ...).
+    Handshake(rustls::Error),
+    /// The server closed the connection during the handshake.
+    Closed,
+    /// Reading or writing the socket failed during the handshake.
+    Io(io::Error),
+    /// rustls refused the configuration (should not happen with ring).
+    Config {
+        /// rustls's explanation.
+        reason: String,
+    },
+}
+
+impl TlsError {
+    /// Classifies an error from the rustls state machine during a handshake with `host`.
+    pub(crate) fn from_rustls(error: rustls::Error, host: &str) -> TlsError {
+        match error {
+            rustls::Error::InvalidCertificate(error) => TlsError::Certificate {
+                host: host.to_owned(),
+                error,
+            },
+            other => TlsError::Handshake(other),
+        }
+    }
+
+    /// Whether trying again later might succeed (network trouble) rather than
+    /// needing a change of configuration or certificates.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TlsError::Closed | TlsError::Io(_))
+    }
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use rustls::CertificateError as C;
+        match self {
+            TlsError::RootCertUnset => f.write_str(
+                "server certificate verification needs root certificates: set sslrootcert to a file or to \"system\"",
+            ),
+            TlsError::RootCertMissing { path } => write!(
+                f,
+                "root certificate file \"{}\" does not exist: provide it, use sslrootcert=system for the system's roots, or use sslmode=require to skip verification",
+                path.display()
+            ),
+            TlsError::RootCertUnreadable { path, source } => {
+                write!(f, "could not read root certificate file \"{}\": {source}", path.display())
+            }
+            TlsError::RootCertInvalid { path, reason } => write!(
+                f,
+                "root certificate file \"{}\" is not usable: {reason}",
+                path.display()
+            ),
+            TlsError::SystemRootsUnavailable { reason } => {
+                write!(f, "could not load the system's root certificates: {reason}")
+            }
+            TlsError::InvalidServerName { host } => write!(
+                f,
+                "sslmode=verify-full needs a host name or IP address to check the certificate against, and \"{host}\" is neither"
+            ),
+            TlsError::Certificate { host, error } => match error {
+                C::UnknownIssuer => write!(
+                    f,
+                    "the server certificate for \"{host}\" is not signed by a trusted root certificate"
+                ),
+                C::NotValidForName | C::NotValidForNameContext { .. } => write!(
+                    f,
+                    "the server certificate is not valid for host name \"{host}\""
+                ),
+                C::Expired | C::ExpiredContext { .. } => {
+                    write!(f, "the server certificate for \"{host}\" has expired")
+                }
+                C::NotValidYet | C::NotValidYetContext { .. } => {
+                    write!(f, "the server certificate for \"{host}\" is not valid yet")
+                }
+                C::Revoked => write!(f, "the server certificate for \"{host}\" has been revoked"),
+                other => write!(f, "the server certificate for \"{host}\" was rejected: {other:?}"),
+            },
+            TlsError::Handshake(error) => write!(f, "the TLS handshake failed: {error}"),
+            TlsError::Closed => {
+                f.write_str("the server closed the connection during the TLS handshake")
+            }
+            TlsError::Io(error) => write!(f, "I/O error during the TLS handshake: {error}"),
+            TlsError::Config { reason } => write!(f, "invalid TLS configuration: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TlsError::RootCertUnreadable { source, .. } => Some(source),
+            TlsError::Handshake(error) => Some(error),
+            TlsError::Io(error) => Some(error),
+            _ => None,
+        }
+    }
+}
