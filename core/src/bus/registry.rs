@@ -164,7 +164,10 @@ impl Channel {
 
 /// The LISTEN/UNLISTEN statements of one query, and the token to settle
 /// them with [`ChannelRegistry::ack`] or [`ChannelRegistry::fail`].
-#[derive(Debug)]
+///
+/// `Batch::default()` is an empty batch that settles nothing: for a new
+/// connection whose only LISTEN is the bus's ping channel.
+#[derive(Debug, Default)]
 #[must_use = "a batch must be sent, then acknowledged or failed"]
 pub(crate) struct Batch {
     id: u64,
