@@ -218,6 +218,18 @@ pub(crate) fn resolve(
         .collect()
 }
 
+/// Checks every entry of a `port` list, so that a bad one is reported
+/// where it was read (a string or an environment variable).
+pub(crate) fn check_port_list(list: &str) -> Result<(), ConfigError> {
+    list.split(',').try_for_each(|p| parse_port(p).map(drop))
+}
+
+/// Checks every entry of a `hostaddr` list.
+pub(crate) fn check_hostaddr_list(list: &str) -> Result<(), ConfigError> {
+    list.split(',')
+        .try_for_each(|a| parse_hostaddr(a).map(drop))
+}
+
 fn host_spec(name: &str, hostaddr: Option<IpAddr>, port: u16) -> Result<HostSpec, ConfigError> {
     if name.starts_with('/') {
         if let Some(addr) = hostaddr {

@@ -92,6 +92,7 @@ pub use env::ENV_VARIABLES;
 pub use error::ConfigError;
 pub use host::{DEFAULT_HOST, DEFAULT_PORT, HostSpec};
 pub use keepalive::Keepalive;
+pub use params::PARAMETERS;
 pub use session_attrs::TargetSessionAttrs;
 pub use tls::{SslMode, SslRootCert};
 

@@ -10,6 +10,37 @@ use super::tls::SslRootCert;
 use super::{Config, duration, host};
 use crate::OverflowPolicy;
 
+/// Every parameter a connection string may hold, libpq's first.
+pub const PARAMETERS: [&str; 27] = [
+    "host",
+    "hostaddr",
+    "port",
+    "user",
+    "password",
+    "dbname",
+    "application_name",
+    "sslmode",
+    "sslrootcert",
+    "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "target_session_attrs",
+    "ping_interval",
+    "ping_timeout",
+    "backoff_min",
+    "backoff_max",
+    "backoff_reset_after",
+    "publish_timeout",
+    "listen_check_every",
+    "queue_capacity",
+    "overflow_policy",
+    "max_frame_size",
+    "jitter_seed",
+];
+
 /// libpq parameters pgnotify refuses by name rather than as unknown.
 const UNSUPPORTED: [&str; 30] = [
     "passfile",
@@ -65,11 +96,34 @@ impl Params {
     pub(crate) fn apply(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         let b = &mut self.builder;
         let text = (!value.is_empty()).then(|| value.to_owned());
+        if !PARAMETERS.contains(&name) {
+            let name = name.to_owned();
+            return Err(if UNSUPPORTED.contains(&name.as_str()) {
+                ConfigError::UnsupportedParameter { name }
+            } else {
+                ConfigError::UnknownParameter { name }
+            });
+        }
+        if value.contains('\0') {
+            // Checked here as well as in `build`, so that the error names the
+            // environment variable a bad value came from.
+            return Err(ConfigError::invalid(
+                name,
+                value,
+                "must not contain a NUL byte",
+            ));
+        }
         let given = !value.is_empty();
         match name {
             "host" => self.host = text,
-            "hostaddr" => self.hostaddr = text,
-            "port" => self.port = text,
+            "hostaddr" => {
+                host::check_hostaddr_list(value)?;
+                self.hostaddr = text;
+            }
+            "port" => {
+                host::check_port_list(value)?;
+                self.port = text;
+            }
             "user" => b.user = text,
             "password" => b.password = text,
             "dbname" => b.dbname = text,
@@ -155,11 +209,6 @@ impl Params {
                         ConfigError::invalid(name, value, "expected a number from 0 to 2^64-1")
                     })?;
             }
-            _ if UNSUPPORTED.contains(&name) => {
-                return Err(ConfigError::UnsupportedParameter {
-                    name: name.to_owned(),
-                });
-            }
             _ => {
                 return Err(ConfigError::UnknownParameter {
                     name: name.to_owned(),
@@ -235,4 +284,33 @@ fn bytes(name: &str, value: &str) -> Result<usize, ConfigError> {
         .ok()
         .and_then(|n| n.checked_mul(scale))
         .ok_or_else(|| ConfigError::invalid(name, value, EXPECTED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_parameter_is_applied_and_none_is_both_known_and_unsupported() {
+        for name in PARAMETERS {
+            assert_eq!(
+                Params::default().apply(name, ""),
+                Ok(()),
+                "parameter {name}"
+            );
+            assert!(!UNSUPPORTED.contains(&name), "{name} is listed twice");
+        }
+    }
+
+    #[test]
+    fn unsupported_libpq_parameters_are_named_as_such() {
+        for name in UNSUPPORTED {
+            assert_eq!(
+                Params::default().apply(name, "x"),
+                Err(ConfigError::UnsupportedParameter {
+                    name: name.to_owned()
+                })
+            );
+        }
+    }
 }
