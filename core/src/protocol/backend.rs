@@ -113,7 +113,11 @@ pub(crate) fn decode<'a>(tag: u8, body: &'a Body<'_>) -> Result<Message<'a>, Pro
         }),
         b'E' => Message::Error(server_error(&mut r)?),
         b'N' => Message::Notice(server_error(&mut r)?),
-        b'A' => Message::Notification(notification(body)?),
+        b'A' => {
+            // Decoded from the frame itself so that it can share its bytes.
+            r.rest();
+            Message::Notification(notification(body)?)
+        }
         b'T' => {
             let columns = r.u16()?;
             // The per-column descriptions are not needed; skip them.

@@ -1,0 +1,422 @@
+//! The command FIFO: simple queries, the publish pipeline, errors and
+//! notifications interleaved with replies.
+
+mod protocol_common;
+
+use pgnotify_core::protocol::{
+    CommandId, ConnectionError, ConnectionEvent, QueryResult, ServerError, TransactionStatus,
+};
+use pgnotify_core::{Notification, SharedStr};
+use protocol_common::*;
+
+/// The results of every completed command, in order.
+fn results(out: &Outcome) -> Vec<Result<QueryResult, ServerError>> {
+    out.events
+        .iter()
+        .filter_map(|e| match e {
+            ConnectionEvent::CommandComplete { result, .. } => Some(result.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ids(out: &Outcome) -> Vec<CommandId> {
+    out.events
+        .iter()
+        .filter_map(|e| match e {
+            ConnectionEvent::CommandComplete { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rows(values: &[&[Option<&str>]]) -> QueryResult {
+    let mut r = QueryResult::default();
+    r.rows = values
+        .iter()
+        .map(|row| row.iter().map(|v| v.map(str::to_owned)).collect())
+        .collect();
+    r
+}
+
+fn note(pid: i32, channel: &str, payload: &str) -> ConnectionEvent {
+    ConnectionEvent::Notification(Notification {
+        channel: SharedStr::from(channel),
+        payload: SharedStr::from(payload),
+        process_id: pid,
+    })
+}
+
+fn query(sql: &'static str) -> Step {
+    call(move |c| {
+        c.simple_query(sql.to_owned());
+    })
+}
+
+fn publish(channel: &'static str, payload: &'static str) -> Step {
+    call(move |c| {
+        c.publish(channel, payload);
+    })
+}
+
+#[test]
+fn simple_query_collects_rows_of_every_statement() {
+    let script = [
+        trust_startup(),
+        query("SELECT pg_listening_channels(); SHOW transaction_read_only"),
+        server(cat(&[
+            row_description(&["pg_listening_channels"]),
+            data_row(&[Some("a")]),
+            data_row(&[Some("B")]),
+            command_complete("SELECT 2"),
+            row_description(&["transaction_read_only"]),
+            data_row(&[Some("off")]),
+            command_complete("SHOW"),
+            ready(b'I'),
+        ])),
+    ];
+    let out = run_all(params(), &script);
+    assert_eq!(
+        results(&out),
+        vec![Ok(rows(&[&[Some("a")], &[Some("B")], &[Some("off")]]))]
+    );
+    let msgs = out.messages();
+    assert_eq!(out.tags(), "_Q");
+    assert_eq!(
+        msgs[1].1,
+        b"SELECT pg_listening_channels(); SHOW transaction_read_only\0"
+    );
+}
+
+#[test]
+fn null_values_and_empty_queries_are_reported() {
+    let script = [
+        trust_startup(),
+        query("SELECT NULL"),
+        query(""),
+        server(cat(&[
+            row_description(&["x"]),
+            data_row(&[None]),
+            command_complete("SELECT 1"),
+            ready(b'I'),
+            frame(b'I', &[]),
+            ready(b'I'),
+        ])),
+    ];
+    let out = run_all(params(), &script);
+    assert_eq!(
+        results(&out),
+        vec![Ok(rows(&[&[None]])), Ok(QueryResult::default())]
+    );
+}
+
+#[test]
+fn commands_before_ready_are_held_and_sent_in_order() {
+    let script = [
+        query("LISTEN \"a\""),
+        publish("a", "early"),
+        trust_startup(),
+        server(cat(&[
+            command_complete("LISTEN"),
+            ready(b'I'),
+            publish_ok(true),
+        ])),
+    ];
+    let out = run_all(params(), &script);
+    assert_eq!(out.tags(), "_QPBES");
+    assert_eq!(results(&out).len(), 2);
+    assert!(results(&out).iter().all(Result::is_ok));
+    assert!(
+        ids(&out).windows(2).all(|w| w[0] < w[1]),
+        "completions in order"
+    );
+}
+
+#[test]
+fn pipelined_commands_complete_in_order_and_one_error_fails_only_its_command() {
+    let script = [
+        trust_startup(),
+        query("LISTEN \"a\""),
+        query("LISTEN \"bad\""),
+        query("LISTEN \"c\""),
+        server(cat(&[
+            command_complete("LISTEN"),
+            ready(b'I'),
+            error("ERROR", "25006", "cannot execute LISTEN during recovery"),
+            ready(b'I'),
+            command_complete("LISTEN"),
+            ready(b'I'),
+        ])),
+    ];
+    let out = run_all(params(), &script);
+    let r = results(&out);
+    assert!(r[0].is_ok());
+    assert_eq!(r[1].as_ref().unwrap_err().code, "25006");
+    assert!(r[2].is_ok());
+    assert_eq!(out.tags(), "_QQQ", "all three pipelined before any reply");
+}
+
+#[test]
+fn fatal_error_during_a_query_fails_the_connection() {
+    let script = [
+        trust_startup(),
+        query("SELECT 1"),
+        server(error(
+            "FATAL",
+            "57P01",
+            "terminating connection due to administrator command",
+        )),
+    ];
+    let out = run_all(params(), &script);
+    let ConnectionEvent::Failed(ConnectionError::Server(e)) = out.last() else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(e.code, "57P01");
+    assert!(results(&out).is_empty(), "the query never completes");
+}
+
+#[test]
+fn publish_parses_once_then_sends_bind_execute_sync_only() {
+    let script = [
+        trust_startup(),
+        publish("jobs", "1"),
+        publish("jobs", "2"),
+        server(cat(&[publish_ok(true), publish_ok(false)])),
+        publish("jobs", "3"),
+        server(publish_ok(false)),
+    ];
+    let out = run_all(params(), &script);
+    assert_eq!(out.tags(), "_PBESBESBES");
+    assert_eq!(results(&out), vec![Ok(QueryResult::default()); 3]);
+    let msgs = out.messages();
+    assert_eq!(
+        msgs[1].1,
+        b"pgnotify_publish\0SELECT pg_notify($1, $2)\0\0\x02\0\0\0\x19\0\0\0\x19"
+    );
+    // Bind: unnamed portal, the statement, text formats, two text values.
+    let mut bind = b"\0pgnotify_publish\0\0\x01\0\0\0\x02".to_vec();
+    bind.extend_from_slice(&4u32.to_be_bytes());
+    bind.extend_from_slice(b"jobs");
+    bind.extend_from_slice(&1u32.to_be_bytes());
+    bind.extend_from_slice(b"1");
+    bind.extend_from_slice(b"\0\x01\0\0");
+    assert_eq!(msgs[2].1, bind);
+}
+
+#[test]
+fn failed_parse_fails_every_publish_of_its_pipeline_and_is_retried() {
+    let parse_error = || {
+        error(
+            "ERROR",
+            "42883",
+            "function pg_notify(text, text) does not exist",
+        )
+    };
+    let script = [
+        trust_startup(),
+        publish("jobs", "1"),
+        publish("jobs", "2"),
+        server(cat(&[
+            parse_error(),
+            ready(b'I'),
+            error(
+                "ERROR",
+                "26000",
+                "prepared statement \"pgnotify_publish\" does not exist",
+            ),
+            ready(b'I'),
+        ])),
+        publish("jobs", "3"),
+        server(publish_ok(true)),
+        publish("jobs", "4"),
+        server(publish_ok(false)),
+    ];
+    let out = run_all(params(), &script);
+    let r = results(&out);
+    assert_eq!(r[0].as_ref().unwrap_err().code, "42883");
+    assert_eq!(
+        r[1].as_ref().unwrap_err().code,
+        "42883",
+        "the pipelined publish reports the Parse error, not 26000"
+    );
+    assert!(r[2].is_ok() && r[3].is_ok());
+    assert_eq!(
+        out.tags(),
+        "_PBESBESPBESBES",
+        "Parse sent again after the failure"
+    );
+}
+
+#[test]
+fn a_failed_publish_does_not_affect_the_next() {
+    let script = [
+        trust_startup(),
+        publish("jobs", "1"),
+        publish("jobs", "2"),
+        server(cat(&[
+            parse_complete(),
+            bind_complete(),
+            error("ERROR", "22023", "payload string too long"),
+            ready(b'I'),
+            publish_ok(false),
+        ])),
+    ];
+    let out = run_all(params(), &script);
+    let r = results(&out);
+    assert_eq!(r[0].as_ref().unwrap_err().code, "22023");
+    assert!(r[1].is_ok());
+}
+
+#[test]
+fn a_vanished_statement_is_parsed_again() {
+    let script = [
+        trust_startup(),
+        publish("jobs", "1"),
+        server(publish_ok(true)),
+        publish("jobs", "2"),
+        server(cat(&[
+            error(
+                "ERROR",
+                "26000",
+                "prepared statement \"pgnotify_publish\" does not exist",
+            ),
+            ready(b'I'),
+        ])),
+        publish("jobs", "3"),
+        server(publish_ok(true)),
+    ];
+    let out = run_all(params(), &script);
+    assert_eq!(results(&out)[1].as_ref().unwrap_err().code, "26000");
+    assert_eq!(out.tags(), "_PBESBESPBES");
+}
+
+#[test]
+fn a_query_with_nul_fails_locally_in_order() {
+    let script = [
+        trust_startup(),
+        query("SELECT 1"),
+        query("SELECT '\0'"),
+        query("SELECT 2"),
+        server(cat(&[command_complete("SELECT 1"), ready(b'I')])),
+        server(cat(&[command_complete("SELECT 1"), ready(b'I')])),
+    ];
+    let out = run_all(params(), &script);
+    let r = results(&out);
+    assert!(r[0].is_ok());
+    assert_eq!(r[1].as_ref().unwrap_err().code, "22021");
+    assert!(r[2].is_ok());
+    assert_eq!(out.tags(), "_QQ", "the NUL query is not sent");
+    assert!(ids(&out).windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn notifications_are_accepted_between_every_reply() {
+    let n = |i: i32| notification(i, "chan", &format!("p{i}"));
+    let script = [
+        server(auth_ok()),
+        server(n(1)),
+        server(startup_tail()),
+        query("SELECT 1"),
+        publish("chan", "x"),
+        server(cat(&[
+            n(2),
+            row_description(&["x"]),
+            n(3),
+            data_row(&[Some("1")]),
+            n(4),
+            command_complete("SELECT 1"),
+            n(5),
+            ready(b'I'),
+            n(6),
+            parse_complete(),
+            n(7),
+            bind_complete(),
+            n(8),
+            data_row(&[Some("")]),
+            n(9),
+            command_complete("SELECT 1"),
+            n(10),
+            ready(b'I'),
+            n(11),
+        ])),
+    ];
+    let out = run_all(params(), &script);
+    let got: Vec<i32> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ConnectionEvent::Notification(n) => Some(n.process_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, (1..=11).collect::<Vec<_>>());
+    assert_eq!(results(&out).len(), 2);
+    assert!(out.events.contains(&note(11, "chan", "p11")));
+}
+
+#[test]
+fn notification_payloads_are_exact_including_large_and_unicode() {
+    let big = "é".repeat(3999); // 7998 bytes
+    let script = [
+        trust_startup(),
+        server(cat(&[
+            notification(7, "Jobs", ""),
+            notification(7, "ünïcödé", "✓"),
+            notification(7, "big", &big),
+        ])),
+    ];
+    let out = run_all(params(), &script);
+    let n = out.main_events();
+    assert_eq!(n[1], note(7, "Jobs", ""));
+    assert_eq!(n[2], note(7, "ünïcödé", "✓"));
+    assert_eq!(n[3], note(7, "big", &big));
+}
+
+#[test]
+fn non_fatal_notice_during_a_query_is_reported_and_the_query_completes() {
+    let script = [
+        trust_startup(),
+        query("UNLISTEN \"x\""),
+        server(cat(&[
+            notice("nothing to unlisten"),
+            command_complete("UNLISTEN"),
+            ready(b'I'),
+        ])),
+    ];
+    let out = run_all(params(), &script);
+    assert!(matches!(out.main_events()[1], ConnectionEvent::Notice(_)));
+    assert!(results(&out)[0].is_ok());
+}
+
+#[test]
+fn transaction_status_follows_ready_for_query() {
+    let mut conn = pgnotify_core::protocol::Connection::new(params());
+    let Step::Server(startup) = trust_startup() else {
+        unreachable!()
+    };
+    conn.handle_input(&startup);
+    conn.simple_query("BEGIN".into());
+    conn.handle_input(&cat(&[command_complete("BEGIN"), ready(b'T')]));
+    assert_eq!(
+        conn.transaction_status(),
+        Some(TransactionStatus::InTransaction)
+    );
+    assert_eq!(conn.commands_in_flight(), 0);
+    conn.simple_query("SELECT x".into());
+    assert_eq!(conn.commands_in_flight(), 1);
+    conn.handle_input(&cat(&[error("ERROR", "42703", "no column x"), ready(b'E')]));
+    assert_eq!(conn.transaction_status(), Some(TransactionStatus::Failed));
+}
+
+#[test]
+fn commands_after_failure_are_dropped() {
+    let script = [
+        trust_startup(),
+        server(error("FATAL", "57P01", "terminating")),
+        query("SELECT 1"),
+        publish("a", "b"),
+    ];
+    // The harness asserts that nothing at all is produced after Failed.
+    let out = run_all(params(), &script);
+    assert_eq!(out.tags(), "_");
+}
