@@ -87,6 +87,7 @@ impl Backoff {
     }
 
     /// How many delays were handed out since the last reset.
+    #[cfg(test)]
     pub(crate) fn attempts(&self) -> u32 {
         self.attempt
     }

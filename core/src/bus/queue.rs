@@ -201,6 +201,7 @@ impl SubscriberQueue {
 
     /// The number of entries the buffer can hold without reallocating; for
     /// memory checks.
+    #[cfg(test)]
     pub(crate) fn allocated_entries(&self) -> usize {
         self.entries.capacity()
     }
@@ -483,6 +484,10 @@ impl SubscriberQueue {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "alloc_tests.rs"]
+mod alloc_tests;
 
 #[cfg(test)]
 mod tests {

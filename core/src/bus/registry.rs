@@ -188,6 +188,7 @@ impl Batch {
     }
 
     /// How many statements the batch holds.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.ops.len()
     }
