@@ -237,6 +237,9 @@ impl State {
 /// socket and drop the connection.
 ///
 /// The connection has no timers: timeouts (connect, ping) belong to the bus.
+/// Its output is a function of its inputs, with one deliberate exception:
+/// the SCRAM client nonce comes from the operating system's random source,
+/// because a nonce derived from a configured seed would be predictable.
 /// It never panics on input from the network, and never buffers more than
 /// one frame of at most [`StartupParams::max_frame_len`] bytes.
 ///
@@ -597,5 +600,17 @@ impl Connection {
             }
             _ => Err(unexpected.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_can_move_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Connection>();
+        assert_send_sync::<ConnectionEvent>();
     }
 }

@@ -5,6 +5,17 @@
 //! [`run_all`] plays a script with the server's bytes delivered whole, byte
 //! by byte and in seeded random chunks, and checks that every delivery gives
 //! the same events and the same transmitted bytes.
+//!
+//! Still to test against a real server (the testkit's throwaway cluster),
+//! once it exists: trust, password, md5 and scram-sha-256 logins with right
+//! and wrong passwords (28P01) and an unknown database (3D000); TLS with
+//! `sslmode=require` and SCRAM-SHA-256-PLUS with the driver's
+//! tls-server-end-point hash; `ssl=off` with Prefer (plaintext) and Require
+//! (TlsRefused); LISTEN then NOTIFY from another session arriving as a
+//! notification with that session's pid; a pipeline of publishes with one
+//! over-long payload failing alone; pg_terminate_backend during a query
+//! giving Failed(Server 57P01); `DISCARD ALL` between publishes (statement
+//! re-parsed); and `in_hot_standby` on a standby (PostgreSQL 14+).
 
 #![allow(dead_code, unreachable_pub)]
 
