@@ -1,10 +1,9 @@
 //! PG* environment variables as defaults: handed over, never read.
 
+use std::path::Path;
 use std::time::Duration;
 
-use pgnotify_core::config::{
-    Config, ConfigError, HostSpec, SslMode, SslRootCert, TargetSessionAttrs,
-};
+use pgnotify_core::config::{Config, ConfigError, HostSpec, SslMode, TargetSessionAttrs};
 
 #[test]
 fn every_supported_variable_sets_its_parameter() {
@@ -30,10 +29,8 @@ fn every_supported_variable_sets_its_parameter() {
     assert_eq!(config.dbname(), "orders");
     assert_eq!(config.application_name(), Some("worker"));
     assert_eq!(config.ssl_mode(), SslMode::VerifyCa);
-    assert_eq!(
-        config.ssl_root_cert(),
-        Some(&SslRootCert::File("/ca.pem".into()))
-    );
+    assert_eq!(config.ssl_root_cert(), Some(Path::new("/ca.pem")));
+    assert!(!config.ssl_system_roots());
     assert_eq!(config.connect_timeout(), Some(Duration::from_secs(7)));
     assert_eq!(config.target_session_attrs(), TargetSessionAttrs::ReadWrite);
 }

@@ -587,6 +587,7 @@ fn a_parsed_config_has_the_documented_defaults() {
     assert_eq!(config.password(), None);
     assert_eq!(config.ssl_mode(), SslMode::Prefer);
     assert_eq!(config.ssl_root_cert(), None);
+    assert!(!config.ssl_system_roots());
     assert_eq!(config.connect_timeout(), None);
     assert_eq!(config.keepalive(), &Keepalive::new());
     assert!(config.keepalive().enabled);
@@ -667,6 +668,17 @@ fn builder_refuses_what_a_connection_string_could_not_express() {
             other => panic!("{debug} should be refused for {parameter}, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn system_roots_and_a_root_file_are_told_apart() {
+    let system = Config::parse("sslrootcert=system").unwrap();
+    assert!(system.ssl_system_roots());
+    assert_eq!(system.ssl_root_cert(), None);
+    assert_eq!(system.ssl_mode(), SslMode::VerifyFull);
+    let file = Config::parse("sslrootcert=/ca.pem").unwrap();
+    assert!(!file.ssl_system_roots());
+    assert_eq!(file.ssl_root_cert(), Some(std::path::Path::new("/ca.pem")));
 }
 
 #[test]

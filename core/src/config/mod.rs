@@ -83,6 +83,7 @@ mod tls;
 mod url;
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -291,10 +292,19 @@ impl Config {
         self.ssl_mode
     }
 
-    /// Which certificate authorities to trust; `None` leaves the choice to
-    /// the driver (libpq reads `~/.postgresql/root.crt`).
-    pub fn ssl_root_cert(&self) -> Option<&SslRootCert> {
-        self.ssl_root_cert.as_ref()
+    /// The file of CA certificates to trust (`sslrootcert=<path>`).
+    ///
+    /// `None` either when [`ssl_system_roots`](Self::ssl_system_roots) is
+    /// true or when nothing was set, which leaves the choice to the driver
+    /// (libpq reads `~/.postgresql/root.crt`).
+    pub fn ssl_root_cert(&self) -> Option<&Path> {
+        self.ssl_root_cert.as_ref().and_then(SslRootCert::path)
+    }
+
+    /// Whether to trust the TLS implementation's own roots
+    /// (`sslrootcert=system`, which implies `sslmode=verify-full`).
+    pub fn ssl_system_roots(&self) -> bool {
+        self.ssl_root_cert == Some(SslRootCert::System)
     }
 
     /// How long one connection attempt may take; `None` means no limit.
