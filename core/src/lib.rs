@@ -36,5 +36,6 @@ pub use channel::{
     ChannelError, MAX_CHANNEL_LEN, MAX_PAYLOAD_LEN, PayloadError, push_quoted_identifier,
     validate_channel, validate_payload,
 };
+pub use config::{Config, ConfigError};
 pub use event::{EndReason, Event, Gap, Notification};
 pub use text::SharedStr;
