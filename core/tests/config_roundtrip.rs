@@ -31,6 +31,15 @@ impl Rng {
         self.below(one_in) == 0
     }
 
+    /// Like [`text`](Self::text), but empty one time in four.
+    fn text_or_empty(&mut self) -> String {
+        if self.chance(4) {
+            String::new()
+        } else {
+            self.text()
+        }
+    }
+
     /// Text full of what needs quoting or escaping.
     fn text(&mut self) -> String {
         const PIECES: [&str; 14] = [
@@ -74,13 +83,13 @@ fn random_config(rng: &mut Rng) -> Config {
         b = b.user(rng.text());
     }
     if rng.chance(2) {
-        b = b.password(rng.text());
+        b = b.password(rng.text_or_empty());
     }
     if rng.chance(2) {
         b = b.dbname(rng.text());
     }
     if rng.chance(2) {
-        b = b.application_name(rng.text());
+        b = b.application_name(rng.text_or_empty());
     }
     if rng.chance(3) {
         b = b.ssl_root_cert(SslRootCert::System);

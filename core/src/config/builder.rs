@@ -102,7 +102,7 @@ impl ConfigBuilder {
         self
     }
 
-    /// Sets the password.
+    /// Sets the password (empty means none).
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());
         self
@@ -114,7 +114,8 @@ impl ConfigBuilder {
         self
     }
 
-    /// Sets the `application_name` the server shows in `pg_stat_activity`.
+    /// Sets the `application_name` the server shows in `pg_stat_activity`
+    /// (empty means none).
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
         self.application_name = Some(name.into());
         self
@@ -240,10 +241,13 @@ impl ConfigBuilder {
         let dbname = self.dbname.unwrap_or_else(|| user.clone());
         check_text("user", &user, false)?;
         check_text("dbname", &dbname, false)?;
-        if let Some(password) = &self.password {
+        // Empty means "not given", as in a connection string.
+        let password = self.password.filter(|p| !p.is_empty());
+        let application_name = self.application_name.filter(|n| !n.is_empty());
+        if let Some(password) = &password {
             check_text("password", password, true)?;
         }
-        if let Some(name) = &self.application_name {
+        if let Some(name) = &application_name {
             check_text("application_name", name, true)?;
         }
         let ssl_mode = ssl_mode(self.ssl_mode, self.ssl_root_cert.as_ref())?;
@@ -277,9 +281,9 @@ impl ConfigBuilder {
         Ok(Config {
             hosts,
             user,
-            password: self.password,
+            password,
             dbname,
-            application_name: self.application_name,
+            application_name,
             ssl_mode,
             ssl_root_cert: self.ssl_root_cert.map(check_root_cert).transpose()?,
             connect_timeout: connect_timeout(self.connect_timeout)?,
