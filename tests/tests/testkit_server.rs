@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -351,7 +351,7 @@ fn footprint(server: &TestServer) -> (Vec<u32>, PathBuf) {
     (pids, server.data_dir().to_owned())
 }
 
-fn assert_gone(pids: &[u32], data_dir: &PathBuf) {
+fn assert_gone(pids: &[u32], data_dir: &Path) {
     for &pid in pids {
         assert!(
             !is_alive(pid),
