@@ -20,7 +20,7 @@ use bytes::Bytes;
 /// let t = s.clone(); // no copy of the text
 /// assert_eq!(&*t, "orders");
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SharedStr(Bytes);
 
 impl SharedStr {
@@ -91,6 +91,14 @@ impl From<String> for SharedStr {
 impl From<&str> for SharedStr {
     fn from(s: &str) -> Self {
         Self(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+// Hash as the `str` it derefs to, so a map keyed by `SharedStr` can be
+// looked up with a `&str` (the `Borrow<str>` contract).
+impl std::hash::Hash for SharedStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 

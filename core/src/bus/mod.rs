@@ -1,6 +1,744 @@
-//! The bus: many subscribers over one connection (being written).
+//! The bus: many subscribers over one connection, kept correct across
+//! reconnects.
+//!
+//! [`Bus`] owns the channel registry, the subscriber queues, the connection
+//! lifecycle (connect, startup, re-LISTEN, pings, backoff, failover) and the
+//! publish pipeline. It drives one [`protocol::Connection`](crate::protocol::Connection)
+//! at a time and never does IO itself.
+
+// `ServerError` carries the server's whole report (message, detail, hint,
+// position...). Errors are rare on these paths, so they stay unboxed for
+// the convenience of matching on them.
+#![allow(clippy::result_large_err)]
 
 mod backoff;
+mod error;
+mod lifecycle;
+mod output;
+mod ping;
 pub mod policy;
+mod publish;
 mod queue;
 mod registry;
+mod stats;
+mod subscribers;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+pub use error::{BusError, NotifyError, TransportError, TransportErrorKind};
+pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, TlsTarget};
+pub use registry::SubscriberId;
+pub use stats::Stats;
+
+use crate::config::Config;
+use crate::protocol::{CommandId, Connection, ConnectionEvent, QueryResult, ServerError};
+use crate::{
+    ChannelError, Event, Notification, SubscribeOptions, validate_channel, validate_payload,
+};
+use backoff::Backoff;
+use lifecycle::Phase;
+use ping::Pinger;
+use publish::{PublishQueue, WaitingPublish};
+use registry::{Batch, ChannelRegistry};
+use subscribers::Subscribers;
+
+/// What a command in flight on the connection is for.
+#[derive(Debug)]
+enum Purpose {
+    /// The LISTENs of a new connection: the ping channel and every
+    /// subscribed channel, in one query.
+    Relisten(Batch),
+    /// Incremental LISTEN/UNLISTEN changes while connected.
+    Changes(Batch),
+    /// `SHOW transaction_read_only` for `target_session_attrs=read-write`.
+    ReadOnlyCheck,
+    /// A health ping.
+    Ping,
+    /// `SELECT pg_listening_channels()` compared with the registry.
+    ListenCheck,
+    /// An application's publish.
+    Publish(PublishId),
+    /// `UNLISTEN *` on close.
+    UnlistenAll,
+}
+
+/// Many subscribers over one PostgreSQL LISTEN connection, as a pure state
+/// machine.
+///
+/// # Driving a bus
+///
+/// The bus never does IO and never reads the clock. A driver owns it together
+/// with a transport and a timer, and:
+///
+/// 1. feeds it inputs — [`handle_connected`](Self::handle_connected),
+///    [`handle_tls_established`](Self::handle_tls_established),
+///    [`handle_input`](Self::handle_input), [`handle_closed`](Self::handle_closed),
+///    [`handle_timeout`](Self::handle_timeout) — and application commands
+///    ([`subscribe`](Self::subscribe), [`unsubscribe`](Self::unsubscribe),
+///    [`notify`](Self::notify), [`bounce`](Self::bounce), [`close`](Self::close));
+/// 2. after each, drains the outputs in this order:
+///    [`poll_transmit`](Self::poll_transmit) (write the bytes),
+///    [`poll_action`](Self::poll_action) (connect, start TLS, disconnect),
+///    [`poll_event`](Self::poll_event) (wake subscribers, complete futures);
+/// 3. sleeps until [`poll_timeout`](Self::poll_timeout) or the next input,
+///    reading the socket only while [`wants_input`](Self::wants_input).
+///
+/// Subscribers take their items with [`drain_events`](Self::drain_events), in
+/// batches.
+///
+/// The methods fall into four kinds, as in quinn-proto: getters on `&self`;
+/// `handle_*` for input from the network or the timer; application commands;
+/// `poll_*` for outputs.
+///
+/// ```
+/// use std::time::Instant;
+/// use pgnotify_core::bus::{Action, Bus};
+/// use pgnotify_core::config::Config;
+///
+/// let now = Instant::now();
+/// let mut bus = Bus::new(Config::parse("postgres://app@db.example/app").unwrap(), now);
+/// let id = bus.subscribe("jobs", Default::default()).unwrap();
+/// // The bus asks its driver to open a connection first.
+/// assert!(matches!(bus.poll_action(), Some(Action::Connect(_))));
+/// # let _ = id;
+/// ```
+#[derive(Debug)]
+pub struct Bus {
+    config: Config,
+    phase: Phase,
+    conn: Option<Connection>,
+    /// Whether a transport is open (or opening) that a failure must close.
+    transport_open: bool,
+    /// Index into `config.hosts()` of the current or next attempt.
+    host_index: usize,
+    generation: u64,
+    ever_connected: bool,
+    backoff: Backoff,
+    /// When the current connection will have been healthy long enough to reset the backoff.
+    healthy_at: Option<Instant>,
+    registry: ChannelRegistry,
+    /// Whether a registry batch is in flight (one at a time keeps acks simple).
+    changes_in_flight: bool,
+    subscribers: Subscribers,
+    pinger: Pinger,
+    /// The ping channel of a connection whose LISTENs are in flight.
+    pending_ping_channel: Option<String>,
+    publishes: PublishQueue,
+    commands: HashMap<CommandId, Purpose>,
+    actions: VecDeque<Action>,
+    events: VecDeque<BusEvent>,
+    /// Since when reading has been paused by a full `Backpressure` subscriber.
+    paused_since: Option<Instant>,
+    stats: Stats,
+}
+
+impl Bus {
+    /// A bus for `config` that asks to connect at once.
+    pub fn new(config: Config, now: Instant) -> Self {
+        let pinger = Pinger::new(config.ping_interval(), config.ping_timeout());
+        let backoff = Backoff::new(config.backoff_min(), config.backoff_max(), config.seed());
+        let mut bus = Self {
+            phase: Phase::Idle,
+            conn: None,
+            transport_open: false,
+            host_index: 0,
+            generation: 0,
+            ever_connected: false,
+            backoff,
+            healthy_at: None,
+            registry: ChannelRegistry::new(),
+            changes_in_flight: false,
+            subscribers: Subscribers::default(),
+            pinger,
+            pending_ping_channel: None,
+            publishes: PublishQueue::default(),
+            commands: HashMap::new(),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            paused_since: None,
+            stats: Stats::default(),
+            config,
+        };
+        bus.start_attempt(now);
+        bus
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    /// The configuration the bus was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The generation of the current connection (0 before the first).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The backend process id of the current connection, if one is up.
+    ///
+    /// Notifications the bus itself sent carry this pid.
+    pub fn backend_pid(&self) -> Option<i32> {
+        self.conn.as_ref().and_then(Connection::backend_pid)
+    }
+
+    /// Whether the driver should read the socket. False while a subscriber
+    /// with [`OverflowPolicy::Backpressure`](crate::OverflowPolicy::Backpressure)
+    /// is full: the server then buffers in its own notification queue.
+    pub fn wants_input(&self) -> bool {
+        self.paused_since.is_none()
+    }
+
+    /// Where subscriber `id` stands.
+    pub fn subscriber_status(&self, id: SubscriberId) -> SubscriberStatus {
+        self.subscribers.status(id)
+    }
+
+    /// The channels the bus believes are LISTENed on the server right now
+    /// (the ping channel excluded), for convergence checks.
+    pub fn listening_channels(&self) -> Vec<String> {
+        self.registry
+            .listening_channels()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The channels with at least one subscriber, ready or waiting.
+    pub fn subscribed_channels(&self) -> Vec<String> {
+        self.registry
+            .subscribed_channels()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Whether the LISTEN state has converged: nothing in flight, nothing
+    /// pending, and the channels LISTENed are exactly the subscribed ones
+    /// (invariant 5, checked by the simulation).
+    pub fn is_settled(&self) -> bool {
+        self.registry.is_settled() && !self.changes_in_flight
+    }
+
+    /// The current connection's ping channel, if connected.
+    pub fn ping_channel(&self) -> Option<&str> {
+        self.pinger.channel()
+    }
+
+    /// A snapshot of the counters and gauges.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.connected = self.phase.is_listening();
+        stats.generation = self.generation;
+        stats.channels = self.registry.channel_count();
+        self.subscribers.fill_stats(&mut stats);
+        stats.last_ping_rtt = self.pinger.last_rtt();
+        stats.pings_sent = self.pinger.sent_total();
+        stats.reading_paused = self.paused_since.is_some();
+        stats
+    }
+
+    // --------------------------------------------------- application commands
+
+    /// Adds a subscriber to `channel`.
+    ///
+    /// The subscriber is [`Pending`](SubscriberStatus::Pending) until the
+    /// server acknowledges the channel's LISTEN; then the bus emits
+    /// [`BusEvent::SubscriberReady`]. If the channel is already LISTENed it is
+    /// ready at once (the event is still emitted). Subscribers created while
+    /// disconnected become ready on the next connection.
+    pub fn subscribe(
+        &mut self,
+        channel: &str,
+        options: SubscribeOptions,
+    ) -> Result<SubscriberId, ChannelError> {
+        validate_channel(channel)?;
+        let id = self.subscribers.insert(channel, options);
+        if self.registry.add(channel, id) && self.phase.is_listening() {
+            self.subscribers.mark_ready(id, &mut self.events);
+        }
+        self.send_registry_changes();
+        Ok(id)
+    }
+
+    /// Removes subscriber `id`. Nothing is delivered to it afterwards; its
+    /// queued items are discarded. The channel is UNLISTENed when its last
+    /// subscriber leaves.
+    pub fn unsubscribe(&mut self, id: SubscriberId) {
+        if let Some(channel) = self.subscribers.remove(id) {
+            self.registry.remove(&channel, id);
+            self.send_registry_changes();
+        }
+        self.update_backpressure_after_change(None);
+    }
+
+    /// Publishes `payload` on `channel`.
+    ///
+    /// Arguments are validated before anything is queued. The publish is sent
+    /// at once when connected (pipelined with other commands), or waits up to
+    /// `publish_timeout` for a connection. Its result arrives exactly once as
+    /// [`BusEvent::PublishDone`].
+    pub fn notify(
+        &mut self,
+        now: Instant,
+        channel: &str,
+        payload: &str,
+    ) -> Result<PublishId, NotifyError> {
+        validate_channel(channel)?;
+        validate_payload(payload)?;
+        if self.phase.is_closed() {
+            return Err(NotifyError::Closed);
+        }
+        let id = self.publishes.next_id();
+        if self.phase.accepts_commands() {
+            self.send_publish(id, channel, payload);
+        } else {
+            self.publishes.push(WaitingPublish {
+                id,
+                channel: channel.to_owned(),
+                payload: payload.to_owned(),
+                queued_at: now,
+                deadline: now + self.config.publish_timeout(),
+            });
+        }
+        Ok(id)
+    }
+
+    /// Drops the connection and reconnects at once.
+    pub fn bounce(&mut self, now: Instant) {
+        if self.phase.is_closed() {
+            return;
+        }
+        self.backoff.reset();
+        match self.phase {
+            Phase::Waiting { .. } | Phase::Idle => self.start_attempt(now),
+            _ => self.connection_lost(now, BusError::Bounced),
+        }
+    }
+
+    /// Closes the bus: `UNLISTEN *`, Terminate, no further connection.
+    ///
+    /// Every subscription ends with [`EndReason::BusClosed`](crate::EndReason::BusClosed)
+    /// at once; publishes still waiting fail with [`NotifyError::Closed`];
+    /// publishes already in flight get their result before the connection
+    /// closes. [`BusEvent::Closed`] marks the end.
+    pub fn close(&mut self, now: Instant) {
+        if self.phase.is_closed() || matches!(self.phase, Phase::Closing { .. }) {
+            return;
+        }
+        self.subscribers
+            .end_all(crate::EndReason::BusClosed, &mut self.events);
+        for p in self.publishes.take_all().collect::<Vec<_>>() {
+            self.publish_done(p.id, Err(NotifyError::Closed));
+        }
+        self.update_backpressure_after_change(Some(now));
+        if self.phase.accepts_commands() {
+            if let Some(conn) = self.conn.as_mut() {
+                let cmd = conn.simple_query("UNLISTEN *".to_owned());
+                self.commands.insert(cmd, Purpose::UnlistenAll);
+            }
+            self.phase = Phase::Closing {
+                deadline: now + self.config.ping_timeout(),
+            };
+        } else {
+            self.finish_close();
+        }
+    }
+
+    // --------------------------------------------------- inputs from the driver
+
+    /// The transport asked for by [`Action::Connect`] is open.
+    pub fn handle_connected(&mut self, now: Instant) {
+        if let Phase::Connecting { deadline } = self.phase {
+            self.transport_open = true;
+            self.conn = Some(Connection::new(self.startup_params()));
+            self.phase = Phase::Starting { deadline };
+            self.process_connection(now);
+        }
+    }
+
+    /// The TLS handshake asked for by [`Action::StartTls`] succeeded.
+    /// `channel_binding` is the `tls-server-end-point` data for
+    /// SCRAM-SHA-256-PLUS, if the driver has it.
+    pub fn handle_tls_established(&mut self, now: Instant, channel_binding: Option<Vec<u8>>) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.handle_tls_established(channel_binding);
+            self.process_connection(now);
+        }
+    }
+
+    /// Bytes read from the transport (after TLS decryption).
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.handle_input(data);
+            self.process_connection(now);
+        }
+    }
+
+    /// The transport failed, closed, or could not be opened.
+    pub fn handle_closed(&mut self, now: Instant, error: TransportError) {
+        self.transport_open = false;
+        match self.phase {
+            Phase::Closed => {}
+            Phase::Closing { .. } => self.finish_close(),
+            Phase::Idle | Phase::Waiting { .. } => {}
+            _ => self.connection_lost(now, BusError::Transport(error)),
+        }
+    }
+
+    /// Time has passed; act on whatever is due. Harmless when nothing is.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.lifecycle_timeout(now);
+        let mut expired = Vec::new();
+        self.publishes.expire(now, |id, e| expired.push((id, e)));
+        for (id, e) in expired {
+            self.publish_done(id, Err(e));
+        }
+        self.ping_timeout(now);
+    }
+
+    // ------------------------------------------------------------------ outputs
+
+    /// Appends bytes to write to the transport; true if there were any.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        self.conn.as_mut().is_some_and(|c| c.poll_transmit(buf))
+    }
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) must
+    /// be called; `None` when no timer is needed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.phase.deadline(),
+            self.healthy_at,
+            self.publishes.next_deadline(),
+            if self.phase.is_listening() {
+                self.pinger.next_timeout()
+            } else {
+                None
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<BusEvent> {
+        self.events.pop_front()
+    }
+
+    /// Moves up to `max` queued items of subscriber `id` into `out`, in order,
+    /// and returns its status after the hand-off.
+    ///
+    /// One call per batch: a subscriber task takes everything it can hold at
+    /// once. Draining a full `Backpressure` queue lets reading resume.
+    pub fn drain_events(
+        &mut self,
+        now: Instant,
+        id: SubscriberId,
+        out: &mut Vec<Event>,
+        max: usize,
+    ) -> SubscriberStatus {
+        let status = self.subscribers.drain(id, out, max);
+        self.update_backpressure_after_change(Some(now));
+        status
+    }
+
+    // ------------------------------------------------------------- internals
+
+    fn send_publish(&mut self, id: PublishId, channel: &str, payload: &str) {
+        if let Some(conn) = self.conn.as_mut() {
+            let cmd = conn.publish(channel, payload);
+            self.commands.insert(cmd, Purpose::Publish(id));
+        }
+    }
+
+    fn publish_done(&mut self, id: PublishId, result: Result<(), NotifyError>) {
+        if result.is_ok() {
+            self.stats.published += 1;
+        } else {
+            self.stats.publish_failures += 1;
+        }
+        self.events.push_back(BusEvent::PublishDone(id, result));
+    }
+
+    /// Sends the registry's pending LISTEN/UNLISTEN changes, all in one
+    /// query, if connected and no other batch is in flight.
+    fn send_registry_changes(&mut self) {
+        if self.changes_in_flight || !self.phase.is_listening() {
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if let Some(mut batch) = self.registry.take_pending_changes() {
+            let cmd = conn.simple_query(batch.take_sql());
+            self.commands.insert(cmd, Purpose::Changes(batch));
+            self.changes_in_flight = true;
+        }
+    }
+
+    /// Handles everything the connection produced.
+    fn process_connection(&mut self, now: Instant) {
+        while let Some(event) = self.conn.as_mut().and_then(Connection::poll_event) {
+            match event {
+                ConnectionEvent::StartTls => self.actions.push_back(Action::StartTls(TlsTarget {
+                    server_name: self.current_host_name(),
+                    ssl_mode: self.config.ssl_mode(),
+                    root_cert: self.config.ssl_root_cert().map(Into::into),
+                })),
+                ConnectionEvent::Ready => self.on_startup_complete(now),
+                ConnectionEvent::Notification(n) => self.on_notification(now, n),
+                ConnectionEvent::CommandComplete { id, result } => {
+                    self.on_command_complete(now, id, result)
+                }
+                ConnectionEvent::Failed(error) => {
+                    if matches!(error, crate::protocol::ConnectionError::Protocol(_)) {
+                        self.stats.protocol_errors += 1;
+                    }
+                    self.connection_lost(now, BusError::Connection(error));
+                    return;
+                }
+                // Notices and parameter changes need no action here; the
+                // connection records the parameters it cares about.
+                _ => {}
+            }
+            if self.conn.is_none() {
+                return;
+            }
+        }
+    }
+
+    fn on_notification(&mut self, now: Instant, n: Notification) {
+        if self.pinger.channel() == Some(&*n.channel) && Some(n.process_id) == self.backend_pid() {
+            self.pinger.answered(now);
+            return;
+        }
+        self.stats.notifications_received += 1;
+        self.stats.bytes_received += n.size() as u64;
+        let ended = self.subscribers.fan_out(
+            self.registry.subscribers_of(&n.channel),
+            &n,
+            &mut self.events,
+            &mut self.stats,
+        );
+        for (id, channel) in ended {
+            self.registry.remove(&channel, id);
+        }
+        self.send_registry_changes();
+        if self.subscribers.backpressured() > 0 && self.paused_since.is_none() {
+            self.paused_since = Some(now);
+            self.pinger.pause();
+        }
+    }
+
+    /// Resumes reading (and the ping deadline) once no `Backpressure`
+    /// subscriber is full any more.
+    fn update_backpressure_after_change(&mut self, now: Option<Instant>) {
+        if self.subscribers.backpressured() > 0 {
+            return;
+        }
+        if let Some(since) = self.paused_since.take() {
+            if let Some(now) = now {
+                self.stats.paused_for += now.saturating_duration_since(since);
+                self.pinger.resume(now);
+            } else {
+                self.pinger.resume(since);
+            }
+        }
+    }
+
+    fn on_command_complete(
+        &mut self,
+        now: Instant,
+        id: CommandId,
+        result: Result<QueryResult, ServerError>,
+    ) {
+        let Some(purpose) = self.commands.remove(&id) else {
+            return;
+        };
+        match purpose {
+            Purpose::Relisten(batch) => match result {
+                Ok(_) => self.on_relistened(now, batch),
+                Err(e) => self.connection_lost(now, BusError::ListenRefused(e)),
+            },
+            Purpose::Changes(batch) => {
+                self.changes_in_flight = false;
+                match result {
+                    Ok(_) => {
+                        let ready = self.registry.ack(batch);
+                        for id in ready {
+                            self.subscribers.mark_ready(id, &mut self.events);
+                        }
+                    }
+                    Err(e) if lifecycle::is_read_only_error(&e) => {
+                        self.connection_lost(now, BusError::ListenRefused(e));
+                        return;
+                    }
+                    Err(_) => {
+                        let failed = self.registry.fail(batch);
+                        for id in failed {
+                            if let Some(channel) = self.subscribers.end(
+                                id,
+                                crate::EndReason::ListenFailed,
+                                &mut self.events,
+                            ) {
+                                self.registry.remove(&channel, id);
+                            }
+                        }
+                    }
+                }
+                self.send_registry_changes();
+            }
+            Purpose::ReadOnlyCheck => {
+                let read_only = result
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.rows.first())
+                    .and_then(|row| row.first().and_then(|v| v.as_deref()).map(|v| v == "on"));
+                match read_only {
+                    Some(false) => self.begin_listening(now),
+                    _ => self.attempt_failed_on_open_transport(now, BusError::ReadOnlyServer),
+                }
+            }
+            Purpose::Ping => self.pinger.command_done(),
+            Purpose::ListenCheck => {
+                if let Ok(result) = result {
+                    self.compare_listening(now, &result);
+                }
+            }
+            Purpose::Publish(pid) => {
+                self.publish_done(pid, result.map(|_| ()).map_err(NotifyError::Server))
+            }
+            Purpose::UnlistenAll => {
+                if matches!(self.phase, Phase::Closing { .. }) {
+                    self.finish_close();
+                }
+            }
+        }
+    }
+
+    /// Compares `pg_listening_channels()` with what the registry believes and
+    /// repairs a difference (channels missing are LISTENed again, with a
+    /// reconnect-style gap to their subscribers, since notifications may have
+    /// been missed).
+    fn compare_listening(&mut self, _now: Instant, result: &QueryResult) {
+        if self.changes_in_flight {
+            return; // the registry is changing; compare another time
+        }
+        let on_server: std::collections::HashSet<&str> = result
+            .rows
+            .iter()
+            .filter_map(|r| r.first()?.as_deref())
+            .collect();
+        let ping = self.pinger.channel();
+        let mut sql = String::new();
+        let mut missing = Vec::new();
+        for channel in self.registry.listening_channels() {
+            if !on_server.contains(channel) {
+                sql.push_str("LISTEN ");
+                crate::push_quoted_identifier(&mut sql, channel);
+                sql.push_str("; ");
+                missing.push(channel.to_owned());
+            }
+        }
+        for channel in &on_server {
+            if Some(*channel) != ping && !self.registry.is_listening(channel) {
+                sql.push_str("UNLISTEN ");
+                crate::push_quoted_identifier(&mut sql, channel);
+                sql.push_str("; ");
+            }
+        }
+        if sql.is_empty() {
+            return;
+        }
+        self.stats.listen_mismatches += 1;
+        let generation = self.generation;
+        for channel in &missing {
+            self.subscribers.push_reconnect_gap(
+                self.registry.subscribers_of(channel),
+                generation,
+                &mut self.events,
+            );
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            conn.simple_query(sql);
+        }
+    }
+
+    fn ping_timeout(&mut self, now: Instant) {
+        if !self.phase.is_listening() {
+            return;
+        }
+        if let Some(failure) = self.pinger.check(now) {
+            let error = match failure {
+                ping::PingFailure::NotificationsNotDelivered => BusError::NotificationsNotDelivered,
+                ping::PingFailure::TimedOut => BusError::PingTimedOut {
+                    timeout: self.pinger.timeout(),
+                },
+            };
+            self.connection_lost(now, error);
+            return;
+        }
+        if let Some(sql) = self.pinger.due(now, self.paused_since.is_some()) {
+            let check_every = u64::from(self.config.listen_check_every());
+            let count = self.pinger.sent_on_connection();
+            if let Some(conn) = self.conn.as_mut() {
+                let cmd = conn.simple_query(sql);
+                self.commands.insert(cmd, Purpose::Ping);
+                if check_every > 0 && count % check_every == 0 {
+                    let cmd = conn.simple_query("SELECT pg_listening_channels()".to_owned());
+                    self.commands.insert(cmd, Purpose::ListenCheck);
+                }
+            }
+        }
+    }
+
+    fn finish_close(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.terminate();
+        }
+        if self.transport_open || self.conn.is_some() {
+            self.actions.push_back(Action::Disconnect);
+        }
+        self.transport_open = false;
+        self.pinger.stop();
+        // In-flight publishes got their replies before UNLISTEN *'s; any left
+        // (close timed out) have an unknown outcome.
+        self.fail_in_flight(BusError::Transport(TransportError::new(
+            TransportErrorKind::Closed,
+            "the listener was closed",
+        )));
+        self.phase = Phase::Closed;
+        self.events.push_back(BusEvent::Closed);
+    }
+
+    /// Ends every command in flight because the connection is gone.
+    fn fail_in_flight(&mut self, cause: BusError) {
+        let mut publishes: Vec<PublishId> = self
+            .commands
+            .drain()
+            .filter_map(|(_, p)| {
+                if let Purpose::Publish(id) = p {
+                    Some(id)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        publishes.sort();
+        for id in publishes {
+            self.publish_done(
+                id,
+                Err(NotifyError::OutcomeUnknown {
+                    cause: cause.clone(),
+                }),
+            );
+        }
+        self.changes_in_flight = false;
+    }
+}

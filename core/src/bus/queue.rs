@@ -195,6 +195,7 @@ impl SubscriberQueue {
     }
 
     /// The item capacity in effect (1 under `KeepLatest`).
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
@@ -207,19 +208,16 @@ impl SubscriberQueue {
     }
 
     /// Notifications the consumer has taken out.
+    #[cfg(test)]
     pub(crate) fn delivered(&self) -> u64 {
         self.delivered
     }
 
     /// Notifications discarded by the overflow policy (replaced ones under
     /// `KeepLatest`, the one that did not fit under `Close`).
+    #[cfg(test)]
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped
-    }
-
-    /// The most notifications ever queued at once.
-    pub(crate) fn peak_len(&self) -> usize {
-        self.peak_len
     }
 
     /// Whether the queue is at or over its item or byte capacity.
@@ -247,6 +245,7 @@ impl SubscriberQueue {
 
     /// Why the stream ended, once it has ended *and* everything queued
     /// before the end has been read.
+    #[cfg(test)]
     pub(crate) fn finished(&self) -> Option<EndReason> {
         self.end.filter(|_| self.is_empty())
     }
@@ -339,6 +338,7 @@ impl SubscriberQueue {
 
     /// Ends the stream and discards everything queued, releasing its memory:
     /// for unsubscribe, after which nothing may be delivered.
+    #[cfg(test)]
     pub(crate) fn end_and_discard(&mut self, reason: EndReason) -> bool {
         let ended = self.end(reason);
         self.entries = VecDeque::new();
@@ -349,6 +349,7 @@ impl SubscriberQueue {
 
     /// Whether the subscriber's task should be woken now; `true` at most
     /// once between two times the consumer found the queue empty.
+    #[cfg(test)]
     pub(crate) fn take_wake(&mut self) -> bool {
         std::mem::take(&mut self.wake)
     }
@@ -358,6 +359,7 @@ impl SubscriberQueue {
     /// Takes the next item: the gaps before the oldest notification, then
     /// the notification. `None` when nothing is left (see
     /// [`finished`](Self::finished) for whether more can come).
+    #[cfg(test)]
     pub(crate) fn pop(&mut self) -> Option<Event> {
         let event = self.pop_one();
         if self.is_empty() {

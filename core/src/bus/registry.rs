@@ -257,14 +257,6 @@ impl ChannelRegistry {
         self.channels().filter(|c| c.has_subscribers()).count()
     }
 
-    /// Whether [`take_pending_changes`](Self::take_pending_changes) would
-    /// return a batch now.
-    pub(crate) fn has_pending_changes(&self) -> bool {
-        self.pending
-            .iter()
-            .any(|&idx| self.slot(idx).is_some_and(Channel::needs_change))
-    }
-
     /// Whether nothing is in flight and nothing pending: the server's LISTEN
     /// set equals the set of subscribed channels.
     pub(crate) fn is_settled(&self) -> bool {

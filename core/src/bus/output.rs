@@ -1,0 +1,110 @@
+//! What the bus asks of its driver ([`Action`]) and tells it ([`BusEvent`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::EndReason;
+use crate::bus::error::{BusError, NotifyError};
+use crate::bus::registry::SubscriberId;
+use crate::config::{HostSpec, Keepalive, SslMode};
+
+/// Identifies one `notify` call until its [`BusEvent::PublishDone`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublishId(pub(crate) u64);
+
+impl PublishId {
+    /// The raw number, unique for the life of the bus.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// Something the driver must do for the bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Open a transport to this host, then call
+    /// [`Bus::handle_connected`](crate::bus::Bus::handle_connected), or
+    /// [`Bus::handle_closed`](crate::bus::Bus::handle_closed) if it fails.
+    Connect(ConnectTarget),
+    /// The server accepted TLS: run the handshake on the open transport, then
+    /// call [`Bus::handle_tls_established`](crate::bus::Bus::handle_tls_established)
+    /// (or `handle_closed` with a TLS error).
+    StartTls(TlsTarget),
+    /// Flush what `poll_transmit` gave, then close the transport. The bus
+    /// already knows; no `handle_closed` is needed.
+    Disconnect,
+}
+
+/// Where and how to open a transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectTarget {
+    /// The host (TCP or unix socket directory) and port.
+    pub host: HostSpec,
+    /// Give up connecting after this long.
+    pub connect_timeout: Option<Duration>,
+    /// TCP keepalive and `TCP_USER_TIMEOUT` settings to apply.
+    pub keepalive: Keepalive,
+}
+
+/// How to run the TLS handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsTarget {
+    /// The name to verify the certificate against (`verify-full`) and send as SNI.
+    pub server_name: String,
+    /// What to verify.
+    pub ssl_mode: SslMode,
+    /// The CA certificates to trust (`sslrootcert`); `None` means the system roots.
+    pub root_cert: Option<PathBuf>,
+}
+
+/// Where a subscriber stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscriberStatus {
+    /// Waiting for the server to acknowledge LISTEN.
+    Pending,
+    /// Listening: every notification committed from now on is delivered or
+    /// covered by a gap.
+    Ready,
+    /// The stream has ended; queued items may still be drained.
+    Ended(EndReason),
+    /// No such subscriber (never existed, or fully drained after it ended).
+    Unknown,
+}
+
+/// Something that happened on the bus, for the driver to act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BusEvent {
+    /// The server acknowledged the subscriber's LISTEN: `subscribe` may complete.
+    SubscriberReady(SubscriberId),
+    /// The subscriber's queue became non-empty: wake its task. Sent once
+    /// until the subscriber drains its queue.
+    SubscriberReadable(SubscriberId),
+    /// The subscriber's stream ended (queued items remain readable).
+    SubscriberEnded(SubscriberId, EndReason),
+    /// A `notify` finished.
+    PublishDone(PublishId, Result<(), NotifyError>),
+    /// A connection is up and every channel is LISTENed on it.
+    Connected {
+        /// Increases by one per successful connection.
+        generation: u64,
+    },
+    /// The connection was lost; the bus reconnects by itself.
+    Disconnected {
+        /// Why.
+        error: BusError,
+    },
+    /// A connection attempt failed.
+    ConnectFailed {
+        /// Why.
+        error: BusError,
+        /// Whether the bus has never been connected yet. A driver's
+        /// `connect()` should fail on the first attempt's non-transient errors
+        /// ([`BusError::is_transient`]).
+        first_attempt: bool,
+    },
+    /// `close` finished: no connection remains and none will be made.
+    Closed,
+}

@@ -1,0 +1,248 @@
+//! Health pings: a NOTIFY to the connection's own ping channel.
+//!
+//! A ping proves more than a `SELECT 1` would: the notification has to make
+//! the full trip through the server's notification queue back to this
+//! connection's LISTEN. That is why the first ping right after connecting
+//! detects a transaction-pooling proxy, where LISTEN and NOTIFY land on
+//! different server sessions. Pings also keep `idle_session_timeout` away.
+
+use std::time::{Duration, Instant};
+
+use crate::push_quoted_identifier;
+
+/// The ping channel of the connection whose backend has `pid`.
+pub(crate) fn ping_channel(pid: i32) -> String {
+    format!("pgnotify.ping.{pid}")
+}
+
+/// The outcome of a ping deadline passing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PingFailure {
+    /// The very first ping's NOTIFY completed but its notification never came.
+    NotificationsNotDelivered,
+    /// A ping was not answered in time.
+    TimedOut,
+}
+
+#[derive(Debug)]
+struct Outstanding {
+    sent_at: Instant,
+    /// `None` while reading is paused on purpose: an unread pong proves nothing.
+    deadline: Option<Instant>,
+    first: bool,
+    command_done: bool,
+}
+
+/// Schedules pings on one connection and judges their answers.
+#[derive(Debug)]
+pub(crate) struct Pinger {
+    interval: Duration,
+    timeout: Duration,
+    channel: Option<String>,
+    next_at: Option<Instant>,
+    outstanding: Option<Outstanding>,
+    sent_on_connection: u64,
+    last_rtt: Option<Duration>,
+    sent_total: u64,
+}
+
+impl Pinger {
+    pub(crate) fn new(interval: Duration, timeout: Duration) -> Self {
+        Self {
+            interval,
+            timeout,
+            channel: None,
+            next_at: None,
+            outstanding: None,
+            sent_on_connection: 0,
+            last_rtt: None,
+            sent_total: 0,
+        }
+    }
+
+    /// A connection is listening on `channel`: ping at once.
+    pub(crate) fn start(&mut self, now: Instant, channel: String) {
+        self.channel = Some(channel);
+        self.next_at = Some(now);
+        self.outstanding = None;
+        self.sent_on_connection = 0;
+    }
+
+    /// The connection is gone.
+    pub(crate) fn stop(&mut self) {
+        self.channel = None;
+        self.next_at = None;
+        self.outstanding = None;
+    }
+
+    pub(crate) fn channel(&self) -> Option<&str> {
+        self.channel.as_deref()
+    }
+
+    /// If a ping is due, returns the SQL to send and marks it sent.
+    pub(crate) fn due(&mut self, now: Instant, paused: bool) -> Option<String> {
+        let channel = self.channel.as_ref()?;
+        if self.outstanding.is_some() || self.next_at.is_none_or(|at| now < at) {
+            return None;
+        }
+        let mut sql = String::from("NOTIFY ");
+        push_quoted_identifier(&mut sql, channel);
+        self.outstanding = Some(Outstanding {
+            sent_at: now,
+            deadline: (!paused).then(|| now + self.timeout),
+            first: self.sent_on_connection == 0,
+            command_done: false,
+        });
+        self.next_at = None;
+        self.sent_on_connection += 1;
+        self.sent_total += 1;
+        Some(sql)
+    }
+
+    /// How many pings this connection has sent.
+    pub(crate) fn sent_on_connection(&self) -> u64 {
+        self.sent_on_connection
+    }
+
+    /// The ping's notification arrived.
+    pub(crate) fn answered(&mut self, now: Instant) {
+        if let Some(out) = self.outstanding.take() {
+            self.last_rtt = Some(now.saturating_duration_since(out.sent_at));
+            self.next_at = Some(now + self.interval);
+        }
+    }
+
+    /// The ping's NOTIFY command completed (its notification may still be on the way).
+    pub(crate) fn command_done(&mut self) {
+        if let Some(out) = &mut self.outstanding {
+            out.command_done = true;
+        }
+    }
+
+    /// Reading was paused on purpose: suspend the deadline.
+    pub(crate) fn pause(&mut self) {
+        if let Some(out) = &mut self.outstanding {
+            out.deadline = None;
+        }
+    }
+
+    /// Reading resumed: the deadline starts afresh.
+    pub(crate) fn resume(&mut self, now: Instant) {
+        if let Some(out) = &mut self.outstanding {
+            out.deadline = Some(now + self.timeout);
+        }
+    }
+
+    /// Whether the outstanding ping has failed by `now`.
+    pub(crate) fn check(&self, now: Instant) -> Option<PingFailure> {
+        let out = self.outstanding.as_ref()?;
+        let deadline = out.deadline?;
+        if now < deadline {
+            return None;
+        }
+        Some(if out.first && out.command_done {
+            PingFailure::NotificationsNotDelivered
+        } else {
+            PingFailure::TimedOut
+        })
+    }
+
+    /// The next instant the pinger needs a `handle_timeout`.
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        self.channel.as_ref()?;
+        match &self.outstanding {
+            Some(out) => out.deadline,
+            None => self.next_at,
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub(crate) fn last_rtt(&self) -> Option<Duration> {
+        self.last_rtt
+    }
+
+    pub(crate) fn sent_total(&self) -> u64 {
+        self.sent_total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pinger() -> (Pinger, Instant) {
+        (
+            Pinger::new(Duration::from_secs(10), Duration::from_secs(5)),
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn first_ping_goes_out_at_once_then_every_interval_after_the_answer() {
+        let (mut p, t0) = pinger();
+        p.start(t0, ping_channel(42));
+        assert_eq!(
+            p.due(t0, false).as_deref(),
+            Some("NOTIFY \"pgnotify.ping.42\"")
+        );
+        assert_eq!(p.due(t0, false), None, "one ping at a time");
+        p.answered(t0 + Duration::from_millis(3));
+        assert_eq!(p.last_rtt(), Some(Duration::from_millis(3)));
+        assert_eq!(
+            p.next_timeout(),
+            Some(t0 + Duration::from_millis(3) + Duration::from_secs(10))
+        );
+        assert_eq!(p.due(t0 + Duration::from_secs(10), false), None);
+        assert!(
+            p.due(
+                t0 + Duration::from_millis(3) + Duration::from_secs(10),
+                false
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn unanswered_first_ping_with_completed_notify_blames_the_pooler() {
+        let (mut p, t0) = pinger();
+        p.start(t0, ping_channel(1));
+        p.due(t0, false).unwrap();
+        p.command_done();
+        assert_eq!(p.check(t0 + Duration::from_secs(4)), None);
+        assert_eq!(
+            p.check(t0 + Duration::from_secs(5)),
+            Some(PingFailure::NotificationsNotDelivered)
+        );
+    }
+
+    #[test]
+    fn later_unanswered_ping_times_out() {
+        let (mut p, t0) = pinger();
+        p.start(t0, ping_channel(1));
+        p.due(t0, false).unwrap();
+        p.answered(t0);
+        let t1 = t0 + Duration::from_secs(10);
+        p.due(t1, false).unwrap();
+        assert_eq!(
+            p.check(t1 + Duration::from_secs(5)),
+            Some(PingFailure::TimedOut)
+        );
+    }
+
+    #[test]
+    fn paused_reading_suspends_the_deadline_and_resume_restarts_it() {
+        let (mut p, t0) = pinger();
+        p.start(t0, ping_channel(1));
+        p.due(t0, false).unwrap();
+        p.pause();
+        assert_eq!(p.check(t0 + Duration::from_secs(60)), None);
+        assert_eq!(p.next_timeout(), None);
+        let t1 = t0 + Duration::from_secs(60);
+        p.resume(t1);
+        assert_eq!(p.check(t1 + Duration::from_secs(4)), None);
+        assert!(p.check(t1 + Duration::from_secs(5)).is_some());
+    }
+}

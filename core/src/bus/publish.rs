@@ -1,0 +1,66 @@
+//! The publish pipeline: publishes waiting for a connection.
+//!
+//! Publishes in flight are tracked with the other commands (see
+//! `Bus::commands`); this module holds the ones that arrived while no
+//! connection was up, each with the deadline after which it fails.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::bus::error::NotifyError;
+use crate::bus::output::PublishId;
+
+/// A publish waiting for a connection.
+#[derive(Debug)]
+pub(crate) struct WaitingPublish {
+    pub(crate) id: PublishId,
+    pub(crate) channel: String,
+    pub(crate) payload: String,
+    pub(crate) queued_at: Instant,
+    pub(crate) deadline: Instant,
+}
+
+/// Publishes waiting for a connection, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct PublishQueue {
+    next_id: u64,
+    waiting: VecDeque<WaitingPublish>,
+}
+
+impl PublishQueue {
+    pub(crate) fn next_id(&mut self) -> PublishId {
+        self.next_id += 1;
+        PublishId(self.next_id)
+    }
+
+    pub(crate) fn push(&mut self, publish: WaitingPublish) {
+        self.waiting.push_back(publish);
+    }
+
+    /// Takes every waiting publish, oldest first, to send now.
+    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = WaitingPublish> + '_ {
+        self.waiting.drain(..)
+    }
+
+    /// Removes the publishes whose deadline has passed, with their error.
+    pub(crate) fn expire(&mut self, now: Instant, mut done: impl FnMut(PublishId, NotifyError)) {
+        // Deadlines grow with arrival order (same timeout for all), so the
+        // expired ones are at the front.
+        while let Some(front) = self.waiting.front() {
+            if now < front.deadline {
+                break;
+            }
+            let p = self.waiting.pop_front().expect("front exists");
+            done(
+                p.id,
+                NotifyError::NotConnected {
+                    waited: now - p.queued_at,
+                },
+            );
+        }
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.waiting.front().map(|p| p.deadline)
+    }
+}

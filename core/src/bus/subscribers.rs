@@ -1,0 +1,272 @@
+//! The subscriber table: each subscriber's queue, readiness and the
+//! fan-out of one notification to the subscribers of its channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::bus::output::{BusEvent, SubscriberStatus};
+use crate::bus::queue::{Pushed, SubscriberQueue};
+use crate::bus::registry::SubscriberId;
+use crate::bus::stats::Stats;
+use crate::{EndReason, Event, Gap, Notification, OverflowPolicy, SharedStr, SubscribeOptions};
+
+/// Subscriber ids are sequential numbers: hashing them is wasted work on the
+/// fan-out path, so the table uses the number itself.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Spread sequential ids over the table's buckets.
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    channel: SharedStr,
+    queue: SubscriberQueue,
+    ready: bool,
+    /// Lived through an outage: a `Gap::Reconnected` is owed before its
+    /// next item from the new connection.
+    owes_reconnect_gap: bool,
+    /// `SubscriberReadable` was sent and the queue not drained since.
+    readable_signalled: bool,
+    /// Counted in `Subscribers::backpressured`.
+    holding_back: bool,
+}
+
+/// Every subscriber, by id.
+#[derive(Debug, Default)]
+pub(crate) struct Subscribers {
+    next_id: u64,
+    table: HashMap<SubscriberId, Subscriber, BuildHasherDefault<IdHasher>>,
+    /// How many `Backpressure` subscribers are full: reading is paused while
+    /// this is non-zero.
+    backpressured: usize,
+}
+
+impl Subscribers {
+    pub(crate) fn insert(&mut self, channel: &str, options: SubscribeOptions) -> SubscriberId {
+        self.next_id += 1;
+        let id = SubscriberId::from_raw(self.next_id);
+        self.table.insert(
+            id,
+            Subscriber {
+                channel: SharedStr::from(channel),
+                queue: SubscriberQueue::new(&options),
+                ready: false,
+                owes_reconnect_gap: false,
+                readable_signalled: false,
+                holding_back: false,
+            },
+        );
+        id
+    }
+
+    /// Removes `id` entirely and returns its channel, if it was still
+    /// registered there (it is not once it has ended).
+    pub(crate) fn remove(&mut self, id: SubscriberId) -> Option<SharedStr> {
+        let sub = self.table.remove(&id)?;
+        if sub.holding_back {
+            self.backpressured -= 1;
+        }
+        sub.queue.end_reason().is_none().then_some(sub.channel)
+    }
+
+    pub(crate) fn status(&self, id: SubscriberId) -> SubscriberStatus {
+        match self.table.get(&id) {
+            None => SubscriberStatus::Unknown,
+            Some(s) => match s.queue.end_reason() {
+                Some(reason) => SubscriberStatus::Ended(reason),
+                None if s.ready => SubscriberStatus::Ready,
+                None => SubscriberStatus::Pending,
+            },
+        }
+    }
+
+    pub(crate) fn backpressured(&self) -> usize {
+        self.backpressured
+    }
+
+    pub(crate) fn mark_ready(&mut self, id: SubscriberId, events: &mut VecDeque<BusEvent>) {
+        if let Some(s) = self.table.get_mut(&id) {
+            if !s.ready && s.queue.end_reason().is_none() {
+                s.ready = true;
+                events.push_back(BusEvent::SubscriberReady(id));
+            }
+        }
+    }
+
+    /// Ends `id` with `reason`; returns its channel so the caller can
+    /// deregister it. Queued items stay readable.
+    pub(crate) fn end(
+        &mut self,
+        id: SubscriberId,
+        reason: EndReason,
+        events: &mut VecDeque<BusEvent>,
+    ) -> Option<SharedStr> {
+        let s = self.table.get_mut(&id)?;
+        if s.queue.end_reason().is_some() {
+            return None;
+        }
+        s.queue.end(reason);
+        if s.holding_back {
+            s.holding_back = false;
+            self.backpressured -= 1;
+        }
+        events.push_back(BusEvent::SubscriberEnded(id, reason));
+        Some(s.channel.clone())
+    }
+
+    pub(crate) fn end_all(&mut self, reason: EndReason, events: &mut VecDeque<BusEvent>) {
+        let mut ids: Vec<SubscriberId> = self.table.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            self.end(id, reason, events);
+        }
+    }
+
+    /// Every ready subscriber lived through the outage that just began.
+    pub(crate) fn expect_reconnect_gaps(&mut self) {
+        for s in self.table.values_mut() {
+            if s.ready && s.queue.end_reason().is_none() {
+                s.owes_reconnect_gap = true;
+            }
+        }
+    }
+
+    /// The new connection's LISTENs are acknowledged: every subscriber still
+    /// owed a gap gets it now.
+    pub(crate) fn push_pending_reconnect_gaps(
+        &mut self,
+        generation: u64,
+        events: &mut VecDeque<BusEvent>,
+    ) {
+        let mut ids: Vec<SubscriberId> = self
+            .table
+            .iter()
+            .filter(|(_, s)| s.owes_reconnect_gap)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        for id in ids {
+            if let Some(s) = self.table.get_mut(&id) {
+                s.owes_reconnect_gap = false;
+                s.queue.push_gap(Gap::Reconnected { generation });
+                signal_readable(id, s, events);
+            }
+        }
+    }
+
+    /// Pushes a reconnect gap to `ids` (their LISTEN was found missing).
+    pub(crate) fn push_reconnect_gap(
+        &mut self,
+        ids: &[SubscriberId],
+        generation: u64,
+        events: &mut VecDeque<BusEvent>,
+    ) {
+        for &id in ids {
+            if let Some(s) = self.table.get_mut(&id) {
+                s.queue.push_gap(Gap::Reconnected { generation });
+                signal_readable(id, s, events);
+            }
+        }
+    }
+
+    /// Queues `n` to each of `ids` (the subscribers of its channel) and
+    /// returns the subscribers that ended because of it (policy `Close`),
+    /// with their channel, for the caller to deregister.
+    ///
+    /// This is the hot path: per subscriber one table lookup, one refcount
+    /// increment for the shared notification and no allocation.
+    pub(crate) fn fan_out(
+        &mut self,
+        ids: &[SubscriberId],
+        n: &Notification,
+        events: &mut VecDeque<BusEvent>,
+        stats: &mut Stats,
+    ) -> Vec<(SubscriberId, SharedStr)> {
+        let mut ended = Vec::new();
+        for &id in ids {
+            let Some(s) = self.table.get_mut(&id) else {
+                continue;
+            };
+            match s.queue.push(n.clone()) {
+                Pushed::Queued => stats.notifications_delivered += 1,
+                Pushed::Replaced { dropped } => {
+                    stats.notifications_delivered += 1;
+                    if s.queue.policy() == OverflowPolicy::KeepLatest {
+                        stats.replaced_latest += dropped;
+                    } else {
+                        stats.dropped_oldest += dropped;
+                    }
+                }
+                Pushed::Dropped => stats.dropped_newest += 1,
+                Pushed::Ended => {
+                    stats.closed_by_overflow += 1;
+                    events.push_back(BusEvent::SubscriberEnded(id, EndReason::Overflowed));
+                    ended.push((id, s.channel.clone()));
+                }
+                Pushed::Ignored => continue,
+            }
+            if s.queue.blocks_input() && !s.holding_back {
+                s.holding_back = true;
+                self.backpressured += 1;
+            }
+            signal_readable(id, s, events);
+        }
+        ended
+    }
+
+    /// Moves up to `max` items of `id` into `out`.
+    pub(crate) fn drain(
+        &mut self,
+        id: SubscriberId,
+        out: &mut Vec<Event>,
+        max: usize,
+    ) -> SubscriberStatus {
+        let Some(s) = self.table.get_mut(&id) else {
+            return SubscriberStatus::Unknown;
+        };
+        s.queue.drain_into(out, max);
+        if s.queue.is_empty() {
+            s.readable_signalled = false;
+        }
+        if s.holding_back && !s.queue.blocks_input() {
+            s.holding_back = false;
+            self.backpressured -= 1;
+        }
+        self.status(id)
+    }
+
+    pub(crate) fn fill_stats(&self, stats: &mut Stats) {
+        stats.subscribers = 0;
+        stats.queued_items = 0;
+        stats.queued_bytes = 0;
+        stats.largest_queue = 0;
+        for s in self.table.values() {
+            if s.queue.end_reason().is_none() {
+                stats.subscribers += 1;
+            }
+            stats.queued_items += s.queue.len();
+            stats.queued_bytes += s.queue.bytes();
+            stats.largest_queue = stats.largest_queue.max(s.queue.len());
+        }
+    }
+}
+
+fn signal_readable(id: SubscriberId, s: &mut Subscriber, events: &mut VecDeque<BusEvent>) {
+    if !s.readable_signalled && !s.queue.is_empty() {
+        s.readable_signalled = true;
+        events.push_back(BusEvent::SubscriberReadable(id));
+    }
+}
