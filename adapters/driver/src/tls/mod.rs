@@ -194,6 +194,10 @@ impl fmt::Display for TlsError {
                     f,
                     "the server certificate for \"{host}\" is not signed by a trusted root certificate"
                 ),
+                C::BadSignature => write!(
+                    f,
+                    "the server certificate for \"{host}\" has a bad signature: a trusted root certificate has its issuer's name but did not sign it"
+                ),
                 C::NotValidForName | C::NotValidForNameContext { .. } => write!(
                     f,
                     "the server certificate is not valid for host name \"{host}\""

@@ -1,0 +1,139 @@
+//! Shared by the driver's integration tests: running one async test body on
+//! every runtime, certificates made on the spot, and the few raw protocol
+//! bytes needed before the core's protocol layer is wired in.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use pgnotify_driver::{Runtime, Stream};
+
+/// A test body, run once per runtime.
+pub type Body = fn(Arc<dyn Runtime>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs `body` on tokio, smol and async-std in turn, naming the runtime if it panics.
+pub fn on_every_runtime(body: Body) {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let runtime = Arc::new(pgnotify_tokio::TokioRuntime::from_handle(
+        tokio.handle().clone(),
+    ));
+    with_name("tokio", || tokio.block_on(body(runtime)));
+    with_name("smol", || {
+        smol::block_on(body(Arc::new(pgnotify_smol::SmolRuntime)))
+    });
+    with_name("async-std", || {
+        async_std::task::block_on(body(Arc::new(pgnotify_async_std::AsyncStdRuntime)))
+    });
+}
+
+fn with_name(name: &str, run: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        eprintln!("failed on the {name} runtime");
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// A CA and a server certificate it signed, all PEM.
+pub struct Pki {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub leaf_der: Vec<u8>,
+}
+
+/// Makes a CA named `ca_name` and a server certificate for `names` (DNS
+/// names or IP addresses), both with keys of `alg`.
+pub fn pki(ca_name: &str, names: &[&str], alg: &'static rcgen::SignatureAlgorithm) -> Pki {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let ca_key = rcgen::KeyPair::generate_for(alg).expect("CA key");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).expect("server params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pgnotify test server");
+    let key = rcgen::KeyPair::generate_for(alg).expect("server key");
+    let cert = params.signed_by(&key, &ca).expect("server certificate");
+    Pki {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        leaf_der: cert.der().to_vec(),
+    }
+}
+
+/// PostgreSQL's SSLRequest: length 8, code 80877103.
+pub const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// A protocol 3.0 StartupMessage for `user` on database `postgres`.
+pub fn startup_message(user: &str) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (key, value) in [("user", user), ("database", "postgres")] {
+        body.extend_from_slice(key.as_bytes());
+        body.push(0);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    message.extend_from_slice(&body);
+    message
+}
+
+/// Writes all of `data` and flushes it.
+pub async fn write_all(stream: &mut Stream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = poll_fn(|cx| stream.poll_write(cx, data)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+    }
+    poll_fn(|cx| stream.poll_flush(cx)).await
+}
+
+/// Reads exactly `len` bytes.
+pub async fn read_exact(stream: &mut Stream, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    let mut filled = 0;
+    while filled < len {
+        let n = poll_fn(|cx| stream.poll_read(cx, &mut buf[filled..])).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        filled += n;
+    }
+    Ok(buf)
+}
+
+/// Reads one backend message: its type byte and body.
+pub async fn read_message(stream: &mut Stream) -> io::Result<(u8, Vec<u8>)> {
+    let header = read_exact(stream, 5).await?;
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    let body = read_exact(stream, len.saturating_sub(4)).await?;
+    Ok((header[0], body))
+}
+
+/// Sends a StartupMessage and returns the server's first reply.
+pub async fn startup(stream: &mut Stream, user: &str) -> (u8, Vec<u8>) {
+    write_all(stream, &startup_message(user))
+        .await
+        .expect("send StartupMessage");
+    read_message(stream).await.expect("the server's reply")
+}
+
+/// `AuthenticationOk`: type `R`, code 0.
+pub fn is_authentication_ok(message: &(u8, Vec<u8>)) -> bool {
+    message.0 == b'R' && message.1 == [0, 0, 0, 0]
+}
