@@ -541,9 +541,9 @@ fn a_syntax_error_anywhere_runs_no_statement() {
     let mut sim = Sim::with_seed(0);
     let conn = sim.connect();
     assert_eq!(
-        sim.query(conn, "LISTEN a; VACUUM"),
+        sim.query(conn, "LISTEN a; FROBNICATE"),
         [
-            error("42601", "syntax error at or near \"VACUUM\""),
+            error("42601", "syntax error at or near \"FROBNICATE\""),
             Msg::Ready
         ]
     );

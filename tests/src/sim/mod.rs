@@ -61,6 +61,13 @@
 //!   25006 ("cannot execute LISTEN during recovery").
 //! - Malformed frames get FATAL 08P01 and the connection closes.
 //!
+//! Not simulated: TLS and SCRAM, explicit `BEGIN`/`COMMIT`, Execute's row
+//! limit (PortalSuspended), COPY, function calls, and any SQL beyond the
+//! statements above. Message texts, SQLSTATEs and message order were
+//! checked against PostgreSQL 15 for startup, LISTEN/NOTIFY in one query,
+//! Describe of `pg_notify($1, $2)`, extended-protocol errors and a bad
+//! message type.
+//!
 //! ```
 //! use std::time::Instant;
 //! use bytes::BytesMut;
