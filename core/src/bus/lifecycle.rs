@@ -41,8 +41,9 @@ impl Phase {
         matches!(self, Self::Relistening { .. } | Self::Listening)
     }
 
+    /// Closed or closing: no new work is accepted.
     pub(crate) fn is_closed(self) -> bool {
-        matches!(self, Self::Closed)
+        matches!(self, Self::Closing { .. } | Self::Closed)
     }
 
     pub(crate) fn deadline(self) -> Option<Instant> {
@@ -204,8 +205,12 @@ impl Bus {
     /// flight, tell the subscribers a gap is coming, and schedule the next
     /// attempt.
     pub(super) fn connection_lost(&mut self, now: Instant, error: BusError) {
+        if self.phase.is_closed() {
+            // Losing the connection while closing just finishes the close.
+            self.finish_close();
+            return;
+        }
         let was_listening = self.phase.is_listening();
-        let established = was_listening || matches!(self.phase, Phase::Relistening { .. });
         self.conn = None;
         if self.transport_open {
             self.actions.push_back(Action::Disconnect);
@@ -216,35 +221,27 @@ impl Bus {
         self.pinger.stop();
         self.pending_ping_channel = None;
         self.healthy_at = None;
-        if was_listening {
-            self.subscribers.expect_reconnect_gaps();
-            self.stats.reconnects += 1;
-            self.events.push_back(BusEvent::Disconnected {
-                error: error.clone(),
-            });
-        } else {
-            self.stats.connect_failures += 1;
-            self.events.push_back(BusEvent::ConnectFailed {
-                error: error.clone(),
-                first_attempt: !self.ever_connected,
-            });
-        }
         self.stats.last_error = Some(error.to_string());
 
         // A lost working connection starts over from the first host (after a
         // failover the primary may be elsewhere); a failed attempt moves on to
-        // the next host and backs off once every host has been tried.
+        // the next host, and backs off once every host has been tried.
         let hosts = self.config.hosts().len().max(1);
-        let delay = if was_listening || established {
+        let delay = if was_listening {
+            self.subscribers.expect_reconnect_gaps();
+            self.stats.reconnects += 1;
+            self.events.push_back(BusEvent::Disconnected { error });
             self.host_index = 0;
             self.backoff.next_delay()
         } else {
             self.host_index = (self.host_index + 1) % hosts;
-            if self.host_index == 0 {
-                self.backoff.next_delay()
-            } else {
-                Duration::ZERO
-            }
+            let round_complete = self.host_index == 0;
+            self.stats.connect_failures += 1;
+            self.events.push_back(BusEvent::ConnectFailed {
+                error,
+                first_attempt: !self.ever_connected && round_complete,
+            });
+            if round_complete { self.backoff.next_delay() } else { Duration::ZERO }
         };
         if delay.is_zero() {
             self.start_attempt(now);

@@ -100,9 +100,11 @@ pub enum BusEvent {
     ConnectFailed {
         /// Why.
         error: BusError,
-        /// Whether the bus has never been connected yet. A driver's
-        /// `connect()` should fail on the first attempt's non-transient errors
-        /// ([`BusError::is_transient`]).
+        /// Whether this failure completes the first round of attempts: the
+        /// bus has never been connected and every configured host has now
+        /// been tried once. A driver's `connect()` fails on such an event
+        /// when the error is not transient ([`BusError::is_transient`]): a
+        /// wrong password or a missing database will not fix itself.
         first_attempt: bool,
     },
     /// `close` finished: no connection remains and none will be made.
