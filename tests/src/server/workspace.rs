@@ -50,7 +50,9 @@ impl Workspace {
         let binaries = Binaries::find()?;
         let run_as = OsUser::for_server()?;
         let base = scratch_base();
-        remove_stale_roots(&base);
+        for dir in [Path::new(SHM), &std::env::temp_dir(), &base] {
+            remove_stale_roots(dir);
+        }
         let root = base.join(format!("{ROOT_PREFIX}{}", std::process::id()));
         // A directory with our pid is from an earlier process that had the same pid.
         let _ = fs::remove_dir_all(&root);
@@ -91,7 +93,8 @@ fn initdb(binaries: &Binaries, run_as: Option<OsUser>, data: &Path) -> Result<()
             "--encoding=UTF8",
             "--locale=C",
         ])
-        .args(["--no-sync", "--no-instructions"])
+        // 1 MB WAL segments instead of 16: a smaller template is faster to copy per server.
+        .args(["--no-sync", "--no-instructions", "--wal-segsize=1"])
         .current_dir(data.parent().unwrap_or(data))
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
@@ -116,15 +119,43 @@ fn initdb(binaries: &Binaries, run_as: Option<OsUser>, data: &Path) -> Result<()
     fs::write(&conf, text).map_err(|e| Error::io(format!("write {}", conf.display()), e))
 }
 
-/// Where scratch roots go: the temporary directory, unless its path would make unix-socket
-/// paths (at most 107 bytes) too long.
+/// Where scratch roots go: `$TMPDIR` when set; else `/dev/shm` when it has room (a server
+/// copies its cluster and writes its WAL there, and memory is several times faster than a busy
+/// disk); else `/tmp`. A path too long for unix sockets (at most 107 bytes) falls back to `/tmp`.
 fn scratch_base() -> PathBuf {
-    let tmp = std::env::temp_dir();
-    if tmp.as_os_str().len() <= 60 {
-        tmp
-    } else {
-        PathBuf::from("/tmp")
+    if let Some(tmp) = std::env::var_os("TMPDIR") {
+        let tmp = PathBuf::from(tmp);
+        if tmp.as_os_str().len() <= 60 {
+            return tmp;
+        }
+    } else if has_room(Path::new(SHM), 1 << 30) {
+        return PathBuf::from(SHM);
     }
+    PathBuf::from("/tmp")
+}
+
+/// The memory file system on Linux.
+const SHM: &str = "/dev/shm";
+
+/// Whether `dir` is a writable directory with at least `bytes` free.
+fn has_room(dir: &Path, bytes: u64) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stats` is valid for writes; statvfs fills it.
+    if unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: statvfs returned 0, so it initialised `stats`.
+    let stats = unsafe { stats.assume_init() };
+    // fsblkcnt_t and c_ulong are 32 bits wide on some targets.
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize));
+    // SAFETY: `path` is NUL-terminated; access only reads it.
+    let writable = unsafe { libc::access(path.as_ptr(), libc::W_OK) } == 0;
+    writable && free >= bytes
 }
 
 /// Removes the scratch roots of processes that are gone (killed before they could clean up).
