@@ -42,10 +42,6 @@ pub async fn connect(
             let path = host.socket_path().unwrap_or_default();
             connect_unix(runtime, &path, connect_timeout).await
         }
-        #[allow(unreachable_patterns)] // HostSpec may grow
-        _ => Err(ConnectError::Unsupported {
-            target: format!("{host:?}"),
-        }),
     }
 }
 
@@ -236,11 +232,6 @@ pub enum ConnectError {
         /// The operating system's error.
         source: io::Error,
     },
-    /// This kind of host is not supported by the driver.
-    Unsupported {
-        /// The host.
-        target: String,
-    },
 }
 
 impl fmt::Display for ConnectError {
@@ -268,9 +259,6 @@ impl fmt::Display for ConnectError {
             }
             ConnectError::SocketOption { option, source } => {
                 write!(f, "could not set socket option {option}: {source}")
-            }
-            ConnectError::Unsupported { target } => {
-                write!(f, "cannot connect to {target}: unsupported kind of host")
             }
         }
     }

@@ -37,17 +37,17 @@
 //!   the core needs for SCRAM-SHA-256-PLUS. From then on the same `Stream`
 //!   reads and writes through TLS, so the driver loop never knows.
 
-// mod connect;
+mod connect;
 mod runtime;
 mod stream;
 pub mod tls;
 
-// pub use connect::{ConnectError, connect, set_keepalive};
+pub use connect::{ConnectError, connect, set_keepalive};
 #[cfg(feature = "futures-io")]
 pub use runtime::FuturesIo;
 pub use runtime::{BoxFuture, Runtime, Timer, Transport};
 pub use stream::Stream;
-pub use tls::{RootCerts, TlsConnector, TlsError, Verification};
+pub use tls::{TlsConnector, TlsError, Verification};
 
 /// The `socket2` crate, re-exported so that runtime crates build
 /// [`SockRef`](socket2::SockRef)s for [`Transport::socket`] with the same version.

@@ -61,7 +61,7 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
 /// needs only these three methods. Implementations wake the task of the last
 /// `Context` given when the stream becomes readable or writable again, as
 /// usual.
-pub trait Transport: Send + 'static {
+pub trait Transport: Send + fmt::Debug + 'static {
     /// Reads bytes into `buf`; `Ok(0)` means the peer closed the stream.
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
 
@@ -129,7 +129,7 @@ pub struct FuturesIo<S>(pub S);
 #[cfg(feature = "futures-io")]
 impl<S> Transport for FuturesIo<S>
 where
-    S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static,
+    S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + fmt::Debug + 'static,
     for<'a> socket2::SockRef<'a>: From<&'a S>,
 {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {

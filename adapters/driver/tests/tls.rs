@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use common::{Pki, SSL_REQUEST, on_every_runtime, pki, read_exact, startup, write_all};
-use pgnotify_driver::{RootCerts, Runtime, Stream, TlsConnector, TlsError, Verification};
+use pgnotify_core::config::{SslMode, SslRootCert};
+use pgnotify_driver::{Runtime, Stream, TlsConnector, TlsError, Verification};
 use pgnotify_testkit::server::{SUPERUSER, TestServer};
 use sha2::Digest;
 
@@ -93,7 +94,7 @@ async fn handshake(
 }
 
 fn connector(verification: Verification, roots: Option<PathBuf>) -> TlsConnector {
-    TlsConnector::new(verification, roots.map(RootCerts::File).as_ref())
+    TlsConnector::new(verification, roots.map(SslRootCert::File).as_ref())
         .expect("a TLS configuration")
 }
 
@@ -244,7 +245,7 @@ fn a_p384_certificate_binds_with_sha384() {
 #[test]
 fn a_missing_root_certificate_file_fails_before_connecting_and_says_what_to_do() {
     let missing = PathBuf::from("/nonexistent/pgnotify/root.crt");
-    let error = TlsConnector::new(Verification::Chain, Some(&RootCerts::File(missing)))
+    let error = TlsConnector::new(Verification::Chain, Some(&SslRootCert::File(missing)))
         .expect_err("a missing root certificate file");
     assert!(
         matches!(error, TlsError::RootCertMissing { .. }),
@@ -262,7 +263,7 @@ fn a_root_certificate_file_without_certificates_is_rejected() {
     let fixture = fixture();
     let empty = fixture.server.data_dir().join("empty-ca.pem");
     std::fs::write(&empty, "not a certificate\n").unwrap();
-    let error = TlsConnector::new(Verification::Full, Some(&RootCerts::File(empty)))
+    let error = TlsConnector::new(Verification::Full, Some(&SslRootCert::File(empty)))
         .expect_err("a file without certificates");
     assert!(
         matches!(error, TlsError::RootCertInvalid { .. }),
@@ -271,9 +272,37 @@ fn a_root_certificate_file_without_certificates_is_rejected() {
 }
 
 #[test]
-fn verification_without_any_roots_is_a_configuration_error() {
-    let error = TlsConnector::new(Verification::Chain, None).expect_err("no roots");
-    assert!(matches!(error, TlsError::RootCertUnset), "{error:?}");
+fn verification_without_sslrootcert_uses_libpqs_default_file() {
+    let default = std::env::var_os("HOME")
+        .map(|home| std::path::Path::new(&home).join(".postgresql/root.crt"));
+    match TlsConnector::new(Verification::Chain, None) {
+        Err(TlsError::RootCertMissing { path }) => assert_eq!(Some(path), default),
+        Err(TlsError::RootCertUnset) => assert_eq!(default, None),
+        Err(other) => panic!("expected the default root.crt to be looked for, got {other:?}"),
+        Ok(_) => assert!(default.is_some_and(|path| path.exists())),
+    }
+}
+
+#[test]
+fn require_with_an_explicit_root_cert_verifies_the_chain_like_libpq() {
+    on_every_runtime(|runtime| {
+        Box::pin(async move {
+            let fixture = fixture();
+            let wrong = SslRootCert::File(fixture.other_ca_file.clone());
+            let connector = TlsConnector::for_ssl_mode(SslMode::Require, Some(&wrong)).unwrap();
+            assert_eq!(connector.verification(), Verification::Chain);
+            let error = handshake(&*runtime, fixture, &connector, "db.test")
+                .await
+                .expect_err("require with a root certificate that did not sign");
+            assert!(matches!(error, TlsError::Certificate { .. }), "{error:?}");
+
+            let right = SslRootCert::File(fixture.ca_file.clone());
+            let connector = TlsConnector::for_ssl_mode(SslMode::Require, Some(&right)).unwrap();
+            handshake(&*runtime, fixture, &connector, "not-in-the.cert")
+                .await
+                .expect("require with the right root certificate, any host name");
+        })
+    });
 }
 
 #[test]

@@ -93,11 +93,12 @@ impl Runtime for TokioRuntime {
 }
 
 /// A tokio socket as a driver [`Transport`].
+#[derive(Debug)]
 struct Stream<S>(S);
 
 impl<S> Transport for Stream<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
     for<'a> SockRef<'a>: From<&'a S>,
 {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {

@@ -14,11 +14,12 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use pgnotify_core::config::{SslMode, SslRootCert};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 
 pub use binding::tls_server_end_point;
-pub use verify::{RootCerts, Verification};
+pub use verify::Verification;
 
 /// The ALPN protocol name PostgreSQL 17 and later expect; older servers ignore it.
 const ALPN_POSTGRESQL: &[u8] = b"postgresql";
@@ -36,15 +37,25 @@ pub struct TlsConnector {
 }
 
 impl TlsConnector {
+    /// Creates a connector for an `sslmode` and `sslrootcert`, verifying as
+    /// libpq would (see [`Verification::for_ssl_mode`]).
+    pub fn for_ssl_mode(mode: SslMode, root_cert: Option<&SslRootCert>) -> Result<Self, TlsError> {
+        Self::new(Verification::for_ssl_mode(mode, root_cert), root_cert)
+    }
+
     /// Creates a connector that verifies the server per `verification`,
-    /// trusting `roots` (needed unless `verification` is
-    /// [`Verification::None`]).
+    /// trusting the roots `root_cert` names: a PEM file, the system's store,
+    /// or with `None` libpq's default file `~/.postgresql/root.crt`. Roots
+    /// are not loaded for [`Verification::None`].
     ///
     /// Fails when the roots cannot be loaded: a missing or unreadable file, a
     /// file without a certificate, or an empty system store.
-    pub fn new(verification: Verification, roots: Option<&RootCerts>) -> Result<Self, TlsError> {
+    pub fn new(
+        verification: Verification,
+        root_cert: Option<&SslRootCert>,
+    ) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = verify::verifier(verification, roots, &provider)?;
+        let verifier = verify::verifier(verification, root_cert, &provider)?;
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config {
@@ -91,7 +102,8 @@ impl TlsConnector {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum TlsError {
-    /// Verification needs root certificates and none were configured.
+    /// Verification needs root certificates, `sslrootcert` is not set and
+    /// there is no home directory to find libpq's default file in.
     RootCertUnset,
     /// The root certificate file does not exist.
     RootCertMissing {
@@ -167,7 +179,7 @@ impl fmt::Display for TlsError {
         use rustls::CertificateError as C;
         match self {
             TlsError::RootCertUnset => f.write_str(
-                "server certificate verification needs root certificates: set sslrootcert to a file or to \"system\"",
+                "server certificate verification needs root certificates, and without a home directory there is no ~/.postgresql/root.crt: set sslrootcert to a file or to \"system\"",
             ),
             TlsError::RootCertMissing { path } => write!(
                 f,

@@ -10,6 +10,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use pgnotify_core::config::{SslMode, SslRootCert};
+
 use super::TlsError;
 
 /// What the TLS handshake checks about the server's certificate.
@@ -31,86 +33,100 @@ pub enum Verification {
     Full,
 }
 
-/// Where the trusted root certificates come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RootCerts {
-    /// A PEM file of one or more CA certificates (`sslrootcert=<path>`).
-    File(PathBuf),
-    /// The operating system's trust store (`sslrootcert=system`), as found by
-    /// `rustls-native-certs` (which honours `SSL_CERT_FILE` and
-    /// `SSL_CERT_DIR`, like OpenSSL and so like libpq).
-    System,
+impl Verification {
+    /// What libpq verifies for `mode`, given the `sslrootcert` setting.
+    ///
+    /// `prefer` and `require` verify nothing, unless root certificates are
+    /// given explicitly: then the chain is verified, as libpq does when it
+    /// finds a root certificate file. (libpq also does so when the default
+    /// `~/.postgresql/root.crt` merely exists; pgnotify does not, so that a
+    /// stray file does not change what `require` means.)
+    pub fn for_ssl_mode(mode: SslMode, root_cert: Option<&SslRootCert>) -> Verification {
+        match mode {
+            SslMode::VerifyFull => Verification::Full,
+            SslMode::VerifyCa => Verification::Chain,
+            _ if root_cert.is_some() => Verification::Chain,
+            _ => Verification::None,
+        }
+    }
 }
 
-impl RootCerts {
-    /// Interprets an `sslrootcert` setting: the literal `system` means the
-    /// operating system's store, anything else a file.
-    ///
-    /// Without a setting, libpq reads `~/.postgresql/root.crt`; so does this,
-    /// when `HOME` is set.
-    pub fn from_setting(setting: Option<&Path>) -> Option<RootCerts> {
-        match setting {
-            Some(path) if path == Path::new("system") => Some(RootCerts::System),
-            Some(path) => Some(RootCerts::File(path.to_owned())),
-            None => {
-                let home = std::env::var_os("HOME")?;
-                Some(RootCerts::File(
-                    Path::new(&home).join(".postgresql").join("root.crt"),
-                ))
-            }
-        }
-    }
+/// Where the roots come from when `sslrootcert` is not set: libpq's
+/// `~/.postgresql/root.crt` (`None` without a home directory).
+fn default_root_cert_file() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|home| !home.is_empty())?;
+    Some(Path::new(&home).join(".postgresql").join("root.crt"))
+}
 
-    /// Loads the certificates into a store.
-    pub(crate) fn load(&self) -> Result<RootCertStore, TlsError> {
-        let mut store = RootCertStore::empty();
-        match self {
-            RootCerts::File(path) => {
-                let pem = std::fs::read(path).map_err(|source| {
-                    if source.kind() == std::io::ErrorKind::NotFound {
-                        TlsError::RootCertMissing { path: path.clone() }
-                    } else {
-                        TlsError::RootCertUnreadable {
-                            path: path.clone(),
-                            source,
-                        }
-                    }
-                })?;
-                let invalid = |reason: String| TlsError::RootCertInvalid {
-                    path: path.clone(),
-                    reason,
-                };
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| invalid(e.to_string()))?;
-                    store.add(cert).map_err(|e| invalid(e.to_string()))?;
-                }
-                if store.is_empty() {
-                    return Err(invalid("it holds no PEM certificate".into()));
-                }
+/// Loads the roots `setting` names (libpq's default file when `None`).
+fn load_roots(setting: Option<&SslRootCert>) -> Result<RootCertStore, TlsError> {
+    let default_file;
+    let path = match setting {
+        Some(SslRootCert::System) => return load_system_roots(),
+        Some(root) => root.path(),
+        None => {
+            default_file = default_root_cert_file().ok_or(TlsError::RootCertUnset)?;
+            Some(default_file.as_path())
+        }
+    };
+    let Some(path) = path else {
+        return Err(TlsError::RootCertUnset);
+    };
+    load_root_file(path)
+}
+
+/// Loads the CA certificates of a PEM file.
+fn load_root_file(path: &Path) -> Result<RootCertStore, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            TlsError::RootCertMissing {
+                path: path.to_owned(),
             }
-            RootCerts::System => {
-                let found = rustls_native_certs::load_native_certs();
-                // Unparsable entries in a system store are common and harmless.
-                let (_added, _ignored) = store.add_parsable_certificates(found.certs);
-                if store.is_empty() {
-                    let reason = match found.errors.first() {
-                        Some(error) => error.to_string(),
-                        None => "no certificate found".into(),
-                    };
-                    return Err(TlsError::SystemRootsUnavailable { reason });
-                }
+        } else {
+            TlsError::RootCertUnreadable {
+                path: path.to_owned(),
+                source,
             }
         }
-        Ok(store)
+    })?;
+    let invalid = |reason: String| TlsError::RootCertInvalid {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut store = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| invalid(e.to_string()))?;
+        store.add(cert).map_err(|e| invalid(e.to_string()))?;
     }
+    if store.is_empty() {
+        return Err(invalid("it holds no PEM certificate".into()));
+    }
+    Ok(store)
+}
+
+/// Loads the operating system's trust store, as found by
+/// `rustls-native-certs` (which honours `SSL_CERT_FILE` and `SSL_CERT_DIR`,
+/// like OpenSSL and so like libpq).
+fn load_system_roots() -> Result<RootCertStore, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    // Unparsable entries in a system store are common and harmless.
+    let (_added, _ignored) = store.add_parsable_certificates(found.certs);
+    if store.is_empty() {
+        let reason = match found.errors.first() {
+            Some(error) => error.to_string(),
+            None => "no certificate found".into(),
+        };
+        return Err(TlsError::SystemRootsUnavailable { reason });
+    }
+    Ok(store)
 }
 
 /// Builds the verifier for `verification` (`roots` is ignored for
 /// [`Verification::None`]).
 pub(crate) fn verifier(
     verification: Verification,
-    roots: Option<&RootCerts>,
+    roots: Option<&SslRootCert>,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ServerCertVerifier>, TlsError> {
     if verification == Verification::None {
@@ -118,7 +134,7 @@ pub(crate) fn verifier(
             provider: provider.clone(),
         }));
     }
-    let roots = roots.ok_or(TlsError::RootCertUnset)?.load()?;
+    let roots = load_roots(roots)?;
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| TlsError::Config {
@@ -228,5 +244,33 @@ impl ServerCertVerifier for AnyName {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssl_modes_verify_what_libpq_verifies() {
+        let file = SslRootCert::File("ca.pem".into());
+        let cases = [
+            (SslMode::Prefer, None, Verification::None),
+            (SslMode::Require, None, Verification::None),
+            (SslMode::Prefer, Some(&file), Verification::Chain),
+            (SslMode::Require, Some(&file), Verification::Chain),
+            (SslMode::VerifyCa, None, Verification::Chain),
+            (SslMode::VerifyCa, Some(&file), Verification::Chain),
+            (SslMode::VerifyFull, None, Verification::Full),
+            (
+                SslMode::VerifyFull,
+                Some(&SslRootCert::System),
+                Verification::Full,
+            ),
+        ];
+        for (mode, root_cert, expected) in cases {
+            let got = Verification::for_ssl_mode(mode, root_cert);
+            assert_eq!(got, expected, "sslmode={mode} sslrootcert={root_cert:?}");
+        }
     }
 }
