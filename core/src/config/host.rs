@@ -2,7 +2,7 @@
 //! into one.
 
 use std::fmt;
-use std::net::IpAddr;
+use core::net::IpAddr;
 use std::path::PathBuf;
 
 use super::error::ConfigError;
