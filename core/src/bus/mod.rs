@@ -489,7 +489,7 @@ impl Bus {
                 ConnectionEvent::StartTls => self.actions.push_back(Action::StartTls(TlsTarget {
                     server_name: self.current_host_name(),
                     ssl_mode: self.config.ssl_mode(),
-                    root_cert: self.config.ssl_root_cert().map(Into::into),
+                    root_cert: self.config.ssl_root_cert_setting().cloned(),
                 })),
                 ConnectionEvent::Ready => self.on_startup_complete(now),
                 ConnectionEvent::Notification(n) => self.on_notification(now, n),

@@ -1,12 +1,11 @@
 //! What the bus asks of its driver ([`Action`]) and tells it ([`BusEvent`]).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::EndReason;
 use crate::bus::error::{BusError, NotifyError};
 use crate::bus::registry::SubscriberId;
-use crate::config::{HostSpec, Keepalive, SslMode};
+use crate::config::{HostSpec, Keepalive, SslMode, SslRootCert};
 
 /// Identifies one `notify` call until its [`BusEvent::PublishDone`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,8 +53,10 @@ pub struct TlsTarget {
     pub server_name: String,
     /// What to verify.
     pub ssl_mode: SslMode,
-    /// The CA certificates to trust (`sslrootcert`); `None` means the system roots.
-    pub root_cert: Option<PathBuf>,
+    /// The CA certificates to trust (`sslrootcert`). `None` means none was
+    /// configured: as libpq, the driver then reads `~/.postgresql/root.crt`
+    /// for the verifying modes.
+    pub root_cert: Option<SslRootCert>,
 }
 
 /// Where a subscriber stands.

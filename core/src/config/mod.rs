@@ -301,6 +301,12 @@ impl Config {
         self.ssl_root_cert.as_ref().and_then(SslRootCert::path)
     }
 
+    /// The `sslrootcert` setting as given: a file, the system roots, or
+    /// `None` when nothing was configured.
+    pub fn ssl_root_cert_setting(&self) -> Option<&SslRootCert> {
+        self.ssl_root_cert.as_ref()
+    }
+
     /// Whether to trust the TLS implementation's own roots
     /// (`sslrootcert=system`, which implies `sslmode=verify-full`).
     pub fn ssl_system_roots(&self) -> bool {
