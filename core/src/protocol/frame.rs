@@ -72,6 +72,16 @@ impl FrameReader {
         self.header_filled == 0 && self.partial.is_none()
     }
 
+    /// How many bytes are held for an incomplete frame: the header bytes
+    /// so far, or the capacity reserved for the body being gathered.
+    pub(crate) fn buffered_len(&self) -> usize {
+        let body = self
+            .partial
+            .as_ref()
+            .map_or(0, |(_, body, _)| body.capacity());
+        self.header_filled.saturating_add(body)
+    }
+
     /// Takes the next complete frame from `input` (advancing it), or buffers
     /// what is there and returns `None` once `input` is exhausted.
     pub(crate) fn next<'a>(

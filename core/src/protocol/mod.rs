@@ -355,6 +355,13 @@ impl Connection {
         self.commands.len()
     }
 
+    /// How many bytes of an incomplete server message the connection holds
+    /// while it waits for the rest; never more than
+    /// [`StartupParams::max_frame_len`]. The fuzz targets check that bound.
+    pub fn buffered_input_len(&self) -> usize {
+        self.reader.buffered_len()
+    }
+
     // ---- input ----
 
     /// Takes bytes read from the server, in any chunking.
