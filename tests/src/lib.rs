@@ -2,6 +2,7 @@
 //! fault-injecting TCP proxy ([`proxy::FaultProxy`]) and a simulated server for deterministic
 //! tests ([`sim`]).
 
+pub mod fuzz;
 pub mod proxy;
 pub mod server;
 pub mod sim;

@@ -1,0 +1,23 @@
+//! The bodies of the fuzz targets in `fuzz/`, kept here so that a plain
+//! `cargo test` replays every checked-in corpus file through the same code
+//! (`tests/tests/fuzz_corpus_replay.rs`); the cargo-fuzz targets are
+//! one-line calls into this module.
+//!
+//! - [`server_bytes()`]: arbitrary server bytes, in arbitrary chunks, at every
+//!   phase of one protocol connection (DESIGN §4, invariant 9);
+//! - [`conninfo()`]: arbitrary connection strings through the parser and back.
+//!
+//! Each target panics when a property fails, which is what the fuzzer and
+//! the replay test report.
+
+pub mod conninfo;
+pub mod seeds;
+pub mod server_bytes;
+pub mod wire;
+
+pub use conninfo::conninfo;
+pub use server_bytes::server_bytes;
+
+/// The targets by name, as their corpus directories are named.
+pub const TARGETS: [(&str, fn(&[u8])); 2] =
+    [("server_bytes", server_bytes), ("conninfo", conninfo)];
