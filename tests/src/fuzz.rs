@@ -18,6 +18,8 @@ pub mod wire;
 pub use conninfo::conninfo;
 pub use server_bytes::server_bytes;
 
+/// A target body: one input, panicking when a property fails.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as their corpus directories are named.
-pub const TARGETS: [(&str, fn(&[u8])); 2] =
-    [("server_bytes", server_bytes), ("conninfo", conninfo)];
+pub const TARGETS: [(&str, Target); 2] = [("server_bytes", server_bytes), ("conninfo", conninfo)];

@@ -38,7 +38,7 @@ fn write_seeds_if_asked(target: &str) {
 }
 
 /// Runs every corpus file of `target`, naming the file that fails.
-fn replay(target: &str, run: fn(&[u8])) -> usize {
+fn replay(target: &str, run: fuzz::Target) -> usize {
     write_seeds_if_asked(target);
     let files = corpus_files(target);
     for path in &files {
@@ -49,7 +49,7 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
     files.len()
 }
 
-fn target(name: &str) -> fn(&[u8]) {
+fn target(name: &str) -> fuzz::Target {
     fuzz::TARGETS
         .iter()
         .find(|(n, _)| *n == name)
