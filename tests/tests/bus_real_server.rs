@@ -473,3 +473,146 @@ fn backpressure_pauses_reading_and_loses_nothing_on_a_real_burst() {
     assert!(stats.paused_for > Duration::ZERO);
     assert!(stats.connected, "pausing must not cost the connection");
 }
+
+#[test]
+fn subscribers_sharing_a_listen_in_flight_become_ready_together() {
+    let server = TestServer::new().unwrap();
+    let mut d = connected_bus(config(&server, "pgnotify-shared"));
+    // Mixed case and a dot: the name must reach the server exactly.
+    let first = d
+        .bus()
+        .subscribe("Orders.EU", SubscribeOptions::new())
+        .unwrap();
+    let second = d
+        .bus()
+        .subscribe("Orders.EU", SubscribeOptions::new())
+        .unwrap();
+    d.pump();
+    assert_eq!(d.bus().subscriber_status(second), SubscriberStatus::Pending);
+    for id in [first, second] {
+        d.wait_event("SubscriberReady", |e| *e == BusEvent::SubscriberReady(id));
+    }
+    server
+        .execute(r#"NOTIFY "orders.eu", 'folded'; NOTIFY "Orders.EU", 'exact'"#)
+        .unwrap();
+    assert_eq!(payloads(&d.wait_items(first, 1)), [note("exact")]);
+    assert_eq!(payloads(&d.wait_items(second, 1)), [note("exact")]);
+    assert_eq!(d.bus().stats().notifications_received, 1);
+}
+
+#[test]
+fn subscribe_racing_an_unlisten_in_flight_ends_listening() {
+    let server = TestServer::new().unwrap();
+    let mut d = connected_bus(config(&server, "pgnotify-flap"));
+    let mut other = notifier(&server);
+    for round in 0..50 {
+        let old = d.subscribe_ready("flap", SubscribeOptions::new());
+        // The UNLISTEN goes out; the new subscriber arrives before its reply.
+        d.bus().unsubscribe(old);
+        d.pump();
+        let new = d.bus().subscribe("flap", SubscribeOptions::new()).unwrap();
+        d.pump();
+        d.wait_event("SubscriberReady", |e| *e == BusEvent::SubscriberReady(new));
+        d.wait_settled();
+        assert_eq!(
+            d.bus().listening_channels(),
+            [note("flap")],
+            "round {round}"
+        );
+        publish_from(&mut other, "flap", &round.to_string());
+        assert_eq!(
+            payloads(&d.wait_items(new, 1)),
+            [round.to_string()],
+            "round {round}"
+        );
+        assert!(d.drain(old).is_empty());
+        d.bus().unsubscribe(new);
+        d.pump();
+    }
+}
+
+#[test]
+fn subscribe_and_notify_during_an_outage_complete_on_reconnect() {
+    let server = TestServer::new().unwrap();
+    let mut d = connected_bus(config(&server, "pgnotify-outage"));
+    let before = d.subscribe_ready("o", SubscribeOptions::new());
+
+    server.stop().unwrap();
+    d.wait_event("Disconnected", |e| {
+        matches!(e, BusEvent::Disconnected { .. })
+    });
+    let during = d.bus().subscribe("o", SubscribeOptions::new()).unwrap();
+    let publish = d.bus().notify(Instant::now(), "o", "queued").unwrap();
+    d.pump();
+    assert_eq!(d.bus().subscriber_status(during), SubscriberStatus::Pending);
+
+    server.start().unwrap();
+    d.wait_event("Connected{2}", |e| {
+        *e == BusEvent::Connected { generation: 2 }
+    });
+    d.wait_event("SubscriberReady", |e| {
+        *e == BusEvent::SubscriberReady(during)
+    });
+    d.wait_event("PublishDone", |e| {
+        *e == BusEvent::PublishDone(publish, Ok(()))
+    });
+
+    // The queued publish went out after the re-LISTEN in the same pipeline,
+    // so both subscribers see it; only the one that lived through the outage
+    // gets a reconnection gap.
+    let old_items = d.wait_items(before, 2);
+    assert_eq!(old_items[0], Event::Gap(Gap::Reconnected { generation: 2 }));
+    assert_eq!(payloads(&old_items), [note("queued")]);
+    let new_items = d.wait_items(during, 1);
+    assert_eq!(payloads(&new_items), [note("queued")]);
+    assert_eq!(new_items.len(), 1, "a new subscriber has nothing to resync");
+}
+
+#[test]
+fn notify_waiting_longer_than_publish_timeout_fails_as_not_connected() {
+    let server = TestServer::new().unwrap();
+    let config = config(&server, "pgnotify-pubtimeout")
+        .to_builder()
+        .publish_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut d = connected_bus(config);
+    server.stop().unwrap();
+    d.wait_event("Disconnected", |e| {
+        matches!(e, BusEvent::Disconnected { .. })
+    });
+    let publish = d.bus().notify(Instant::now(), "o", "never").unwrap();
+    let done = d.wait_event(
+        "PublishDone",
+        |e| matches!(e, BusEvent::PublishDone(p, _) if *p == publish),
+    );
+    match done {
+        BusEvent::PublishDone(_, Err(NotifyError::NotConnected { waited })) => {
+            assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        }
+        other => panic!("expected NotConnected, got {other:?}"),
+    }
+}
+
+#[test]
+fn pings_keep_idle_session_timeout_away() {
+    let server = TestServer::builder()
+        .setting("idle_session_timeout", "1s")
+        .start()
+        .unwrap();
+    let mut d = connected_bus(config(&server, "pgnotify-idle"));
+    let id = d.subscribe_ready("idle", SubscribeOptions::new());
+    // Ten pings at 300 ms apart span three idle timeouts.
+    d.drive_until("ten pings", |bus| bus.stats().pings_sent >= 10);
+    let events = d.take_events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, BusEvent::Disconnected { .. })),
+        "{events:?}"
+    );
+    assert_eq!(d.bus().generation(), 1);
+    assert!(d.bus().stats().last_ping_rtt.is_some());
+    server.execute("NOTIFY idle, 'still here'").unwrap();
+    assert_eq!(payloads(&d.wait_items(id, 1)), [note("still here")]);
+}
