@@ -616,3 +616,92 @@ fn pings_keep_idle_session_timeout_away() {
     server.execute("NOTIFY idle, 'still here'").unwrap();
     assert_eq!(payloads(&d.wait_items(id, 1)), [note("still here")]);
 }
+
+#[test]
+fn bounce_reconnects_with_a_gap() {
+    let server = TestServer::new().unwrap();
+    check_reconnect(&server, "pgnotify-bounce", |d| {
+        d.bus().bounce(Instant::now());
+        d.pump();
+    });
+}
+
+#[test]
+fn longest_channel_and_payload_round_trip_exactly() {
+    let server = TestServer::new().unwrap();
+    let mut d = connected_bus(config(&server, "pgnotify-limits"));
+    let channel = "c".repeat(63);
+    let id = d.subscribe_ready(&channel, SubscribeOptions::new());
+    // 7999 bytes, multi-byte characters included.
+    let payload = format!("{}{}", "é".repeat(3000), "x".repeat(1999));
+    assert_eq!(payload.len(), 7999);
+    let publish = d.bus().notify(Instant::now(), &channel, &payload).unwrap();
+    d.pump();
+    d.wait_event("PublishDone", |e| {
+        *e == BusEvent::PublishDone(publish, Ok(()))
+    });
+    server
+        .execute(&format!("NOTIFY {channel}, 'from admin'"))
+        .unwrap();
+    let items = d.wait_items(id, 2);
+    assert_eq!(payloads(&items), [payload, note("from admin")]);
+    assert!(
+        items
+            .iter()
+            .filter_map(Event::notification)
+            .all(|n| *n.channel == *channel)
+    );
+}
+
+#[test]
+fn bus_works_over_a_unix_socket_and_over_tcp_with_sslmode_prefer() {
+    let server = TestServer::builder()
+        .auth(AuthMethod::ScramSha256)
+        .user("alice", "pw")
+        .start()
+        .unwrap();
+    let unix = format!(
+        "host={} port={} user=alice password=pw dbname={DATABASE} application_name=pgnotify-unix",
+        server.unix_socket_dir().display(),
+        server.port()
+    );
+    let tcp = format!("{} application_name=pgnotify-prefer", server.conninfo());
+    for conninfo in [unix, tcp] {
+        let config = Config::parse(&conninfo).unwrap();
+        assert_eq!(config.ssl_mode(), SslMode::Prefer, "libpq's default");
+        let mut d = connected_bus(config);
+        let id = d.subscribe_ready("transport", SubscribeOptions::new());
+        server.execute("NOTIFY transport, 'hi'").unwrap();
+        assert_eq!(payloads(&d.wait_items(id, 1)), [note("hi")], "{conninfo}");
+        d.bus().close(Instant::now());
+        d.wait_event("Closed", |e| *e == BusEvent::Closed);
+    }
+}
+
+#[test]
+fn close_while_disconnected_finishes_at_once() {
+    let server = TestServer::new().unwrap();
+    let mut d = connected_bus(config(&server, "pgnotify-close-down"));
+    let id = d.subscribe_ready("x", SubscribeOptions::new());
+    server.stop().unwrap();
+    d.wait_event("Disconnected", |e| {
+        matches!(e, BusEvent::Disconnected { .. })
+    });
+    let publish = d.bus().notify(Instant::now(), "x", "waiting").unwrap();
+    d.bus().close(Instant::now());
+    let events = d.take_events();
+    assert!(events.contains(&BusEvent::Closed), "{events:?}");
+    assert!(
+        events.contains(&BusEvent::PublishDone(publish, Err(NotifyError::Closed))),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&BusEvent::SubscriberEnded(id, EndReason::BusClosed)),
+        "{events:?}"
+    );
+    assert_eq!(d.bus().poll_timeout(), None, "a closed bus needs no timer");
+    let connects = d.connects;
+    server.start().unwrap();
+    d.turn(Duration::from_millis(100));
+    assert_eq!(d.connects, connects, "a closed bus connected again");
+}
