@@ -68,9 +68,11 @@ pub enum SubscriberStatus {
     /// Listening: every notification committed from now on is delivered or
     /// covered by a gap.
     Ready,
-    /// The stream has ended; queued items may still be drained.
+    /// The stream has ended; queued items may still be drained. The entry
+    /// stays until [`Bus::unsubscribe`](crate::bus::Bus::unsubscribe), which
+    /// a driver calls when the subscription handle is dropped.
     Ended(EndReason),
-    /// No such subscriber (never existed, or fully drained after it ended).
+    /// No such subscriber (never existed, or unsubscribed).
     Unknown,
 }
 
