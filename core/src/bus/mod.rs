@@ -702,7 +702,8 @@ impl Bus {
         if let Some(conn) = self.conn.as_mut() {
             conn.terminate();
         }
-        if self.transport_open || self.conn.is_some() {
+        // A transport the driver already reported closed needs no Disconnect.
+        if self.transport_open {
             self.actions.push_back(Action::Disconnect);
         }
         self.transport_open = false;
