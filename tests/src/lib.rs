@@ -6,3 +6,4 @@ pub mod fuzz;
 pub mod proxy;
 pub mod server;
 pub mod sim;
+pub mod simulation;
