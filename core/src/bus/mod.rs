@@ -186,8 +186,13 @@ impl Bus {
     /// Whether the driver should read the socket. False while a subscriber
     /// with [`OverflowPolicy::Backpressure`](crate::OverflowPolicy::Backpressure)
     /// is full: the server then buffers in its own notification queue.
+    ///
+    /// Only a listening connection is paused: a new connection is always
+    /// read until its LISTENs are acknowledged, or it could never start up
+    /// (its notifications then count against the documented overshoot of
+    /// one read).
     pub fn wants_input(&self) -> bool {
-        self.paused_since.is_none()
+        self.paused_since.is_none() || !self.phase.is_listening()
     }
 
     /// Where subscriber `id` stands.
