@@ -6,19 +6,43 @@
 //!
 //! This crate holds only what differs on async-std: [`AsyncStdRuntime`], the
 //! implementation of the driver's [`Runtime`] seam. Everything else (the
-//! connection logic, TLS, and soon `Listener` and `Subscription`) lives once
-//! in `pgnotify-driver`.
+//! connection logic, TLS, the driver task, [`Listener`] and
+//! [`Subscription`]) lives once in `pgnotify-driver` and is re-exported here.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_std::net::ToSocketAddrs;
-use pgnotify_driver::{BoxFuture, FuturesIo, Runtime, Timer, Transport};
+use pgnotify_driver::{BoxFuture, CurrentRuntime, FuturesIo, Runtime, Timer, Transport};
+
+pub use pgnotify_driver::{
+    BusError, ChannelError, Config, ConfigError, ConnectionEvent, ConnectionEvents, EndReason,
+    Event, Gap, ListenerError, Notification, NotifyError, OverflowPolicy, PayloadError, SharedStr,
+    SslMode, SslRootCert, Stats, SubscribeError, SubscribeOptions, Subscription,
+};
+
+/// One PostgreSQL LISTEN connection shared by any number of subscriptions,
+/// on async-std: [`pgnotify_driver::Listener`] with this crate's runtime.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = pgnotify_async_std::Listener::connect("postgres://app@localhost/app").await?;
+/// let mut jobs = listener.subscribe("jobs").await?;
+/// while let Some(event) = jobs.recv().await {
+///     println!("{event:?}");
+/// }
+/// # Ok(()) }
+/// ```
+pub type Listener = pgnotify_driver::Listener<AsyncStdRuntime>;
+
+/// A builder for a [`Listener`] on async-std.
+pub type ListenerBuilder = pgnotify_driver::ListenerBuilder<AsyncStdRuntime>;
 
 /// The async-std implementation of the driver's [`Runtime`].
 ///
@@ -76,5 +100,11 @@ impl Timer for AsyncIoTimer {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         Pin::new(&mut self.0).poll(cx).map(drop)
+    }
+}
+
+impl CurrentRuntime for AsyncStdRuntime {
+    fn current() -> Option<Arc<dyn Runtime>> {
+        Some(Arc::new(AsyncStdRuntime))
     }
 }

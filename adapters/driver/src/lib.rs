@@ -14,7 +14,8 @@
 //!    connect     resolve, try each address, connect_timeout, keepalive
 //!    tls         rustls (ring) sans-IO: sslmode verification, channel binding
 //!    Stream      plain or TLS, one poll_read/poll_write/poll_flush surface
-//!    (driver loop, Listener, Subscription: next)
+//!    driver      the task that owns the Stream and drives the Bus
+//!    Listener, Subscription, ConnectionEvents   the handles, over Arc<Shared>
 //!              │  bytes and Instants
 //!  pgnotify-core                              no IO at all
 //! ```
@@ -36,18 +37,45 @@
 //!   host name), and returns the `tls-server-end-point` channel-binding data
 //!   the core needs for SCRAM-SHA-256-PLUS. From then on the same `Stream`
 //!   reads and writes through TLS, so the driver loop never knows.
+//! - The driver task (one per listener) owns the `Stream`; the `Bus` lives
+//!   behind a mutex shared with the handles. [`Listener`] and
+//!   [`Subscription`] apply commands to the bus under that lock and wake the
+//!   task; the task feeds the bus what happened on the socket and the timer,
+//!   writes what it transmits, and wakes exactly the subscriptions that
+//!   became readable, once per chunk read. See the `driver` module's docs
+//!   for the loop.
+//!
+//! Applications use this crate through a runtime crate (`pgnotify-tokio`,
+//! `pgnotify-smol`, `pgnotify-async-std`), whose `Listener` is this crate's
+//! [`Listener`] with that runtime's [`CurrentRuntime`].
 
 mod connect;
+mod driver;
+mod events;
+mod listener;
 mod runtime;
+mod shared;
+mod signal;
 mod stream;
+mod subscription;
 pub mod tls;
 
 pub use connect::{ConnectError, connect, set_keepalive};
+pub use events::{ConnectionEvent, ConnectionEvents, EVENT_CAPACITY};
+pub use listener::{AnyRuntime, CurrentRuntime, Listener, ListenerBuilder, ListenerError};
 #[cfg(feature = "futures-io")]
 pub use runtime::FuturesIo;
 pub use runtime::{BoxFuture, Runtime, Timer, Transport};
 pub use stream::Stream;
+pub use subscription::{SubscribeError, Subscription};
 pub use tls::{TlsConnector, TlsError, Verification};
+
+pub use pgnotify_core::bus::{BusError, NotifyError, Stats};
+pub use pgnotify_core::config::{SslMode, SslRootCert};
+pub use pgnotify_core::{
+    ChannelError, Config, ConfigError, EndReason, Event, Gap, Notification, OverflowPolicy,
+    PayloadError, SharedStr, SubscribeOptions,
+};
 
 /// The `socket2` crate, re-exported so that runtime crates build
 /// [`SockRef`](socket2::SockRef)s for [`Transport::socket`] with the same version.

@@ -2,22 +2,46 @@
 //!
 //! This crate holds only what differs on tokio: [`TokioRuntime`], the
 //! implementation of the driver's [`Runtime`] seam. Everything else (the
-//! connection logic, TLS, and soon `Listener` and `Subscription`) lives once
-//! in `pgnotify-driver`. It needs tokio's `rt`, `net` and `time` features and
-//! nothing more.
+//! connection logic, TLS, the driver task, [`Listener`] and
+//! [`Subscription`]) lives once in `pgnotify-driver` and is re-exported here.
+//! It needs tokio's `rt`, `net` and `time` features and nothing more.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use pgnotify_driver::socket2::SockRef;
-use pgnotify_driver::{BoxFuture, Runtime, Timer, Transport};
+use pgnotify_driver::{BoxFuture, CurrentRuntime, Runtime, Timer, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::runtime::Handle;
+
+pub use pgnotify_driver::{
+    BusError, ChannelError, Config, ConfigError, ConnectionEvent, ConnectionEvents, EndReason,
+    Event, Gap, ListenerError, Notification, NotifyError, OverflowPolicy, PayloadError, SharedStr,
+    SslMode, SslRootCert, Stats, SubscribeError, SubscribeOptions, Subscription,
+};
+
+/// One PostgreSQL LISTEN connection shared by any number of subscriptions,
+/// on tokio: [`pgnotify_driver::Listener`] with this crate's runtime.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = pgnotify_tokio::Listener::connect("postgres://app@localhost/app").await?;
+/// let mut jobs = listener.subscribe("jobs").await?;
+/// while let Some(event) = jobs.recv().await {
+///     println!("{event:?}");
+/// }
+/// # Ok(()) }
+/// ```
+pub type Listener = pgnotify_driver::Listener<TokioRuntime>;
+
+/// A builder for a [`Listener`] on tokio.
+pub type ListenerBuilder = pgnotify_driver::ListenerBuilder<TokioRuntime>;
 
 /// The tokio implementation of the driver's [`Runtime`].
 ///
@@ -131,5 +155,11 @@ impl Timer for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.0.as_mut().poll(cx)
+    }
+}
+
+impl CurrentRuntime for TokioRuntime {
+    fn current() -> Option<Arc<dyn Runtime>> {
+        Self::try_current().map(|rt| Arc::new(rt) as Arc<dyn Runtime>)
     }
 }

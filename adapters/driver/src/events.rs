@@ -1,0 +1,172 @@
+//! Connection events: a bounded, broadcast-style stream per
+//! [`Listener::connection_events`](crate::Listener::connection_events) call.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use pgnotify_core::bus::BusError;
+
+use crate::shared::{Shared, store_waker};
+
+/// How many events one [`ConnectionEvents`] holds before the oldest are
+/// dropped (and reported as [`ConnectionEvent::Lagged`]).
+pub const EVENT_CAPACITY: usize = 64;
+
+/// A change in the listener's connection, as seen by
+/// [`ConnectionEvents`].
+///
+/// Subscriptions learn about outages in-band ([`Gap::Reconnected`](pgnotify_core::Gap));
+/// these events are for logs, metrics and health checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// A connection is up and every channel is LISTENed on it.
+    Connected {
+        /// Increases by one per successful connection, starting at 1.
+        generation: u64,
+    },
+    /// The connection was lost; the listener reconnects by itself.
+    Disconnected {
+        /// Why it was lost.
+        error: BusError,
+    },
+    /// A connection attempt failed; the listener retries with backoff.
+    ConnectFailed {
+        /// Why it failed.
+        error: BusError,
+    },
+    /// This receiver fell behind: `missed` events were dropped before the
+    /// ones that follow.
+    Lagged {
+        /// How many events were dropped.
+        missed: u64,
+    },
+}
+
+impl fmt::Display for ConnectionEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connected { generation } => write!(f, "connected (generation {generation})"),
+            Self::Disconnected { error } => write!(f, "disconnected: {error}"),
+            Self::ConnectFailed { error } => write!(f, "connection attempt failed: {error}"),
+            Self::Lagged { missed } => write!(f, "{missed} connection events were missed"),
+        }
+    }
+}
+
+/// One receiver's queue.
+#[derive(Debug, Default)]
+struct EventQueue {
+    items: VecDeque<ConnectionEvent>,
+    missed: u64,
+    waker: Option<Waker>,
+}
+
+/// Every live receiver's queue, by receiver id.
+#[derive(Debug, Default)]
+pub(crate) struct EventQueues {
+    next_id: u64,
+    queues: HashMap<u64, EventQueue>,
+    ended: bool,
+}
+
+impl EventQueues {
+    fn add(&mut self) -> u64 {
+        self.next_id += 1;
+        self.queues.insert(self.next_id, EventQueue::default());
+        self.next_id
+    }
+
+    /// Appends `event` to every receiver, dropping (and counting) the oldest
+    /// where a queue is full.
+    pub(crate) fn push(&mut self, event: ConnectionEvent, wake: &mut Vec<Waker>) {
+        for queue in self.queues.values_mut() {
+            if queue.items.len() == EVENT_CAPACITY {
+                queue.items.pop_front();
+                queue.missed += 1;
+            }
+            queue.items.push_back(event.clone());
+            wake.extend(queue.waker.take());
+        }
+    }
+
+    /// The listener is closed: every stream ends once drained.
+    pub(crate) fn end(&mut self, wake: &mut Vec<Waker>) {
+        self.ended = true;
+        wake.extend(self.queues.values_mut().filter_map(|q| q.waker.take()));
+    }
+}
+
+/// A stream of [`ConnectionEvent`]s from the moment it was created, ending
+/// when the listener is closed.
+///
+/// Each receiver has its own queue of [`EVENT_CAPACITY`] events; one that
+/// falls behind loses the oldest and gets a [`ConnectionEvent::Lagged`]
+/// first. A receiver does not keep the listener open. Implements
+/// [`futures_core::Stream`].
+pub struct ConnectionEvents {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl fmt::Debug for ConnectionEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionEvents")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionEvents {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let id = shared.lock().events.add();
+        Self { shared, id }
+    }
+
+    /// Waits for the next event; `None` once the listener is closed and
+    /// every event has been taken.
+    ///
+    /// Cancel safe: an event is taken only when this returns it.
+    pub async fn recv(&mut self) -> Option<ConnectionEvent> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next event, registering the task to be woken.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ConnectionEvent>> {
+        let mut state = self.shared.lock();
+        let events = &mut state.events;
+        let ended = events.ended;
+        let Some(queue) = events.queues.get_mut(&self.id) else {
+            return Poll::Ready(None);
+        };
+        if queue.missed > 0 {
+            let missed = std::mem::take(&mut queue.missed);
+            return Poll::Ready(Some(ConnectionEvent::Lagged { missed }));
+        }
+        if let Some(event) = queue.items.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        if ended {
+            return Poll::Ready(None);
+        }
+        store_waker(&mut queue.waker, cx);
+        Poll::Pending
+    }
+}
+
+impl futures_core::Stream for ConnectionEvents {
+    type Item = ConnectionEvent;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ConnectionEvent>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl Drop for ConnectionEvents {
+    fn drop(&mut self) {
+        self.shared.lock().events.queues.remove(&self.id);
+    }
+}

@@ -1,0 +1,227 @@
+//! A subscriber's end of the bus: a stream of [`Event`]s for one channel.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use pgnotify_core::bus::{SubscriberId, SubscriberStatus};
+use pgnotify_core::{ChannelError, EndReason, Event, SubscribeOptions};
+
+use crate::shared::{Shared, SubscriberSlot, store_waker};
+
+/// A stream of the notifications on one channel, with in-band gaps, from
+/// the moment the server acknowledged the LISTEN.
+///
+/// Made by [`Listener::subscribe`](crate::Listener::subscribe). Items are
+/// [`Event::Notification`]s in the server's order, and [`Event::Gap`]s where
+/// notifications may be missing: [`Gap::Overflow`](pgnotify_core::Gap::Overflow)
+/// counts exactly what this subscription's overflow policy discarded,
+/// [`Gap::Reconnected`](pgnotify_core::Gap::Reconnected) marks an outage.
+/// The stream ends (`None`) when the subscription is closed by its policy,
+/// when the server refuses the LISTEN after a reconnect, or when the listener
+/// closes; [`end_reason`](Self::end_reason) then says which.
+///
+/// Read it with [`recv`](Self::recv) or as a [`futures_core::Stream`]. Items
+/// are taken from the bus in batches (one lock per batch) into a buffer
+/// inside the subscription. It is `Send` and may move between tasks.
+///
+/// # Dropping
+///
+/// Dropping a subscription unsubscribes at once: nothing more is queued for
+/// it, and when it was the channel's last subscriber the listener sends
+/// `UNLISTEN`. A subscription keeps the listener open even after every
+/// [`Listener`](crate::Listener) handle is dropped.
+pub struct Subscription {
+    shared: Arc<Shared>,
+    id: SubscriberId,
+    channel: String,
+    /// The batch taken from the bus, in reverse order (the next item last).
+    batch: Vec<Event>,
+    end: Option<EndReason>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("channel", &self.channel)
+            .field("buffered", &self.batch.len())
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`Listener::subscribe`](crate::Listener::subscribe) failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// The channel name is invalid; nothing was sent.
+    Channel(ChannelError),
+    /// The server refused to LISTEN on the channel (for example on a hot standby).
+    ListenRefused,
+    /// The listener is closed.
+    Closed,
+}
+
+impl fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Channel(e) => write!(f, "invalid channel: {e}"),
+            Self::ListenRefused => f.write_str("the server refused to LISTEN on the channel"),
+            Self::Closed => f.write_str("the listener is closed"),
+        }
+    }
+}
+
+impl std::error::Error for SubscribeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Channel(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ChannelError> for SubscribeError {
+    fn from(e: ChannelError) -> Self {
+        Self::Channel(e)
+    }
+}
+
+impl Subscription {
+    /// Adds a subscriber to the bus; it is not ready yet (see [`ready`](Self::ready)).
+    pub(crate) fn register(
+        shared: &Arc<Shared>,
+        channel: &str,
+        options: Option<SubscribeOptions>,
+    ) -> Result<Self, SubscribeError> {
+        let id = shared.command(|state, _| {
+            if state.lifecycle.closing {
+                return Err(SubscribeError::Closed);
+            }
+            let options = options.unwrap_or_else(|| state.bus.config().default_subscribe_options());
+            let id = state.bus.subscribe(channel, options)?;
+            state.subscribers.insert(id, SubscriberSlot::default());
+            Ok(id)
+        })?;
+        Ok(Self {
+            shared: shared.clone(),
+            id,
+            channel: channel.to_owned(),
+            batch: Vec::new(),
+            end: None,
+        })
+    }
+
+    /// Waits until the server has acknowledged the LISTEN.
+    pub(crate) async fn ready(&self) -> Result<(), SubscribeError> {
+        std::future::poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            let status = state.bus.subscriber_status(self.id);
+            let stopped = state.lifecycle.driver_stopped;
+            let Some(slot) = state.subscribers.get_mut(&self.id) else {
+                return Poll::Ready(Err(SubscribeError::Closed));
+            };
+            if slot.ready {
+                return Poll::Ready(Ok(()));
+            }
+            match status {
+                SubscriberStatus::Ended(EndReason::ListenFailed) => {
+                    Poll::Ready(Err(SubscribeError::ListenRefused))
+                }
+                SubscriberStatus::Ended(_) | SubscriberStatus::Unknown => {
+                    Poll::Ready(Err(SubscribeError::Closed))
+                }
+                _ if stopped => Poll::Ready(Err(SubscribeError::Closed)),
+                _ => {
+                    store_waker(&mut slot.waker, cx);
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// The channel this subscription listens on.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Why the stream ended, once [`recv`](Self::recv) has returned `None`.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.end.filter(|_| self.batch.is_empty())
+    }
+
+    /// Waits for the next item; `None` when the stream has ended.
+    ///
+    /// Cancel safe: an item is removed only when this returns it.
+    pub async fn recv(&mut self) -> Option<Event> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next item, registering the task to be woken when one
+    /// arrives.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        if let Some(event) = self.batch.pop() {
+            return Poll::Ready(Some(event));
+        }
+        if self.end.is_some() {
+            return Poll::Ready(None);
+        }
+        if self.take_batch(cx) {
+            // A full `Backpressure` queue was drained: reading may resume.
+            self.shared.wake_driver();
+        }
+        match self.batch.pop() {
+            Some(event) => Poll::Ready(Some(event)),
+            None if self.end.is_some() => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Moves everything queued for this subscriber into `batch` under one
+    /// lock; registers the task's waker when there is nothing. Returns
+    /// whether the driver must be woken because reading may resume.
+    fn take_batch(&mut self, cx: &Context<'_>) -> bool {
+        let mut state = self.shared.lock();
+        let paused = !state.bus.wants_input();
+        let status = state
+            .bus
+            .drain_events(Instant::now(), self.id, &mut self.batch, usize::MAX);
+        match status {
+            SubscriberStatus::Ended(reason) => self.end = Some(reason),
+            SubscriberStatus::Unknown => self.end = Some(EndReason::BusClosed),
+            _ => {}
+        }
+        if self.batch.is_empty() && self.end.is_none() {
+            if let Some(slot) = state.subscribers.get_mut(&self.id) {
+                store_waker(&mut slot.waker, cx);
+            }
+        }
+        self.batch.reverse();
+        paused && state.bus.wants_input()
+    }
+}
+
+impl futures_core::Stream for Subscription {
+    type Item = Event;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.get_mut().poll_recv(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.batch.len(), None)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.shared.command(|state, now| {
+            state.bus.unsubscribe(self.id);
+            state.subscribers.remove(&self.id);
+            state.close_if_unused(now);
+        });
+    }
+}

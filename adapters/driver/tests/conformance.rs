@@ -1,0 +1,593 @@
+//! The conformance suite: the listener's contract against a real
+//! PostgreSQL, written once and run on tokio, smol and async-std.
+
+// The errors are the library's own, matched on as they are.
+#![allow(clippy::result_large_err)]
+
+mod support;
+
+use std::sync::Arc;
+
+use pgnotify_core::config::HostSpec;
+use pgnotify_core::{ChannelError, Config, PayloadError};
+use pgnotify_driver::{
+    BusError, EndReason, Event, Gap, ListenerError, NotifyError, OverflowPolicy, Runtime,
+    SubscribeError, SubscribeOptions,
+};
+use pgnotify_testkit::server::{AuthMethod, TestServer};
+use support::{
+    Listener, config, eventually, join_all, listen, next, next_notification, on_each_runtime,
+    within,
+};
+
+#[test]
+fn a_notify_sent_right_after_subscribe_returns_is_always_delivered() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "race-listener")).await;
+        let publisher = listen(rt, config(&server.url(), "race-publisher")).await;
+        for i in 0..1000 {
+            let channel = format!("race {i}");
+            let mut sub = within(rt, "subscribe", listener.subscribe(&channel))
+                .await
+                .expect("subscribe");
+            let payload = i.to_string();
+            within(rt, "notify", publisher.notify(&channel, &payload))
+                .await
+                .expect("notify");
+            let n = next_notification(rt, &mut sub).await;
+            assert_eq!(
+                (&*n.channel, &*n.payload),
+                (channel.as_str(), payload.as_str()),
+                "iteration {i}"
+            );
+        }
+        listener.close().await;
+        publisher.close().await;
+    });
+}
+
+#[test]
+fn channel_names_are_taken_verbatim_up_to_63_bytes() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "names")).await;
+        let longest = "é".repeat(31) + "x"; // 63 bytes
+        assert_eq!(longest.len(), 63);
+        let names = [
+            "Jobs",
+            "jobs",
+            "JOBS",
+            "with space",
+            "with \"quotes\"",
+            "it's",
+            "back\\slash",
+            "semi;colon -- and more",
+            longest.as_str(),
+        ];
+        let mut subs = Vec::new();
+        for name in names {
+            subs.push(listener.subscribe(name).await.expect(name));
+        }
+        for name in names {
+            listener.notify(name, name).await.expect(name);
+        }
+        for (name, sub) in names.iter().zip(&mut subs) {
+            let n = next_notification(rt, sub).await;
+            assert_eq!((&*n.channel, &*n.payload), (*name, *name));
+        }
+        // Each received exactly its own: a marker comes next on every channel.
+        for name in names {
+            listener.notify(name, "marker").await.expect(name);
+        }
+        for sub in &mut subs {
+            assert_eq!(&*next_notification(rt, sub).await.payload, "marker");
+        }
+
+        let too_long = "x".repeat(64);
+        assert!(matches!(
+            listener.subscribe(&too_long).await,
+            Err(SubscribeError::Channel(ChannelError::TooLong { .. }))
+        ));
+        assert!(matches!(
+            listener.notify(&too_long, "p").await,
+            Err(NotifyError::Channel(ChannelError::TooLong { .. }))
+        ));
+        assert!(matches!(
+            listener.subscribe("").await,
+            Err(SubscribeError::Channel(_))
+        ));
+        listener.close().await;
+    });
+}
+
+#[test]
+fn payloads_up_to_7999_bytes_arrive_intact_and_8000_are_refused() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "payloads")).await;
+        let mut sub = listener.subscribe("payloads").await.expect("subscribe");
+        let ascii = "x".repeat(7999);
+        let multibyte = "é".repeat(3999) + "!"; // 7999 bytes
+        let mixed = "héllo wörld ✓ 日本語 😀 \\ ' \" \n\t";
+        for payload in [ascii.as_str(), multibyte.as_str(), mixed, ""] {
+            listener.notify("payloads", payload).await.expect("notify");
+            let n = next_notification(rt, &mut sub).await;
+            assert_eq!(&*n.payload, payload);
+        }
+        let refused = listener.notify("payloads", &"x".repeat(8000)).await;
+        assert!(
+            matches!(
+                refused,
+                Err(NotifyError::Payload(PayloadError::TooLong { .. }))
+            ),
+            "{refused:?}"
+        );
+        let nul = listener.notify("payloads", "a\0b").await;
+        assert!(matches!(nul, Err(NotifyError::Payload(_))), "{nul:?}");
+        listener.close().await;
+    });
+}
+
+#[test]
+fn one_notification_fans_out_to_a_thousand_subscribers_of_a_channel() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "fan-out")).await;
+        let mut subs = Vec::new();
+        for _ in 0..1000 {
+            subs.push(listener.subscribe("fan").await.expect("subscribe"));
+        }
+        assert_eq!(listener.stats().channels, 1);
+        for payload in ["one", "two", "three"] {
+            listener.notify("fan", payload).await.expect("notify");
+        }
+        for (i, sub) in subs.iter_mut().enumerate() {
+            for payload in ["one", "two", "three"] {
+                let n = next_notification(rt, sub).await;
+                assert_eq!(&*n.payload, payload, "subscriber {i}");
+            }
+        }
+        listener.close().await;
+    });
+}
+
+#[test]
+fn subscribers_spread_over_a_thousand_channels_each_get_their_own() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "channels")).await;
+        let publisher = listen(rt, config(&server.url(), "channels-publisher")).await;
+        let mut subs = Vec::new();
+        for i in 0..1000 {
+            subs.push(
+                listener
+                    .subscribe(&format!("ch{i}"))
+                    .await
+                    .expect("subscribe"),
+            );
+        }
+        assert_eq!(listener.stats().channels, 1000);
+        for i in 0..1000 {
+            let channel = format!("ch{i}");
+            publisher.notify(&channel, &channel).await.expect("notify");
+        }
+        for sub in &mut subs {
+            let n = next_notification(rt, sub).await;
+            assert_eq!(&*n.payload, sub.channel());
+        }
+        assert_eq!(listener.stats().notifications_received, 1000);
+        listener.close().await;
+        publisher.close().await;
+    });
+}
+
+#[test]
+fn unsubscribing_the_last_subscriber_unlistens() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        // The bus compares pg_listening_channels() with its registry after
+        // every ping and counts any difference.
+        let config = config(&server.url(), "unlisten")
+            .to_builder()
+            .listen_check_every(1)
+            .build()
+            .expect("valid");
+        let listener = listen(rt, config).await;
+        let first = listener.subscribe("leaving").await.expect("subscribe");
+        let mut second = listener.subscribe("leaving").await.expect("subscribe");
+        let mut witness = listener.subscribe("witness").await.expect("subscribe");
+        drop(first);
+        assert_eq!(
+            listener.stats().channels,
+            2,
+            "one subscriber is left on the channel"
+        );
+        listener
+            .notify("leaving", "still here")
+            .await
+            .expect("notify");
+        assert_eq!(
+            &*next_notification(rt, &mut second).await.payload,
+            "still here"
+        );
+
+        drop(second);
+        assert_eq!(listener.stats().channels, 1);
+        // A NOTIFY on the channel now reaches nobody: the witness's own
+        // notification, sent after it, arrives with nothing before it.
+        let received = listener.stats().notifications_received;
+        listener
+            .notify("leaving", "to nobody")
+            .await
+            .expect("notify");
+        listener.notify("witness", "after").await.expect("notify");
+        assert_eq!(&*next_notification(rt, &mut witness).await.payload, "after");
+        assert_eq!(listener.stats().notifications_received, received + 1);
+
+        // Two pings later, the server's LISTEN set has been compared twice.
+        let pings = listener.stats().pings_sent;
+        eventually(rt, "two pings", || listener.stats().pings_sent >= pings + 2).await;
+        let stats = listener.stats();
+        assert_eq!(stats.listen_mismatches, 0, "{stats:?}");
+        listener.close().await;
+    });
+}
+
+/// Publishes `1..=count` on `channel` from the listener itself: its own
+/// notification reaches it before the server's reply to the NOTIFY, so
+/// each is queued by the time `notify` returns.
+async fn publish_numbers(listener: &Listener, channel: &str, count: u32) {
+    for i in 1..=count {
+        listener
+            .notify(channel, &i.to_string())
+            .await
+            .expect("notify");
+    }
+}
+
+/// Everything readable now, as text (`"3"` for a notification, `"gap 7"`).
+async fn read_all(
+    rt: &Arc<dyn Runtime>,
+    sub: &mut pgnotify_driver::Subscription,
+    count: usize,
+) -> Vec<String> {
+    let mut items = Vec::new();
+    for _ in 0..count {
+        items.push(match next(rt, sub).await {
+            Event::Notification(n) => n.payload.to_string(),
+            Event::Gap(Gap::Overflow { missed }) => format!("gap {missed}"),
+            other => format!("{other:?}"),
+        });
+    }
+    items
+}
+
+#[test]
+fn every_overflow_policy_reports_exactly_what_it_dropped() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "overflow")).await;
+        let options = |policy| SubscribeOptions::new().capacity(3).policy(policy);
+
+        let mut oldest = listener
+            .subscribe_with("oldest", options(OverflowPolicy::DropOldest))
+            .await
+            .expect("subscribe");
+        publish_numbers(&listener, "oldest", 10).await;
+        assert_eq!(
+            read_all(rt, &mut oldest, 4).await,
+            ["gap 7", "8", "9", "10"]
+        );
+
+        let mut newest = listener
+            .subscribe_with("newest", options(OverflowPolicy::DropNewest))
+            .await
+            .expect("subscribe");
+        publish_numbers(&listener, "newest", 10).await;
+        assert_eq!(read_all(rt, &mut newest, 3).await, ["1", "2", "3"]);
+        // The count of the dropped ones stands before the next accepted.
+        listener.notify("newest", "11").await.expect("notify");
+        assert_eq!(read_all(rt, &mut newest, 2).await, ["gap 7", "11"]);
+
+        let mut latest = listener
+            .subscribe_with("latest", options(OverflowPolicy::KeepLatest))
+            .await
+            .expect("subscribe");
+        publish_numbers(&listener, "latest", 10).await;
+        assert_eq!(read_all(rt, &mut latest, 2).await, ["gap 9", "10"]);
+
+        let mut close = listener
+            .subscribe_with("close", options(OverflowPolicy::Close))
+            .await
+            .expect("subscribe");
+        publish_numbers(&listener, "close", 10).await;
+        assert_eq!(read_all(rt, &mut close, 3).await, ["1", "2", "3"]);
+        assert_eq!(within(rt, "the end", close.recv()).await, None);
+        assert_eq!(close.end_reason(), Some(EndReason::Overflowed));
+
+        let stats = listener.stats();
+        assert_eq!(
+            (
+                stats.dropped_oldest,
+                stats.dropped_newest,
+                stats.replaced_latest,
+                stats.closed_by_overflow
+            ),
+            (7, 7, 9, 1),
+            "{stats:?}"
+        );
+        listener.close().await;
+    });
+}
+
+#[test]
+fn backpressure_pauses_reading_and_loses_nothing() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "backpressure")).await;
+        let publisher = listen(rt, config(&server.url(), "backpressure-publisher")).await;
+        let mut sub = listener
+            .subscribe_with(
+                "slow",
+                SubscribeOptions::new()
+                    .capacity(3)
+                    .policy(OverflowPolicy::Backpressure),
+            )
+            .await
+            .expect("subscribe");
+        for i in 1..=200 {
+            publisher
+                .notify("slow", &i.to_string())
+                .await
+                .expect("notify");
+        }
+        eventually(rt, "reading to pause", || listener.stats().reading_paused).await;
+        for i in 1..=200 {
+            let n = next_notification(rt, &mut sub).await;
+            assert_eq!(&*n.payload, i.to_string());
+        }
+        let stats = listener.stats();
+        assert!(!stats.reading_paused, "{stats:?}");
+        assert!(stats.paused_for > std::time::Duration::ZERO, "{stats:?}");
+        listener.close().await;
+        publisher.close().await;
+    });
+}
+
+#[test]
+fn connects_over_the_unix_socket() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let config = Config::builder()
+            .host(HostSpec::unix(server.unix_socket_dir(), server.port()))
+            .user(server.user())
+            .application_name("unix")
+            .build()
+            .expect("valid");
+        let listener = listen(rt, support::fast(config)).await;
+        let mut sub = listener.subscribe("over unix").await.expect("subscribe");
+        listener.notify("over unix", "hello").await.expect("notify");
+        assert_eq!(&*next_notification(rt, &mut sub).await.payload, "hello");
+        let pid = listener.backend_pid().expect("a backend pid");
+        let rows = server
+            .query(&format!(
+                "SELECT client_port FROM pg_stat_activity WHERE pid = {pid}"
+            ))
+            .expect("query");
+        // A unix-socket client has no port (NULL, read as empty; -1 for some versions).
+        assert!(matches!(rows[0][0].as_str(), "" | "-1"), "{rows:?}");
+        listener.close().await;
+    });
+}
+
+#[test]
+fn authenticates_with_every_method_and_fails_fast_on_a_wrong_password() {
+    for method in [
+        AuthMethod::Trust,
+        AuthMethod::Password,
+        AuthMethod::Md5,
+        AuthMethod::ScramSha256,
+    ] {
+        let server = TestServer::builder()
+            .auth(method)
+            .user("alice", "s3cret pass")
+            .start()
+            .expect("a server");
+        let server = &server;
+        on_each_runtime(|rt| async move {
+            let rt = &rt;
+            let listener = listen(rt, config(&server.url(), "auth")).await;
+            let mut sub = listener.subscribe("auth").await.expect("subscribe");
+            listener
+                .notify("auth", method.hba_keyword())
+                .await
+                .expect("notify");
+            let n = next_notification(rt, &mut sub).await;
+            assert_eq!(&*n.payload, method.hba_keyword());
+            listener.close().await;
+
+            if method != AuthMethod::Trust {
+                let wrong = Config::parse(&server.url())
+                    .expect("valid")
+                    .to_builder()
+                    .password("wrong")
+                    .build()
+                    .expect("valid");
+                let result = within(
+                    rt,
+                    "the failed connect",
+                    Listener::builder(wrong).runtime(rt.clone()).connect(),
+                )
+                .await;
+                match result {
+                    Err(ListenerError::Connect(BusError::Connection(e))) => {
+                        assert!(e.to_string().contains("alice"), "{method:?}: {e}")
+                    }
+                    other => panic!("{method:?}: expected an authentication error, got {other:?}"),
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn a_missing_database_fails_fast() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let url = server.url().replace("/postgres", "/no_such_db");
+        let result = within(
+            &rt,
+            "the failed connect",
+            Listener::builder(Config::parse(&url).expect("valid"))
+                .runtime(rt.clone())
+                .connect(),
+        )
+        .await;
+        let error = result.expect_err("no such database");
+        assert!(error.to_string().contains("no_such_db"), "{error}");
+    });
+}
+
+#[test]
+fn notify_reports_one_result_per_call() {
+    let server = TestServer::builder()
+        .user("alice", "pw")
+        .start()
+        .expect("a server");
+    server
+        .execute("REVOKE EXECUTE ON FUNCTION pg_notify(text, text) FROM PUBLIC")
+        .expect("revoke");
+    let admin_url = &server.url_as(pgnotify_testkit::server::SUPERUSER);
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let admin = listen(rt, config(admin_url, "notify-admin")).await;
+        let mut sub = admin.subscribe("results").await.expect("subscribe");
+        // Many in flight at once, each answered.
+        let payloads: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+        let calls = payloads
+            .iter()
+            .map(|p| admin.notify("results", p))
+            .collect();
+        let results = within(rt, "50 notifies", join_all(calls)).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        for i in 0..50 {
+            assert_eq!(
+                &*next_notification(rt, &mut sub).await.payload,
+                i.to_string()
+            );
+        }
+
+        let alice = listen(rt, config(&server.url(), "notify-alice")).await;
+        let refused = alice.notify("results", "denied").await;
+        match &refused {
+            Err(NotifyError::Server(e)) => assert_eq!(e.code, "42501", "{e}"),
+            other => panic!("expected the server's refusal, got {other:?}"),
+        }
+        // The connection survives a refused notification.
+        let mut own = alice.subscribe("alice").await.expect("subscribe");
+        assert!(alice.notify("alice", "x").await.is_err());
+        alice.close().await;
+        assert_eq!(alice.notify("alice", "x").await, Err(NotifyError::Closed));
+        assert_eq!(within(rt, "the end", own.recv()).await, None);
+        assert_eq!(own.end_reason(), Some(EndReason::BusClosed));
+        assert!(matches!(
+            alice.subscribe("late").await,
+            Err(SubscribeError::Closed)
+        ));
+        admin.close().await;
+    });
+}
+
+#[test]
+fn each_runtime_crate_connects_on_the_current_runtime() {
+    let server = TestServer::new().expect("a server");
+    let url = server.url();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio")
+        .block_on(async {
+            let listener = pgnotify_tokio::Listener::connect(&url)
+                .await
+                .expect("connect");
+            let mut sub = listener.subscribe("rt").await.expect("subscribe");
+            listener.notify("rt", "tokio").await.expect("notify");
+            assert_eq!(
+                &*sub
+                    .recv()
+                    .await
+                    .expect("an item")
+                    .notification()
+                    .expect("n")
+                    .payload,
+                "tokio"
+            );
+            listener.close().await;
+        });
+    smol::block_on(async {
+        let listener = pgnotify_smol::Listener::connect(&url)
+            .await
+            .expect("connect");
+        let mut sub = listener.subscribe("rt").await.expect("subscribe");
+        listener.notify("rt", "smol").await.expect("notify");
+        assert_eq!(
+            &*sub
+                .recv()
+                .await
+                .expect("an item")
+                .notification()
+                .expect("n")
+                .payload,
+            "smol"
+        );
+        listener.close().await;
+    });
+    async_std::task::block_on(async {
+        let listener = pgnotify_async_std::Listener::connect(&url)
+            .await
+            .expect("connect");
+        let mut sub = listener.subscribe("rt").await.expect("subscribe");
+        listener.notify("rt", "async-std").await.expect("notify");
+        assert_eq!(
+            &*sub
+                .recv()
+                .await
+                .expect("an item")
+                .notification()
+                .expect("n")
+                .payload,
+            "async-std"
+        );
+        listener.close().await;
+    });
+    let no_runtime = std::thread::spawn(move || {
+        smol::block_on(pgnotify_tokio::Listener::connect(&server.url())).map(drop)
+    })
+    .join()
+    .expect("no panic");
+    assert!(
+        matches!(no_runtime, Err(ListenerError::NoRuntime)),
+        "{no_runtime:?}"
+    );
+}
