@@ -158,3 +158,40 @@ fn a_failing_seed_names_the_command_that_replays_it() {
         "PGNOTIFY_SIM_SEED=1234 cargo test -p pgnotify-testkit --test simulation -- --nocapture"
     );
 }
+
+#[test]
+fn backpressured_subscriber_survives_a_reconnect_and_resumes_when_drained() {
+    let mut world = quiet_world(21);
+    world
+        .subscribe(
+            "bp",
+            OverflowPolicy::Backpressure,
+            1,
+            None,
+            ConsumerKind::Never,
+            64,
+        )
+        .expect("subscribe");
+    world.drive_for(Duration::from_secs(1)).expect("ready");
+    world.notify_external(0, &[("bp", "one")]).expect("notify");
+    world.notify_external(0, &[("bp", "two")]).expect("notify");
+    world.drive_for(Duration::from_secs(1)).expect("fills");
+    assert!(
+        !world.bus().wants_input(),
+        "expected reading paused behind the full subscriber"
+    );
+    world.bounce().expect("bounce");
+    world
+        .drive_for(Duration::from_secs(120))
+        .expect("paused across a reconnect");
+    let stats = world.bus().stats();
+    assert!(
+        stats.connected && stats.generation == 2 && stats.connect_failures == 0,
+        "expected the new connection up at once although reading stays paused, got {stats:?}"
+    );
+    assert!(
+        world.check_quiet_point().expect("drained"),
+        "expected quiet once drained"
+    );
+    world.close_and_check().expect("close");
+}

@@ -135,7 +135,8 @@ impl World {
             }
             2 => self.black_hole()?,
             3 => {
-                if let Some(link) = &self.link {
+                if let Some(link) = &mut self.link {
+                    link.slowed = true;
                     let (host, conn) = link.id;
                     let delay = self.ping_timeout + self.rng.millis(1, 2000);
                     self.servers[host].delay_replies(conn, delay);
@@ -297,6 +298,13 @@ impl World {
                     self.settle()?;
                     if self.is_quiet() {
                         self.check_convergence()?;
+                        // Fast consumers are drained already: their tails
+                        // can be checked without changing the schedule.
+                        if let Some(current) = self.link_id() {
+                            for s in self.subs.iter().filter(|s| s.consumer == Consumer::Fast) {
+                                s.check_tail(&self.notes, current, &mut self.stats.checks)?;
+                            }
+                        }
                     }
                 }
             }

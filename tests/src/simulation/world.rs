@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use pgnotify_core::bus::{
-    Action, Bus, BusEvent, NotifyError, PublishId, SubscriberStatus, TransportError,
+    Action, Bus, BusError, BusEvent, NotifyError, PublishId, SubscriberStatus, TransportError,
     TransportErrorKind,
 };
 use pgnotify_core::config::{Config, HostSpec, SslMode, TargetSessionAttrs};
@@ -49,6 +49,8 @@ pub(crate) struct Link {
     /// Cut the connection when `moved` reaches this.
     pub(crate) cut_at: Option<u64>,
     pub(crate) black_holed_at: Option<Instant>,
+    /// Replies were delayed or black-holed: a timeout on it is explained.
+    pub(crate) slowed: bool,
     /// Reading was paused on purpose since the black hole (the ping
     /// deadline is then suspended, by design).
     paused_since_hole: bool,
@@ -523,7 +525,20 @@ impl World {
                         link.up_since = None;
                     }
                 }
-                BusEvent::ConnectFailed { .. } => {
+                BusEvent::ConnectFailed { error, .. } => {
+                    self.stats.checks.hit(8);
+                    if matches!(error, BusError::StartupTimedOut { .. })
+                        && self.link.as_ref().is_some_and(|l| !l.slowed)
+                    {
+                        return Err(Violation::new(
+                            8,
+                            format!(
+                                "expected a connection to a server that answers to start up, got \
+                                 {error} on {:?}",
+                                self.link_id()
+                            ),
+                        ));
+                    }
                     let at = self.notes.len();
                     for s in &mut self.subs {
                         s.close(at);
@@ -663,6 +678,7 @@ impl World {
                         moved: 0,
                         cut_at: None,
                         black_holed_at: None,
+                        slowed: false,
                         paused_since_hole: false,
                         client_scan: FrameScanner::client(b'Q'),
                         server_scan: FrameScanner::server(self.ssl_request, 0),
@@ -1132,6 +1148,7 @@ impl World {
             && link.black_holed_at.is_none()
         {
             link.black_holed_at = Some(self.now);
+            link.slowed = true;
             link.paused_since_hole = !self.bus.wants_input();
             link.down.clear();
             self.servers[link.id.0].black_hole(link.id.1);
@@ -1157,6 +1174,22 @@ impl World {
             && self.bus.wants_input()
             && self.bus.is_settled()
             && self.bus.stats().connected
+    }
+
+    /// Drains every subscriber, settles and, if the world is then quiet,
+    /// checks convergence and every subscriber's tail; returns whether it
+    /// was quiet.
+    pub fn check_quiet_point(&mut self) -> Result<bool, Violation> {
+        for i in 0..self.subs.len() {
+            self.drain(i, usize::MAX)?;
+        }
+        self.settle()?;
+        if !self.is_quiet() {
+            return Ok(false);
+        }
+        self.check_convergence()?;
+        self.check_tails()?;
+        Ok(true)
     }
 
     /// Invariant 5 at a quiet point: the server LISTENs on exactly the
