@@ -38,7 +38,10 @@ pub enum TransportErrorKind {
     Connect,
     /// Opening the connection took longer than `connect_timeout`.
     ConnectTimedOut,
-    /// The TLS handshake or certificate verification failed.
+    /// The TLS handshake or certificate verification failed: the server's
+    /// certificate is not trusted, or the roots could not be loaded. Not
+    /// transient (see [`BusError::is_transient`]); a driver reports a
+    /// connection that broke during the handshake as [`Io`](Self::Io).
     Tls,
     /// The server closed the connection.
     Closed,
@@ -101,14 +104,14 @@ impl BusError {
     /// Whether retrying may help.
     ///
     /// The first connection attempt reports non-transient failures to the
-    /// application (wrong password, missing database, TLS refused, LISTEN
-    /// refused) instead of retrying them forever in silence.
+    /// application (wrong password, missing database, TLS refused or not
+    /// trusted, LISTEN refused) instead of retrying them forever in silence.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connection(e) => e.is_transient(),
+            Self::Transport(e) => e.kind != TransportErrorKind::Tls,
             Self::ListenRefused(_) | Self::NotificationsNotDelivered => false,
-            Self::Transport(_)
-            | Self::StartupTimedOut { .. }
+            Self::StartupTimedOut { .. }
             | Self::PingTimedOut { .. }
             | Self::ReadOnlyServer
             | Self::Bounced => true,
