@@ -170,3 +170,40 @@ impl Drop for ConnectionEvents {
         self.shared.lock().events.queues.remove(&self.id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_counts_them() {
+        let mut queues = EventQueues::default();
+        let id = queues.add();
+        let mut wake = Vec::new();
+        for generation in 1..=(EVENT_CAPACITY as u64 + 6) {
+            queues.push(ConnectionEvent::Connected { generation }, &mut wake);
+        }
+        let queue = &queues.queues[&id];
+        assert_eq!(queue.missed, 6);
+        assert_eq!(
+            queue.items.front(),
+            Some(&ConnectionEvent::Connected { generation: 7 })
+        );
+        assert_eq!(queue.items.len(), EVENT_CAPACITY);
+    }
+
+    #[test]
+    fn each_receiver_gets_every_event_pushed_after_it_was_added() {
+        let mut queues = EventQueues::default();
+        let mut wake = Vec::new();
+        let early = queues.add();
+        queues.push(ConnectionEvent::Connected { generation: 1 }, &mut wake);
+        let late = queues.add();
+        queues.push(ConnectionEvent::Connected { generation: 2 }, &mut wake);
+        assert_eq!(queues.queues[&early].items.len(), 2);
+        assert_eq!(
+            queues.queues[&late].items,
+            [ConnectionEvent::Connected { generation: 2 }]
+        );
+    }
+}

@@ -44,3 +44,36 @@ impl Signal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn raising_twice_before_the_task_looks_wakes_it_once() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let signal = Signal::default();
+        assert!(signal.poll(&mut cx).is_pending());
+        signal.raise();
+        signal.raise();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(signal.poll(&mut cx).is_ready());
+        assert!(signal.poll(&mut cx).is_pending());
+        signal.raise();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+}
