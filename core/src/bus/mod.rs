@@ -188,9 +188,9 @@ impl Bus {
     /// is full: the server then buffers in its own notification queue.
     ///
     /// Only a listening connection is paused: a new connection is always
-    /// read until its LISTENs are acknowledged, or it could never start up
-    /// (its notifications then count against the documented overshoot of
-    /// one read).
+    /// read until its LISTENs are acknowledged, or it could never start up;
+    /// a full queue may then take one more read's notifications (the bound
+    /// is documented on the queue: `capacity + n`).
     pub fn wants_input(&self) -> bool {
         self.paused_since.is_none() || !self.phase.is_listening()
     }

@@ -233,7 +233,10 @@ impl SubscriberQueue {
     /// `Backpressure` queue holds at most `capacity - 1 + n` notifications
     /// (and `max_bytes - 1 + b` bytes), where `n` and `b` are the
     /// notifications and bytes for this subscriber in one chunk: the
-    /// overshoot is bounded by the driver's read size.
+    /// overshoot is bounded by the driver's read size. A new connection is
+    /// read even while a queue blocks (it could not start up otherwise), so
+    /// after a reconnection a full queue may take the notifications of the
+    /// one chunk that acknowledges the new LISTENs: at most `capacity + n`.
     pub(crate) fn blocks_input(&self) -> bool {
         self.policy == OverflowPolicy::Backpressure && self.end.is_none() && self.is_full()
     }
