@@ -195,3 +195,24 @@ fn backpressured_subscriber_survives_a_reconnect_and_resumes_when_drained() {
     );
     world.close_and_check().expect("close");
 }
+
+/// Seeds that once broke an invariant, replayed on every run.
+#[test]
+fn regression_seeds_hold_every_invariant() {
+    // 93: close racing a network cut made the bus ask to Disconnect a
+    //     transport already reported closed.
+    // 0 (and calm 11): a full Backpressure subscriber across a reconnect
+    //     kept the new connection unread until its startup timed out.
+    // 8597: the same, once reading a new connection while full: the queue
+    //     takes the acknowledging read's notifications (capacity + n).
+    for (seed, kind) in [
+        (93, SeedKind::Faults),
+        (0, SeedKind::Faults),
+        (11, SeedKind::Calm),
+        (8597, SeedKind::Faults),
+    ] {
+        if let Err(failure) = run_seed(seed, kind) {
+            panic!("{failure}");
+        }
+    }
+}

@@ -122,13 +122,14 @@ impl SubModel {
     }
 
     /// The most notifications its queue may hold: the capacity, or under
-    /// `Backpressure` the documented overshoot of one chunk.
+    /// `Backpressure` the documented overshoot of one read.
     pub(crate) fn item_bound(&self, chunk_notifications: u64) -> u64 {
         match self.policy {
             OverflowPolicy::KeepLatest => 1,
-            OverflowPolicy::Backpressure => {
-                (self.capacity as u64).saturating_sub(1) + chunk_notifications.max(1)
-            }
+            // Reading stops once full, but the chunk being read is pushed
+            // whole (`capacity - 1 + n`), and a new connection is read while
+            // full until its LISTENs are acknowledged (`capacity + n`).
+            OverflowPolicy::Backpressure => self.capacity as u64 + chunk_notifications.max(1),
             _ => self.capacity as u64,
         }
     }
