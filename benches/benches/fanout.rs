@@ -10,6 +10,9 @@
 //! Run with `cargo bench -p pgnotify-benches --bench fanout`; the figures in
 //! `benches/RESULTS.md` come from `target/criterion/fanout_*/*/new/estimates.json`.
 
+// `criterion_group!` defines a public function it cannot document.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

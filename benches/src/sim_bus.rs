@@ -16,7 +16,7 @@ pub enum SetupError {
     /// The simulated server refused the connection.
     Refused(Refused),
     /// The bus asked for something the in-memory driver does not do.
-    UnsupportedAction(Action),
+    UnsupportedAction(Box<Action>),
     /// The bus transmitted bytes before asking for a connection.
     NoConnection,
     /// The exchange settled with subscribers that are not ready.
@@ -90,7 +90,7 @@ pub fn listening_bus(
                     conn = Some(server.accept(now).map_err(SetupError::Refused)?);
                     bus.handle_connected(now);
                 }
-                other => return Err(SetupError::UnsupportedAction(other)),
+                other => return Err(SetupError::UnsupportedAction(Box::new(other))),
             }
         }
         buf.clear();
