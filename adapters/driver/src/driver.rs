@@ -224,7 +224,7 @@ impl Driver {
             return Poll::Ready(input);
         }
         if let Err(e) = self.poll_write(cx) {
-            self.stream = None;
+            self.lose_stream();
             return Poll::Ready(Input::Closed(TransportError::new(
                 TransportErrorKind::Io,
                 e.to_string(),
@@ -299,8 +299,16 @@ impl Driver {
                 Input::Closed(TransportError::new(TransportErrorKind::Io, e.to_string()))
             }
         };
-        self.stream = None;
+        self.lose_stream();
         Poll::Ready(input)
+    }
+
+    /// Forgets a stream that failed or ended, with whatever it had left to
+    /// send: none of it may reach the next connection.
+    fn lose_stream(&mut self) {
+        self.stream = None;
+        self.write_buf.clear();
+        self.written = 0;
     }
 
     /// `Ready` once the bus's deadline has passed. The timer is re-armed

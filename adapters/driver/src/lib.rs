@@ -80,3 +80,20 @@ pub use pgnotify_core::{
 /// The `socket2` crate, re-exported so that runtime crates build
 /// [`SockRef`](socket2::SockRef)s for [`Transport::socket`] with the same version.
 pub use socket2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn handles_can_be_shared_and_moved_between_tasks() {
+        send_sync::<Listener>();
+        send_sync::<Listener<AnyRuntime>>();
+        send::<Subscription>();
+        send::<ConnectionEvents>();
+        send::<ListenerBuilder>();
+    }
+}
