@@ -250,7 +250,8 @@ impl Bus {
     /// server acknowledges the channel's LISTEN; then the bus emits
     /// [`BusEvent::SubscriberReady`]. If the channel is already LISTENed it is
     /// ready at once (the event is still emitted). Subscribers created while
-    /// disconnected become ready on the next connection.
+    /// disconnected become ready on the next connection. On a closed bus the
+    /// subscriber ends at once with [`EndReason::BusClosed`](crate::EndReason::BusClosed).
     pub fn subscribe(
         &mut self,
         channel: &str,
@@ -258,6 +259,12 @@ impl Bus {
     ) -> Result<SubscriberId, ChannelError> {
         validate_channel(channel)?;
         let id = self.subscribers.insert(channel, options);
+        if self.phase.is_closed() {
+            // A closed bus will never LISTEN again: the subscription ends at
+            // once instead of waiting forever.
+            self.subscribers.end(id, crate::EndReason::BusClosed, &mut self.events);
+            return Ok(id);
+        }
         if self.registry.add(channel, id) && self.phase.is_listening() {
             self.subscribers.mark_ready(id, &mut self.events);
         }
