@@ -205,11 +205,14 @@ fn regression_seeds_hold_every_invariant() {
     //     kept the new connection unread until its startup timed out.
     // 8597: the same, once reading a new connection while full: the queue
     //     takes the acknowledging read's notifications (capacity + n).
+    // 15483: (harness) a failover's FATAL in the same read as the re-LISTEN
+    //     acknowledgement; the model compared LISTEN sets of a dead backend.
     for (seed, kind) in [
         (93, SeedKind::Faults),
         (0, SeedKind::Faults),
         (11, SeedKind::Calm),
         (8597, SeedKind::Faults),
+        (15483, SeedKind::Faults),
     ] {
         if let Err(failure) = run_seed(seed, kind) {
             panic!("{failure}");

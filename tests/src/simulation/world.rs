@@ -628,6 +628,17 @@ impl World {
             ));
         }
         let id = link.id;
+        // The same read may have ended the connection too (its backend's
+        // FATAL right after the acknowledgement): then there is no LISTEN
+        // set left to compare, and the bus has moved on.
+        if !self.servers[id.0].is_ready(id.1) || !self.bus.stats().connected {
+            for s in &mut self.subs {
+                if s.live() && s.ready {
+                    s.open(id, from);
+                }
+            }
+            return Ok(());
+        }
         let mut on_server: Vec<String> = self.servers[id.0].listening_channels(id.1).to_vec();
         on_server.sort();
         let mut expected = self.bus.listening_channels();
