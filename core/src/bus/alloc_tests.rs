@@ -222,3 +222,70 @@ fn full_queue_memory_is_its_capacity_and_does_not_grow() {
     assert_eq!(q.len(), 1000);
     assert_eq!(q.allocated_entries(), 1000);
 }
+
+#[test]
+fn filtered_fan_out_allocates_nothing_per_delivery() {
+    use std::collections::VecDeque;
+
+    use crate::bus::output::BusEvent;
+    use crate::bus::stats::Stats;
+    use crate::bus::subscribers::Subscribers;
+
+    const SUBSCRIBERS: usize = 300;
+    const NOTIFICATIONS: u64 = 2_000;
+
+    // A third without a filter, a third skipping their own, a third with a
+    // predicate that keeps every other payload: the fan-out path with and
+    // without filters, all through `Subscribers::fan_out`.
+    let mut subscribers = Subscribers::default();
+    let mut events = VecDeque::new();
+    let mut ids = Vec::new();
+    for i in 0..SUBSCRIBERS {
+        let options = match i % 3 {
+            0 => SubscribeOptions::new(),
+            1 => SubscribeOptions::new().skip_own(),
+            _ => SubscribeOptions::new().filter(|n| n.payload.ends_with('0')),
+        }
+        .capacity(32);
+        let id = subscribers.insert("jobs", options);
+        subscribers.mark_ready(id, &mut events);
+        ids.push(id);
+    }
+    let notifications = [
+        parsed_notification("jobs", "payload 0"),
+        parsed_notification("jobs", "payload 1"),
+    ];
+    let mut stats = Stats::default();
+    let mut out: Vec<Event> = Vec::with_capacity(128);
+    let mut deliver = |round: u64, events: &mut VecDeque<BusEvent>, stats: &mut Stats| {
+        let n = &notifications[(round % 2) as usize];
+        let ended = subscribers.fan_out(&ids, n, Some(4242), events, stats);
+        assert!(ended.is_empty());
+        if round % 16 == 15 {
+            for &id in &ids {
+                out.clear();
+                subscribers.drain(id, &mut out, 64);
+            }
+            events.clear();
+        }
+    };
+    for round in 0..256 {
+        deliver(round, &mut events, &mut stats);
+    }
+    let before = allocations();
+    for round in 0..NOTIFICATIONS {
+        deliver(round, &mut events, &mut stats);
+    }
+    let allocated = allocations() - before;
+    println!(
+        "filtered fan-out: {allocated} heap allocations over {} deliveries \
+         ({} filtered out)",
+        NOTIFICATIONS * SUBSCRIBERS as u64,
+        stats.notifications_filtered
+    );
+    assert_eq!(allocated, 0, "expected no allocation per filtered delivery");
+    assert!(
+        stats.notifications_filtered > 0,
+        "no filter dropped anything"
+    );
+}

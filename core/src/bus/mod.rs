@@ -13,6 +13,7 @@
 
 mod backoff;
 mod error;
+mod filter;
 mod lifecycle;
 mod output;
 mod ping;
@@ -29,7 +30,7 @@ use std::time::Instant;
 pub use error::{BusError, NotifyError, TransportError, TransportErrorKind};
 pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, TlsTarget};
 pub use registry::SubscriberId;
-pub use stats::Stats;
+pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
 
 use crate::config::Config;
 use crate::protocol::{CommandId, Connection, ConnectionEvent, QueryResult, ServerError};
@@ -262,7 +263,8 @@ impl Bus {
         if self.phase.is_closed() {
             // A closed bus will never LISTEN again: the subscription ends at
             // once instead of waiting forever.
-            self.subscribers.end(id, crate::EndReason::BusClosed, &mut self.events);
+            self.subscribers
+                .end(id, crate::EndReason::BusClosed, &mut self.events);
             return Ok(id);
         }
         if self.registry.add(channel, id) && self.phase.is_listening() {
@@ -300,6 +302,9 @@ impl Bus {
         if self.phase.is_closed() {
             return Err(NotifyError::Closed);
         }
+        if payload.len() >= stats::NEAR_LIMIT_PAYLOAD_LEN {
+            self.stats.near_limit_published += 1;
+        }
         let id = self.publishes.next_id();
         if self.phase.accepts_commands() {
             self.send_publish(id, channel, payload);
@@ -313,6 +318,25 @@ impl Bus {
             });
         }
         Ok(id)
+    }
+
+    /// [`bounce`](Self::bounce) on behalf of a recovery tracker, counted in
+    /// [`Stats::tracker_bounces`]: fallback polls kept finding work that no
+    /// notification announced, so the LISTEN path is presumed broken even
+    /// though pings pass.
+    pub fn recovery_bounce(&mut self, now: Instant) {
+        if self.phase.is_closed() {
+            return;
+        }
+        self.stats.tracker_bounces += 1;
+        self.bounce(now);
+    }
+
+    /// Counts a panic in an application's callback handler, in
+    /// [`Stats::handler_panics`]. The driver reports them here so that
+    /// every counter lives in one [`Stats`].
+    pub fn record_handler_panic(&mut self) {
+        self.stats.handler_panics += 1;
     }
 
     /// Drops the connection and reconnects at once.
@@ -532,9 +556,14 @@ impl Bus {
         }
         self.stats.notifications_received += 1;
         self.stats.bytes_received += n.size() as u64;
+        if n.payload.len() >= stats::NEAR_LIMIT_PAYLOAD_LEN {
+            self.stats.near_limit_received += 1;
+        }
+        let own_pid = self.backend_pid();
         let ended = self.subscribers.fan_out(
             self.registry.subscribers_of(&n.channel),
             &n,
+            own_pid,
             &mut self.events,
             &mut self.stats,
         );

@@ -2,6 +2,10 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::Notification;
+use crate::bus::filter::Filter;
 
 /// What a subscriber's queue does when a notification arrives and it is full.
 ///
@@ -96,11 +100,16 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 /// let wake_up = SubscribeOptions::new().capacity(1).policy(OverflowPolicy::KeepLatest);
 /// assert_eq!(wake_up.capacity_items(), 1);
 /// ```
+///
+/// A [`filter`](Self::filter) or [`skip_own`](Self::skip_own) drops
+/// notifications before they are queued. Options compare equal when their
+/// limits and policy are equal and they share the same filter predicate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscribeOptions {
     capacity: usize,
     max_bytes: Option<usize>,
     policy: OverflowPolicy,
+    filter: Filter,
 }
 
 impl Default for SubscribeOptions {
@@ -116,6 +125,7 @@ impl SubscribeOptions {
             capacity: DEFAULT_CAPACITY,
             max_bytes: None,
             policy: OverflowPolicy::DropOldest,
+            filter: Filter::default(),
         }
     }
 
@@ -151,6 +161,60 @@ impl SubscribeOptions {
     /// The overflow policy.
     pub fn overflow_policy(&self) -> OverflowPolicy {
         self.policy
+    }
+
+    /// Queues only the notifications for which `predicate` returns `true`.
+    ///
+    /// The predicate runs in the listener's fan-out, under its lock, for
+    /// every notification on the channel: keep it short and never block in
+    /// it. A notification it drops is never queued, so it takes no capacity
+    /// and is not counted in a [`Gap::Overflow`](crate::Gap::Overflow);
+    /// overflow counts stay exact for what it keeps. It sees the channel,
+    /// the payload and the sender's process id. A predicate that panics
+    /// keeps the notification, and the panic is counted in
+    /// [`Stats::filter_panics`](crate::bus::Stats::filter_panics). A second
+    /// call replaces the first predicate.
+    ///
+    /// ```
+    /// use pgnotify_core::SubscribeOptions;
+    /// let urgent = SubscribeOptions::new().filter(|n| n.payload.starts_with("urgent:"));
+    /// assert!(urgent.has_filter());
+    /// ```
+    pub fn filter<F>(mut self, predicate: F) -> Self
+    where
+        F: Fn(&Notification) -> bool + Send + Sync + 'static,
+    {
+        self.filter.set_predicate(Arc::new(predicate));
+        self
+    }
+
+    /// Skips the notifications this listener sent itself: those carrying
+    /// the backend process id of its current connection. Combines with
+    /// [`filter`](Self::filter) (both must keep a notification).
+    ///
+    /// ```
+    /// use pgnotify_core::SubscribeOptions;
+    /// let others_only = SubscribeOptions::new().skip_own();
+    /// assert!(others_only.skips_own());
+    /// ```
+    pub fn skip_own(mut self) -> Self {
+        self.filter.set_skip_own();
+        self
+    }
+
+    /// Whether a [`filter`](Self::filter) predicate is set.
+    pub fn has_filter(&self) -> bool {
+        self.filter.has_predicate()
+    }
+
+    /// Whether the listener's own notifications are skipped ([`skip_own`](Self::skip_own)).
+    pub fn skips_own(&self) -> bool {
+        self.filter.skips_own()
+    }
+
+    /// The filter, or `None` when it lets everything through.
+    pub(crate) fn active_filter(&self) -> Option<Filter> {
+        (!self.filter.is_empty()).then(|| self.filter.clone())
     }
 }
 

@@ -2,6 +2,18 @@
 
 use std::time::Duration;
 
+/// Payloads of this many bytes or more count as near the server's limit
+/// (95 % of the 8000 bytes PostgreSQL refuses), in
+/// [`Stats::near_limit_received`] and [`Stats::near_limit_published`].
+///
+/// A rising count warns that publishers are close to failing with
+/// [`PayloadError::TooLong`](crate::PayloadError::TooLong).
+///
+/// ```
+/// assert_eq!(pgnotify_core::bus::NEAR_LIMIT_PAYLOAD_LEN, 7600);
+/// ```
+pub const NEAR_LIMIT_PAYLOAD_LEN: usize = 7600;
+
 /// Counters and gauges of a bus, taken with [`Bus::stats`](crate::bus::Bus::stats).
 ///
 /// Counters only grow for the life of the bus; gauges describe the moment the
@@ -59,4 +71,22 @@ pub struct Stats {
     pub published: u64,
     /// Publishes that failed (any reason).
     pub publish_failures: u64,
+    /// Notifications a subscriber's filter dropped before queuing them (one
+    /// per subscriber); neither delivered nor overflow.
+    pub notifications_filtered: u64,
+    /// Filter predicates that panicked (the notification was kept).
+    pub filter_panics: u64,
+    /// Notifications received whose payload is [`NEAR_LIMIT_PAYLOAD_LEN`]
+    /// bytes or longer, pings excluded.
+    pub near_limit_received: u64,
+    /// Publishes accepted whose payload is [`NEAR_LIMIT_PAYLOAD_LEN`] bytes
+    /// or longer (counted when queued, whatever their outcome).
+    pub near_limit_published: u64,
+    /// Callback handlers that panicked, as reported by the driver with
+    /// [`Bus::record_handler_panic`](crate::bus::Bus::record_handler_panic).
+    pub handler_panics: u64,
+    /// Reconnects asked for by a recovery tracker
+    /// ([`Bus::recovery_bounce`](crate::bus::Bus::recovery_bounce)): polls
+    /// kept finding work while no notification arrived.
+    pub tracker_bounces: u64,
 }

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::bus::filter::Filter;
 use crate::bus::output::{BusEvent, SubscriberStatus};
 use crate::bus::queue::{Pushed, SubscriberQueue};
 use crate::bus::registry::SubscriberId;
@@ -34,6 +35,8 @@ impl Hasher for IdHasher {
 struct Subscriber {
     channel: SharedStr,
     queue: SubscriberQueue,
+    /// `None` when the subscriber takes everything: one branch on the hot path.
+    filter: Option<Filter>,
     ready: bool,
     /// Lived through an outage: a `Gap::Reconnected` is owed before its
     /// next item from the new connection.
@@ -63,6 +66,7 @@ impl Subscribers {
             Subscriber {
                 channel: SharedStr::from(channel),
                 queue: SubscriberQueue::new(&options),
+                filter: options.active_filter(),
                 ready: false,
                 owes_reconnect_gap: false,
                 readable_signalled: false,
@@ -187,11 +191,15 @@ impl Subscribers {
     /// with their channel, for the caller to deregister.
     ///
     /// This is the hot path: per subscriber one table lookup, one refcount
-    /// increment for the shared notification and no allocation.
+    /// increment for the shared notification and no allocation. A
+    /// subscriber's filter runs first (`own_pid` is the backend pid of the
+    /// connection `n` arrived on); what it drops is never queued, so it
+    /// takes no capacity and counts as no overflow.
     pub(crate) fn fan_out(
         &mut self,
         ids: &[SubscriberId],
         n: &Notification,
+        own_pid: Option<i32>,
         events: &mut VecDeque<BusEvent>,
         stats: &mut Stats,
     ) -> Vec<(SubscriberId, SharedStr)> {
@@ -200,6 +208,12 @@ impl Subscribers {
             let Some(s) = self.table.get_mut(&id) else {
                 continue;
             };
+            if let Some(filter) = &s.filter {
+                if !filter.keeps(n, own_pid, stats) {
+                    stats.notifications_filtered += 1;
+                    continue;
+                }
+            }
             match s.queue.push(n.clone()) {
                 Pushed::Queued => stats.notifications_delivered += 1,
                 Pushed::Replaced { dropped } => {
