@@ -1,0 +1,85 @@
+//! Where to connect: `--url`, `DATABASE_URL` or the PG* variables, and the
+//! first connection with a time limit.
+
+use std::time::Duration;
+
+use pgnotify_core::Config;
+use pgnotify_tokio::Listener;
+
+use crate::error::CliError;
+
+/// The PG* variables that name a server; when none is set (and neither
+/// `--url` nor `DATABASE_URL` is), the demo starts its own.
+const SERVER_VARIABLES: [&str; 4] = ["PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE"];
+
+/// The application name set when the connection string gives none, so the
+/// session is recognisable in `pg_stat_activity`.
+const APPLICATION_NAME: &str = "pgnotify";
+
+/// A parsed connection setting and whether the user named a server at all.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) config: Config,
+    /// Whether `--url`, `DATABASE_URL` or a PG* variable naming a server was given.
+    pub(crate) named: bool,
+}
+
+/// Builds the configuration from `--url`, else `DATABASE_URL`, else the PG*
+/// variables, with the PG* variables as defaults throughout.
+pub(crate) fn resolve(url: Option<&str>) -> Result<Target, CliError> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let var = |name: &str| {
+        env.iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    };
+    let (config, named) = match (url, var("DATABASE_URL")) {
+        (Some(url), _) => (parse(url, "--url", &env)?, true),
+        (None, Some(url)) => (parse(url, "DATABASE_URL", &env)?, true),
+        (None, None) => {
+            let config = Config::from_env(env.iter().cloned()).map_err(CliError::Config)?;
+            (config, SERVER_VARIABLES.iter().any(|v| var(v).is_some()))
+        }
+    };
+    Ok(Target {
+        config: with_application_name(config, APPLICATION_NAME),
+        named,
+    })
+}
+
+fn parse(url: &str, origin: &'static str, env: &[(String, String)]) -> Result<Config, CliError> {
+    Config::parse_with_env(url, env.iter().cloned())
+        .map_err(|source| CliError::ConnectionString { origin, source })
+}
+
+/// Sets `application_name` unless the connection string chose one.
+pub(crate) fn with_application_name(config: Config, name: &str) -> Config {
+    if config.application_name().is_some() {
+        return config;
+    }
+    config
+        .to_builder()
+        .application_name(name)
+        .build()
+        .unwrap_or(config)
+}
+
+/// Connects a listener, giving up after `limit` if no connection is up by then.
+pub(crate) async fn connect(config: Config, limit: Duration) -> Result<Listener, CliError> {
+    let target = config
+        .hosts()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    Listener::builder(config)
+        .give_up_after(limit)
+        .connect()
+        .await
+        .map_err(|source| CliError::Connect {
+            target,
+            source: Box::new(source),
+        })
+}
