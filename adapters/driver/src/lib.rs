@@ -49,6 +49,7 @@
 //! `pgnotify-smol`, `pgnotify-async-std`), whose `Listener` is this crate's
 //! [`Listener`] with that runtime's [`CurrentRuntime`].
 
+mod callback;
 mod connect;
 mod driver;
 mod events;
@@ -59,7 +60,9 @@ mod signal;
 mod stream;
 mod subscription;
 pub mod tls;
+mod tracker;
 
+pub use callback::CallbackSubscription;
 pub use connect::{ConnectError, connect, set_keepalive};
 pub use events::{ConnectionEvent, ConnectionEvents, EVENT_CAPACITY};
 pub use listener::{AnyRuntime, CurrentRuntime, Listener, ListenerBuilder, ListenerError};
@@ -69,6 +72,7 @@ pub use runtime::{BoxFuture, Runtime, Timer, Transport};
 pub use stream::Stream;
 pub use subscription::{SubscribeError, Subscription};
 pub use tls::{TlsConnector, TlsError, Verification};
+pub use tracker::{DEFAULT_BOUNCE_AFTER, RecoveryTracker, TrackerStats};
 
 pub use pgnotify_core::bus::{BusError, NotifyError, Stats};
 pub use pgnotify_core::config::{SslMode, SslRootCert};
@@ -93,6 +97,8 @@ mod tests {
         send_sync::<Listener>();
         send_sync::<Listener<AnyRuntime>>();
         send::<Subscription>();
+        send_sync::<CallbackSubscription>();
+        send::<RecoveryTracker>();
         send::<ConnectionEvents>();
         send::<ListenerBuilder>();
     }
