@@ -21,11 +21,15 @@ use std::time::Instant;
 use async_std::net::ToSocketAddrs;
 use pgnotify_driver::{BoxFuture, CurrentRuntime, FuturesIo, Runtime, Timer, Transport};
 
+/// The names of the metrics a listener publishes with the `metrics` feature.
+pub use pgnotify_driver::metrics;
 pub use pgnotify_driver::{
     BusError, ChannelError, Config, ConfigError, ConnectionEvent, ConnectionEvents, EndReason,
     Event, Gap, ListenerError, Notification, NotifyError, OverflowPolicy, PayloadError, SharedStr,
     SslMode, SslRootCert, Stats, SubscribeError, SubscribeOptions, Subscription,
 };
+#[cfg(feature = "json")]
+pub use pgnotify_driver::{DecodeError, JsonEvent, JsonSubscription, NotifyJsonError};
 
 /// One PostgreSQL LISTEN connection shared by any number of subscriptions,
 /// on async-std: [`pgnotify_driver::Listener`] with this crate's runtime.

@@ -28,6 +28,7 @@ use std::time::Instant;
 use pgnotify_core::bus::{Action, Bus, TlsTarget, TransportError, TransportErrorKind};
 
 use crate::connect::{ConnectError, connect};
+use crate::observe::Observer;
 use crate::runtime::{BoxFuture, Runtime, Timer, Transport};
 use crate::shared::{Shared, State};
 use crate::stream::Stream;
@@ -82,12 +83,15 @@ pub(crate) struct Driver {
     wants_input: bool,
     /// Wakers collected under the lock, woken after it.
     wake: Vec<Waker>,
+    /// Logs and metrics about the bus (see the `observe` module).
+    observer: Observer,
     started: bool,
     finished: bool,
 }
 
 impl Driver {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let observer = Observer::new(&shared.lock().bus);
         Self {
             runtime: shared.runtime.clone(),
             shared,
@@ -102,6 +106,7 @@ impl Driver {
             deadline: None,
             wants_input: true,
             wake: Vec::new(),
+            observer,
             started: false,
             finished: false,
         }
@@ -112,8 +117,13 @@ impl Driver {
         let shared = self.shared.clone();
         let mut state = shared.lock();
         let now = Instant::now();
+        // A bare command (a handle's notify or subscribe) is observed with
+        // the input or events it leads to.
+        let quiet = matches!(input, Input::Command);
         self.feed(&mut state.bus, input, now);
-        self.drain(&mut state, now);
+        if self.drain(&mut state, now) || !quiet {
+            self.observer.after_pass(&state.bus);
+        }
         drop(state);
         self.wake.drain(..).for_each(Waker::wake);
     }
@@ -138,7 +148,8 @@ impl Driver {
     }
 
     /// Drains the bus in its documented order: transmit, actions, events.
-    fn drain(&mut self, state: &mut State, now: Instant) {
+    /// Returns whether there were events.
+    fn drain(&mut self, state: &mut State, now: Instant) -> bool {
         loop {
             let mut progressed = state.bus.poll_transmit(&mut self.write_buf);
             while let Some(action) = state.bus.poll_action() {
@@ -149,12 +160,16 @@ impl Driver {
                 break;
             }
         }
+        let mut events = false;
         while let Some(event) = state.bus.poll_event() {
+            events = true;
             self.finished |= matches!(event, pgnotify_core::bus::BusEvent::Closed);
+            self.observer.event(&event, &state.bus);
             state.dispatch(event, &mut self.wake);
         }
         self.deadline = state.bus.poll_timeout();
         self.wants_input = state.bus.wants_input();
+        events
     }
 
     fn act(&mut self, bus: &mut Bus, action: Action, now: Instant) {

@@ -53,7 +53,11 @@ mod callback;
 mod connect;
 mod driver;
 mod events;
+#[cfg(feature = "json")]
+mod json;
 mod listener;
+pub mod metrics;
+mod observe;
 mod runtime;
 mod shared;
 mod signal;
@@ -65,6 +69,8 @@ mod tracker;
 pub use callback::CallbackSubscription;
 pub use connect::{ConnectError, connect, set_keepalive};
 pub use events::{ConnectionEvent, ConnectionEvents, EVENT_CAPACITY};
+#[cfg(feature = "json")]
+pub use json::{DecodeError, JsonEvent, JsonSubscription, NotifyJsonError};
 pub use listener::{AnyRuntime, CurrentRuntime, Listener, ListenerBuilder, ListenerError};
 #[cfg(feature = "futures-io")]
 pub use runtime::FuturesIo;
@@ -74,7 +80,7 @@ pub use subscription::{SubscribeError, Subscription};
 pub use tls::{TlsConnector, TlsError, Verification};
 pub use tracker::{DEFAULT_BOUNCE_AFTER, RecoveryTracker, TrackerStats};
 
-pub use pgnotify_core::bus::{BusError, NotifyError, Stats};
+pub use pgnotify_core::bus::{BusError, NEAR_LIMIT_PAYLOAD_LEN, NotifyError, Stats};
 pub use pgnotify_core::config::{SslMode, SslRootCert};
 pub use pgnotify_core::{
     ChannelError, Config, ConfigError, EndReason, Event, Gap, Notification, OverflowPolicy,

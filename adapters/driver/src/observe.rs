@@ -1,0 +1,149 @@
+//! What the driver reports about itself: `tracing` events and, with the
+//! `metrics` feature, metrics.
+//!
+//! The driver calls [`Observer::event`] for every [`BusEvent`] it dispatches
+//! and [`Observer::after_pass`] after each pass of its loop; this module is
+//! the one place that turns them into log lines and metrics. Nothing here runs
+//! per notification: lifecycle events are rare, and statistics are compared
+//! once per pass (one chunk read), only when a subscriber of `tracing` wants
+//! the levels used or the `metrics` feature is on.
+//!
+//! | what | level |
+//! |---|---|
+//! | first connection up | info |
+//! | reconnected (with the generation) | info |
+//! | connection lost (with the error) | warn; error for a protocol violation |
+//! | connection attempt failed | warn; error when it ends the first round and retrying cannot help |
+//! | listener closed | info |
+//! | overflow policies discarded notifications (counts per policy, per pass) | debug |
+//! | reading paused / resumed by a full `Backpressure` subscriber | debug |
+//! | a health ping took more than half the ping timeout | warn |
+//! | a subscription ended other than by unsubscribing, a publish failed | debug |
+
+use std::time::Duration;
+
+use pgnotify_core::EndReason;
+use pgnotify_core::bus::{Bus, BusError, BusEvent, Stats};
+use pgnotify_core::protocol::ConnectionError;
+use tracing::Level;
+
+/// The driver's reporter: remembers the last statistics to report differences.
+#[derive(Debug)]
+pub(crate) struct Observer {
+    last: Stats,
+    /// Pings slower than this are reported.
+    slow_ping: Duration,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::Published,
+}
+
+impl Observer {
+    pub(crate) fn new(bus: &Bus) -> Self {
+        Self {
+            last: Stats::default(),
+            slow_ping: bus.config().ping_timeout() / 2,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Published::register(),
+        }
+    }
+
+    /// Reports one event the driver is about to dispatch.
+    pub(crate) fn event(&self, event: &BusEvent, bus: &Bus) {
+        match event {
+            BusEvent::Connected { generation: 1 } => {
+                tracing::info!(backend_pid = bus.backend_pid(), "connected and listening");
+            }
+            BusEvent::Connected { generation } => tracing::info!(
+                generation,
+                backend_pid = bus.backend_pid(),
+                "reconnected; every channel is LISTENed again and subscriptions see a reconnect gap"
+            ),
+            BusEvent::Disconnected { error } if is_protocol_error(error) => tracing::error!(
+                %error,
+                "protocol error: the server sent something unexpected; reconnecting"
+            ),
+            BusEvent::Disconnected { error } => {
+                tracing::warn!(%error, "connection lost; reconnecting");
+            }
+            BusEvent::ConnectFailed {
+                error,
+                first_attempt: true,
+            } if !error.is_transient() => tracing::error!(
+                %error,
+                "could not connect, and retrying will not help"
+            ),
+            BusEvent::ConnectFailed { error, .. } if is_protocol_error(error) => {
+                tracing::error!(%error, "protocol error while connecting; retrying");
+            }
+            BusEvent::ConnectFailed { error, .. } => {
+                tracing::warn!(%error, "connection attempt failed; retrying");
+            }
+            BusEvent::Closed => tracing::info!("listener closed"),
+            BusEvent::SubscriberEnded(id, reason) if *reason != EndReason::Unsubscribed => {
+                tracing::debug!(subscriber = id.as_u64(), %reason, "subscription ended");
+            }
+            BusEvent::PublishDone(_, Err(error)) => tracing::debug!(%error, "notify failed"),
+            _ => {}
+        }
+    }
+
+    /// Reports what changed in the bus's statistics during the last pass.
+    pub(crate) fn after_pass(&mut self, bus: &Bus) {
+        if !cfg!(feature = "metrics") && !tracing::enabled!(Level::WARN) {
+            return;
+        }
+        let stats = bus.stats();
+        #[cfg(feature = "metrics")]
+        self.metrics.update(&self.last, &stats);
+        self.trace_changes(&stats);
+        self.last = stats;
+    }
+
+    fn trace_changes(&self, new: &Stats) {
+        let old = &self.last;
+        if let Some(rtt) = new.last_ping_rtt {
+            if new.last_ping_rtt != old.last_ping_rtt && rtt > self.slow_ping {
+                tracing::warn!(
+                    ?rtt,
+                    ping_timeout = ?self.slow_ping * 2,
+                    "slow health ping: the server or the network is lagging"
+                );
+            }
+        }
+        if tracing::enabled!(Level::DEBUG) {
+            let drop_oldest = new.dropped_oldest - old.dropped_oldest.min(new.dropped_oldest);
+            let drop_newest = new.dropped_newest - old.dropped_newest.min(new.dropped_newest);
+            let keep_latest = new.replaced_latest - old.replaced_latest.min(new.replaced_latest);
+            let closed =
+                new.closed_by_overflow - old.closed_by_overflow.min(new.closed_by_overflow);
+            if drop_oldest + drop_newest + keep_latest + closed > 0 {
+                tracing::debug!(
+                    drop_oldest,
+                    drop_newest,
+                    keep_latest,
+                    closed,
+                    largest_queue = new.largest_queue,
+                    "overflow policies discarded notifications; subscribers see overflow gaps"
+                );
+            }
+            if new.reading_paused != old.reading_paused {
+                if new.reading_paused {
+                    tracing::debug!("reading paused: a Backpressure subscriber is full");
+                } else {
+                    tracing::debug!(paused_for = ?new.paused_for, "reading resumed");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        #[cfg(feature = "metrics")]
+        self.metrics.withdraw(&self.last);
+    }
+}
+
+fn is_protocol_error(error: &BusError) -> bool {
+    matches!(error, BusError::Connection(ConnectionError::Protocol(_)))
+}
