@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 mod backoff;
+mod batch;
 mod error;
 mod filter;
 mod lifecycle;
@@ -20,7 +21,9 @@ mod ping;
 pub mod policy;
 mod publish;
 mod queue;
+mod queue2;
 mod registry;
+mod segment;
 mod stats;
 mod subscribers;
 

@@ -1,0 +1,350 @@
+//! [`EventBatch`]: a subscriber's items handed over in one move, read by
+//! reference without a reference-count operation per item.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::bus::segment::{Gaps, Segment};
+use crate::{Event, Gap, Notification, SharedStr};
+
+/// A batch of one subscriber's items, taken from the bus in one hand-off by
+/// [`Bus::drain_batch`](crate::bus::Bus::drain_batch).
+///
+/// The batch holds the shared segments the notifications were fanned out in
+/// (one per chunk of input), not a copy of each notification, so taking a
+/// batch costs one move per chunk and reading it costs nothing per item:
+/// [`iter`](Self::iter) yields [`EventRef`]s that borrow the notifications.
+/// Items come in the subscriber's order, gaps where they stand. Owned
+/// [`Event`]s are available too ([`pop_front`](Self::pop_front), or
+/// `into_iter()`), at the price of a clone per notification (none when this
+/// batch is the last holder of a segment).
+///
+/// A batch is reusable: [`clear`](Self::clear) it (or let
+/// [`Bus::drain_batch`](crate::bus::Bus::drain_batch) append to it) to keep
+/// its buffer.
+///
+/// ```
+/// use pgnotify_core::bus::{EventBatch, EventRef};
+/// let batch = EventBatch::new();
+/// let payloads: usize = batch
+///     .iter()
+///     .filter_map(EventRef::notification)
+///     .map(|n| n.payload.len())
+///     .sum();
+/// assert_eq!(payloads, 0);
+/// ```
+#[derive(Default)]
+pub struct EventBatch {
+    parts: VecDeque<Part>,
+    /// Items (notifications and gaps) not yet taken.
+    len: usize,
+}
+
+/// Some gaps and then the items `start..end` of a segment (gaps only when
+/// `segment` is `None` or the range is empty).
+pub(crate) struct Part {
+    pub(crate) before: Gaps,
+    pub(crate) segment: Option<Segment>,
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+    /// Whether this batch holds the only reference to `segment`, so owned
+    /// items can be moved out rather than cloned; decided at the first take.
+    unique: Option<bool>,
+}
+
+impl Part {
+    pub(crate) fn new(before: Gaps, segment: Option<Segment>, start: u32, end: u32) -> Self {
+        Self {
+            before,
+            segment,
+            start,
+            end,
+            unique: None,
+        }
+    }
+
+    fn items(&self) -> usize {
+        self.before.items() + (self.end - self.start) as usize
+    }
+}
+
+impl EventBatch {
+    /// An empty batch; allocates nothing until items are added.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Items in the batch, gaps included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch holds no item.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Drops every item, keeping the buffer.
+    pub fn clear(&mut self) {
+        self.parts.clear();
+        self.len = 0;
+    }
+
+    /// The items in order, by reference: no clone, no reference count.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            parts: self.parts.iter(),
+            current: None,
+        }
+    }
+
+    /// Takes the first item out as an owned [`Event`].
+    ///
+    /// A notification is cloned (two reference-count increments) unless the
+    /// batch holds the last reference to its segment, in which case it is
+    /// moved out.
+    pub fn pop_front(&mut self) -> Option<Event> {
+        loop {
+            let part = self.parts.front_mut()?;
+            if let Some(gap) = part.before.take_next() {
+                self.len -= 1;
+                return Some(Event::Gap(gap));
+            }
+            if part.start < part.end {
+                let i = part.start as usize;
+                part.start += 1;
+                self.len -= 1;
+                let segment = part.segment.as_mut()?;
+                let unique = *part
+                    .unique
+                    .get_or_insert_with(|| std::sync::Arc::get_mut(segment).is_some());
+                let owned = if unique {
+                    std::sync::Arc::get_mut(segment)
+                } else {
+                    None
+                };
+                let notification = match owned {
+                    Some(items) => std::mem::replace(&mut items[i].notification, placeholder()),
+                    None => segment[i].notification.clone(),
+                };
+                if part.start == part.end {
+                    self.parts.pop_front();
+                }
+                return Some(Event::Notification(notification));
+            }
+            self.parts.pop_front();
+        }
+    }
+
+    pub(crate) fn push_part(&mut self, part: Part) {
+        let items = part.items();
+        if items > 0 {
+            self.len += items;
+            self.parts.push_back(part);
+        }
+    }
+}
+
+/// What a notification moved out of a uniquely held segment leaves behind:
+/// static empty text, no allocation.
+fn placeholder() -> Notification {
+    Notification {
+        channel: SharedStr::default(),
+        payload: SharedStr::default(),
+        process_id: 0,
+    }
+}
+
+impl fmt::Debug for EventBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// One item of an [`EventBatch`], borrowed from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventRef<'a> {
+    /// A notification on the subscribed channel.
+    Notification(&'a Notification),
+    /// Notifications may be missing here; see [`Gap`].
+    Gap(Gap),
+}
+
+impl<'a> EventRef<'a> {
+    /// The notification, if this item is one.
+    pub fn notification(self) -> Option<&'a Notification> {
+        match self {
+            Self::Notification(n) => Some(n),
+            Self::Gap(_) => None,
+        }
+    }
+
+    /// An owned copy (the notification's text is shared, not copied).
+    pub fn to_event(self) -> Event {
+        match self {
+            Self::Notification(n) => Event::Notification(n.clone()),
+            Self::Gap(g) => Event::Gap(g),
+        }
+    }
+}
+
+/// The items of an [`EventBatch`] by reference, from [`EventBatch::iter`].
+pub struct Iter<'a> {
+    parts: std::collections::vec_deque::Iter<'a, Part>,
+    /// The part being read, its gaps not yet yielded, the next index.
+    current: Option<(&'a Part, Gaps, u32)>,
+}
+
+impl fmt::Debug for Iter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = EventRef<'a>;
+
+    fn next(&mut self) -> Option<EventRef<'a>> {
+        loop {
+            let (part, gaps, next) = match &mut self.current {
+                Some(current) => current,
+                None => {
+                    let part = self.parts.next()?;
+                    self.current.insert((part, part.before, part.start))
+                }
+            };
+            if let Some(gap) = gaps.take_next() {
+                return Some(EventRef::Gap(gap));
+            }
+            if *next < part.end {
+                let i = *next as usize;
+                *next += 1;
+                if let Some(item) = part.segment.as_ref().and_then(|s| s.get(i)) {
+                    return Some(EventRef::Notification(&item.notification));
+                }
+            }
+            self.current = None;
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a EventBatch {
+    type Item = EventRef<'a>;
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+/// The items of an [`EventBatch`] as owned [`Event`]s.
+#[derive(Debug)]
+pub struct IntoIter(EventBatch);
+
+impl Iterator for IntoIter {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        self.0.pop_front()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.0.len, Some(self.0.len))
+    }
+}
+
+impl ExactSizeIterator for IntoIter {}
+
+impl IntoIterator for EventBatch {
+    type Item = Event;
+    type IntoIter = IntoIter;
+
+    fn into_iter(self) -> IntoIter {
+        IntoIter(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::segment::segment_of;
+
+    fn note(i: u32) -> Notification {
+        Notification {
+            channel: SharedStr::from_static("ch"),
+            payload: SharedStr::from(i.to_string()),
+            process_id: 1,
+        }
+    }
+
+    fn batch_of_two_parts(segment: &Segment) -> EventBatch {
+        let mut batch = EventBatch::new();
+        batch.push_part(Part::new(
+            Gaps {
+                missed: 2,
+                reconnected: None,
+            },
+            Some(segment.clone()),
+            1,
+            3,
+        ));
+        batch.push_part(Part::new(
+            Gaps {
+                missed: 0,
+                reconnected: Some(4),
+            },
+            None,
+            0,
+            0,
+        ));
+        batch
+    }
+
+    #[test]
+    fn iter_reads_gaps_then_items_in_order_without_taking_them() {
+        let segment = segment_of((0..4).map(note));
+        let batch = batch_of_two_parts(&segment);
+        assert_eq!(batch.len(), 4);
+        let events: Vec<Event> = batch.iter().map(EventRef::to_event).collect();
+        assert_eq!(
+            events,
+            [
+                Event::Gap(Gap::Overflow { missed: 2 }),
+                Event::Notification(note(1)),
+                Event::Notification(note(2)),
+                Event::Gap(Gap::Reconnected { generation: 4 }),
+            ]
+        );
+        assert_eq!(batch.len(), 4, "iterating takes nothing");
+        let owned: Vec<Event> = batch.into_iter().collect();
+        assert_eq!(owned, events);
+    }
+
+    #[test]
+    fn pop_front_moves_items_out_of_a_segment_it_alone_holds() {
+        let segment = segment_of((0..4).map(note));
+        let mut batch = batch_of_two_parts(&segment);
+        let payload_ptr = segment[1].notification.payload.as_ptr();
+        drop(segment);
+        assert_eq!(
+            batch.pop_front(),
+            Some(Event::Gap(Gap::Overflow { missed: 2 }))
+        );
+        let Some(Event::Notification(n)) = batch.pop_front() else {
+            panic!("a notification comes second");
+        };
+        assert_eq!(n, note(1));
+        assert_eq!(n.payload.as_ptr(), payload_ptr, "moved, not copied");
+        assert_eq!(batch.len(), 2);
+    }
+
+    #[test]
+    fn pop_front_clones_from_a_segment_still_shared() {
+        let segment = segment_of((0..4).map(note));
+        let mut batch = batch_of_two_parts(&segment);
+        batch.pop_front();
+        assert_eq!(batch.pop_front(), Some(Event::Notification(note(1))));
+        assert_eq!(&*segment[1].notification.payload, "1", "left in place");
+    }
+}

@@ -1,0 +1,1616 @@
+//! One subscriber's queue: bounded by its [`SubscribeOptions`], with its
+//! overflow policy applied and every gap standing where it belongs.
+//!
+//! # Spans
+//!
+//! The queue holds *spans*: ranges of shared [`Segment`]s, each segment the
+//! notifications of one channel from one chunk of input (see
+//! [`segment`](crate::bus::segment)). Queueing a chunk's notifications costs
+//! one reference-count increment for the whole span, and every policy below
+//! is applied to the span arithmetically, with item counts and the
+//! segment's prefix sums of byte sizes; the outcome is exactly that of
+//! pushing the span's notifications one by one.
+//!
+//! # Where gaps stand
+//!
+//! The queue holds notifications only; gaps are not queue entries. Each
+//! span carries the gaps that stand *before* its first notification (a count
+//! of discarded notifications and, at most, one reconnection); the
+//! notifications inside a span are contiguous, with no gap between them. The
+//! queue has one more such record for the gaps after its last notification
+//! (the *tail*). Because gaps take no slot, they never consume item or byte
+//! capacity, and a gap can never be the thing that is dropped: when a
+//! notification is discarded its gaps move onto whatever follows it.
+//!
+//! That gives, for every policy, the guarantee of DESIGN §4 invariant 2:
+//! between two consecutive notifications a consumer reads, every notification
+//! the queue received and did not deliver is counted by the `Gap::Overflow`
+//! items between them, and a reconnection between them is reported by one
+//! `Gap::Reconnected`.
+//!
+//! - `DropOldest`: the oldest notifications are discarded; their count (plus
+//!   their own gaps) moves onto the *new oldest* notification, i.e. the gap
+//!   is read before the retained notifications that followed the dropped
+//!   ones (a span cut at its front starts with that gap).
+//! - `DropNewest`: arriving notifications that do not fit are discarded and
+//!   counted in the tail, so the gap is read after everything already queued
+//!   and before the next notification accepted (a span that only partly
+//!   fits is queued up to the room left).
+//! - `KeepLatest`: `DropOldest` with room for one notification; the
+//!   configured item and byte capacities are ignored.
+//! - `Close`: the first arriving notification that does not fit is
+//!   discarded and the queue ends with [`EndReason::Overflowed`]; what was
+//!   queued stays readable, then the end. No gap is added: the end reason
+//!   already says the stream is incomplete.
+//! - `Backpressure`: nothing is ever discarded. The queue may hold more than
+//!   its capacity (see [`SubscriberQueue::blocks_input`] for the bound).
+//!
+//! Between two notifications at most one `Overflow` and one `Reconnected`
+//! gap are produced, the `Overflow` first, whatever order the drops and the
+//! reconnection happened in; several reconnections in a row coalesce into
+//! one carrying the latest generation. The one exception is a gap record
+//! that is merged into after the consumer has already read part of it (it
+//! read `Overflow{3}` of a span, then that span's first notification was
+//! dropped): the consumer then reads two `Overflow` gaps in a row, whose
+//! counts add up exactly. Either way a consumer resynchronises at the first
+//! gap it reads, and it reads it after every notification the gap covers
+//! was committed, so the order among adjacent gaps never matters for
+//! correctness.
+//!
+//! # Memory
+//!
+//! A span that keeps a few items of a large segment keeps the whole segment
+//! alive. Spans are only ever cut at their front (by the policy or by the
+//! consumer) or queued in part (`DropNewest`, `Close`), and after each of
+//! these the queue checks the span: when it pins more than
+//! [`PIN_FACTOR`](crate::bus::segment::PIN_FACTOR) times its own cost and the
+//! segment is over [`COMPACT_FLOOR`] bytes, its items are copied into a
+//! fresh segment (a reference-count increment per item, amortised over the
+//! at least three times as many items released). So the memory a queue
+//! pins is at most `PIN_FACTOR` times the cost of what it holds plus
+//! `COMPACT_FLOOR` per partly kept span (at most two without a byte limit:
+//! the front one and the last one queued in part).
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use crate::bus::batch::{EventBatch, Part};
+use crate::bus::segment::{self, Gaps, Segment};
+use crate::{EndReason, Event, Gap, OverflowPolicy, SubscribeOptions};
+
+/// The smallest allocation the queue makes when it first needs room.
+const MIN_ALLOCATION: usize = 4;
+
+/// Segments whose cost is at most this many bytes are never compacted:
+/// copying them would cost more than it saves.
+pub(crate) const COMPACT_FLOOR: usize = 16 * 1024;
+
+/// Notifications `start..end` of a shared segment and the gaps read before
+/// the first of them.
+#[derive(Debug)]
+struct Span {
+    before: Gaps,
+    segment: Segment,
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    fn bytes(&self) -> usize {
+        segment::bytes(&self.segment, self.start..self.end)
+    }
+
+    /// Copies the span into a segment of its own if it pins too much.
+    fn compact_if_pinning(&mut self) {
+        if let Some(fresh) = compacted(&self.segment, self.start..self.end) {
+            self.end -= self.start;
+            self.start = 0;
+            self.segment = fresh;
+        }
+    }
+}
+
+/// `segment[range]` copied into a fresh segment, if keeping `range` would
+/// pin too much of `segment`.
+fn compacted(segment: &Segment, range: Range<u32>) -> Option<Segment> {
+    let whole = segment::cost(segment, 0..segment.len() as u32);
+    (whole > COMPACT_FLOOR && segment::needs_compaction(segment, range.clone()))
+        .then(|| segment::compact(segment, range))
+}
+
+/// What [`SubscriberQueue::push_span`] did with a span of notifications.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    /// Notifications queued. Under `DropOldest` and `KeepLatest` every one
+    /// is queued, and some may have been discarded again at once (counted
+    /// in `replaced`).
+    pub(crate) queued: u64,
+    /// Older notifications discarded to make room (`DropOldest`;
+    /// `KeepLatest`: the ones replaced).
+    pub(crate) replaced: u64,
+    /// Arriving notifications discarded (`DropNewest`).
+    pub(crate) rejected: u64,
+    /// The queue was full under `Close`: the first notification that did
+    /// not fit was discarded, the rest ignored, and the queue has now ended
+    /// with [`EndReason::Overflowed`].
+    pub(crate) ended: bool,
+}
+
+/// One subscriber's bounded queue of notifications and gaps.
+///
+/// The bus pushes spans of shared segments (and reconnection gaps) into it
+/// as they arrive and the subscriber's task takes them out in batches, by
+/// reference with [`drain_batch`](Self::drain_batch) or as owned [`Event`]s
+/// with [`drain_into`](Self::drain_into). It never allocates per push once
+/// its buffer has grown to its working size (at most one slot per queued
+/// notification, never more than the item capacity, except for a
+/// `Backpressure` overshoot), apart from compacting a span (see the module
+/// docs).
+///
+/// Wake-ups: the first time something becomes readable after the consumer
+/// last found the queue empty, [`take_wake`](Self::take_wake) returns `true`
+/// once, so the bus wakes a subscriber's task once per burst rather than once
+/// per notification.
+#[derive(Debug)]
+pub(crate) struct SubscriberQueue {
+    spans: VecDeque<Span>,
+    /// Gaps after the last span; they move onto the next span queued.
+    tail: Gaps,
+    /// Notifications queued (the sum of the spans' lengths).
+    len: usize,
+    /// Sum of [`Notification::size`](crate::Notification::size) over the
+    /// queued notifications.
+    bytes: usize,
+    /// The item capacity in effect (1 for `KeepLatest`).
+    capacity: usize,
+    max_bytes: Option<usize>,
+    policy: OverflowPolicy,
+    end: Option<EndReason>,
+    /// A wake-up was asked for since the consumer last found the queue empty.
+    signalled: bool,
+    /// A wake-up is waiting to be taken by the bus.
+    wake: bool,
+    delivered: u64,
+    dropped: u64,
+    peak_len: usize,
+}
+
+impl SubscriberQueue {
+    /// An empty queue with these options. Allocates nothing until the first push.
+    pub(crate) fn new(options: &SubscribeOptions) -> Self {
+        let policy = options.overflow_policy();
+        let capacity = match policy {
+            OverflowPolicy::KeepLatest => 1,
+            _ => options.capacity_items().max(1),
+        };
+        Self {
+            spans: VecDeque::new(),
+            tail: Gaps::default(),
+            len: 0,
+            bytes: 0,
+            capacity,
+            max_bytes: options.capacity_bytes(),
+            policy,
+            end: None,
+            signalled: false,
+            wake: false,
+            delivered: 0,
+            dropped: 0,
+            peak_len: 0,
+        }
+    }
+
+    // ---- getters
+
+    /// The overflow policy.
+    pub(crate) fn policy(&self) -> OverflowPolicy {
+        self.policy
+    }
+
+    /// Notifications queued (gaps are not counted).
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing at all is left to read (no notification, no gap).
+    /// An ended queue can be empty; see [`finished`](Self::finished).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.spans.is_empty() && self.tail.is_empty()
+    }
+
+    /// Bytes of channel and payload text queued
+    /// ([`Notification::size`](crate::Notification::size)).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The item capacity in effect (1 under `KeepLatest`).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The number of spans the buffer can hold without reallocating; for
+    /// memory checks.
+    #[cfg(test)]
+    pub(crate) fn allocated_entries(&self) -> usize {
+        self.spans.capacity()
+    }
+
+    /// Notifications the consumer has taken out.
+    #[cfg(test)]
+    pub(crate) fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Notifications discarded by the overflow policy (replaced ones under
+    /// `KeepLatest`, the one that did not fit under `Close`).
+    #[cfg(test)]
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Whether the queue is at or over its item or byte capacity.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len >= self.capacity || self.max_bytes.is_some_and(|max| self.bytes >= max)
+    }
+
+    /// Whether the bus must stop reading the socket for this queue: it is a
+    /// `Backpressure` queue, still open, and full.
+    ///
+    /// The bus checks this between chunks of input and reads the next chunk
+    /// only when no queue blocks. A chunk already read is pushed whole, so a
+    /// `Backpressure` queue holds at most `capacity - 1 + n` notifications
+    /// (and `max_bytes - 1 + b` bytes), where `n` and `b` are the
+    /// notifications and bytes for this subscriber in one chunk: the
+    /// overshoot is bounded by the driver's read size. A new connection is
+    /// read even while a queue blocks (it could not start up otherwise), so
+    /// after a reconnection a full queue may take the notifications of the
+    /// one chunk that acknowledges the new LISTENs: at most `capacity + n`.
+    pub(crate) fn blocks_input(&self) -> bool {
+        self.policy == OverflowPolicy::Backpressure && self.end.is_none() && self.is_full()
+    }
+
+    /// Why the queue ended, if it has (items may still be readable).
+    pub(crate) fn end_reason(&self) -> Option<EndReason> {
+        self.end
+    }
+
+    /// Why the stream ended, once it has ended *and* everything queued
+    /// before the end has been read.
+    #[cfg(test)]
+    pub(crate) fn finished(&self) -> Option<EndReason> {
+        self.end.filter(|_| self.is_empty())
+    }
+
+    // ---- producer side (the bus)
+
+    /// Queues `segment[range]`, in order, applying the overflow policy to
+    /// what does not fit, exactly as if the notifications were pushed one by
+    /// one. Clones the segment's reference once per span queued (once,
+    /// unless a byte limit splits it under `DropNewest`).
+    ///
+    /// A single notification larger than the byte capacity is accepted into
+    /// an empty queue, so the byte limit can never block a channel for good.
+    pub(crate) fn push_span(&mut self, segment: &Segment, range: Range<u32>) -> Pushed {
+        let count = u64::from(range.end.saturating_sub(range.start));
+        if self.end.is_some() || count == 0 {
+            return Pushed::default();
+        }
+        match self.policy {
+            OverflowPolicy::Backpressure => {
+                self.append(segment, range);
+                Pushed {
+                    queued: count,
+                    ..Pushed::default()
+                }
+            }
+            OverflowPolicy::DropNewest => self.push_what_fits(segment, range),
+            OverflowPolicy::Close => {
+                let fit = self.fitting_prefix(segment, range.clone());
+                self.append(segment, range.start..range.start + fit);
+                let ended = u64::from(fit) < count;
+                if ended {
+                    self.dropped += 1;
+                    self.end(EndReason::Overflowed);
+                }
+                Pushed {
+                    queued: u64::from(fit),
+                    ended,
+                    ..Pushed::default()
+                }
+            }
+            // KeepLatest is DropOldest with a capacity of one.
+            OverflowPolicy::DropOldest | OverflowPolicy::KeepLatest => {
+                let replaced = self.push_dropping_oldest(segment, range);
+                Pushed {
+                    queued: count,
+                    replaced,
+                    ..Pushed::default()
+                }
+            }
+        }
+    }
+
+    /// Queues one notification (a segment of its own): for tests.
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, notification: crate::Notification) -> Pushed {
+        self.push_span(&segment::segment_of([notification]), 0..1)
+    }
+
+    /// Queues a gap after everything already queued.
+    ///
+    /// For [`Gap::Reconnected`]: the connection was replaced and the channel
+    /// is LISTENed again. It takes no capacity, is never discarded, and
+    /// coalesces with a reconnection not yet read (the latest generation
+    /// wins). A [`Gap::Overflow`] adds its count to the overflow the
+    /// consumer reads next, for notifications the bus discarded itself.
+    /// No-op once the queue has ended.
+    pub(crate) fn push_gap(&mut self, gap: Gap) {
+        if self.end.is_some() {
+            return;
+        }
+        match gap {
+            Gap::Reconnected { generation } => self.tail.reconnected = Some(generation),
+            Gap::Overflow { missed } => {
+                if missed == 0 {
+                    return;
+                }
+                self.tail.missed = self.tail.missed.saturating_add(missed);
+            }
+        }
+        self.signal();
+    }
+
+    /// Ends the stream with `reason`; what is queued stays readable and the
+    /// end is reported after it. Later pushes are ignored. The first reason
+    /// wins; returns whether this call ended the queue.
+    pub(crate) fn end(&mut self, reason: EndReason) -> bool {
+        if self.end.is_some() {
+            return false;
+        }
+        self.end = Some(reason);
+        self.signal();
+        true
+    }
+
+    /// Ends the stream and discards everything queued, releasing its memory:
+    /// for unsubscribe, after which nothing may be delivered.
+    #[cfg(test)]
+    pub(crate) fn end_and_discard(&mut self, reason: EndReason) -> bool {
+        let ended = self.end(reason);
+        self.spans = VecDeque::new();
+        self.tail = Gaps::default();
+        self.len = 0;
+        self.bytes = 0;
+        ended
+    }
+
+    /// Whether the subscriber's task should be woken now; `true` at most
+    /// once between two times the consumer found the queue empty.
+    #[cfg(test)]
+    pub(crate) fn take_wake(&mut self) -> bool {
+        std::mem::take(&mut self.wake)
+    }
+
+    // ---- consumer side (the subscriber's task, through the bus)
+
+    /// Takes the next item: the gaps before the oldest notification, then
+    /// the notification. `None` when nothing is left (see
+    /// [`finished`](Self::finished) for whether more can come).
+    #[cfg(test)]
+    pub(crate) fn pop(&mut self) -> Option<Event> {
+        let event = self.pop_one();
+        self.after_drain();
+        event
+    }
+
+    /// Moves up to `max` items into `out` as owned [`Event`]s, in order, and
+    /// returns how many. Each notification is cloned out of its shared
+    /// segment.
+    ///
+    /// One call per wake-up hands a batch over, so a subscriber's task takes
+    /// one lock per batch rather than per item.
+    pub(crate) fn drain_into(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
+        let mut taken = 0;
+        while taken < max {
+            match self.pop_one() {
+                Some(event) => out.push(event),
+                None => break,
+            }
+            taken += 1;
+        }
+        self.after_drain();
+        taken
+    }
+
+    /// Moves up to `max` items into `out` by handing over whole spans, and
+    /// returns how many (gaps count as items). No reference count is touched
+    /// except for a span cut by `max` (one increment).
+    pub(crate) fn drain_batch(&mut self, out: &mut EventBatch, max: usize) -> usize {
+        let mut taken = 0;
+        while taken < max {
+            let Some(front) = self.spans.front_mut() else {
+                let gaps = take_gaps(&mut self.tail, max - taken);
+                taken += gaps.items();
+                out.push_part(Part::new(gaps, None, 0, 0));
+                break;
+            };
+            let whole = front.before.items() + front.len();
+            if taken + whole <= max {
+                if let Some(span) = self.spans.pop_front() {
+                    let (len, bytes) = (span.len(), span.bytes());
+                    self.len -= len;
+                    self.bytes -= bytes;
+                    self.delivered += len as u64;
+                    taken += whole;
+                    out.push_part(Part::new(
+                        span.before,
+                        Some(span.segment),
+                        span.start,
+                        span.end,
+                    ));
+                }
+                continue;
+            }
+            // The span is cut by `max`: hand over its front part.
+            let gaps = take_gaps(&mut front.before, max - taken);
+            taken += gaps.items();
+            let k = (max - taken).min(front.len()) as u32;
+            let cut = front.start + k;
+            if k > 0 {
+                let bytes = segment::bytes(&front.segment, front.start..cut);
+                out.push_part(Part::new(
+                    gaps,
+                    Some(front.segment.clone()),
+                    front.start,
+                    cut,
+                ));
+                front.start = cut;
+                self.len -= k as usize;
+                self.bytes -= bytes;
+                self.delivered += u64::from(k);
+                taken += k as usize;
+                front.compact_if_pinning();
+            } else {
+                out.push_part(Part::new(gaps, None, 0, 0));
+            }
+            break;
+        }
+        self.after_drain();
+        taken
+    }
+
+    // ---- internals
+
+    fn has_room_for(&self, len: usize, bytes: usize, size: usize) -> bool {
+        len < self.capacity
+            && (len == 0
+                || self
+                    .max_bytes
+                    .is_none_or(|max| bytes.saturating_add(size) <= max))
+    }
+
+    /// How many notifications of `segment[range]`, from its start, fit one
+    /// after another.
+    fn fitting_prefix(&self, segment: &Segment, range: Range<u32>) -> u32 {
+        let room = self.capacity.saturating_sub(self.len);
+        let count = (range.end - range.start) as usize;
+        if self.max_bytes.is_none() {
+            return count.min(room) as u32;
+        }
+        let (mut len, mut bytes) = (self.len, self.bytes);
+        for i in range.clone() {
+            let size = segment::bytes(segment, i..i + 1);
+            if !self.has_room_for(len, bytes, size) {
+                return i - range.start;
+            }
+            len += 1;
+            bytes += size;
+        }
+        range.end - range.start
+    }
+
+    /// `DropNewest`: queues each notification that fits when it arrives and
+    /// counts the others in the tail, in order.
+    fn push_what_fits(&mut self, segment: &Segment, range: Range<u32>) -> Pushed {
+        let mut pushed = Pushed::default();
+        if self.max_bytes.is_none() {
+            let fit = self.fitting_prefix(segment, range.clone());
+            self.append(segment, range.start..range.start + fit);
+            let rejected = u64::from(range.end - range.start - fit);
+            if rejected > 0 {
+                self.tail.missed = self.tail.missed.saturating_add(rejected);
+                self.dropped += rejected;
+                self.signal();
+            }
+            pushed.queued = u64::from(fit);
+            pushed.rejected = rejected;
+            return pushed;
+        }
+        let mut run = range.start;
+        let mut i = range.start;
+        while i < range.end {
+            let size = segment::bytes(segment, i..i + 1);
+            let queued_len = self.len + (i - run) as usize;
+            let queued_bytes = self.bytes + segment::bytes(segment, run..i);
+            if self.has_room_for(queued_len, queued_bytes, size) {
+                i += 1;
+                continue;
+            }
+            // `i` does not fit: queue the run before it, count it in the tail.
+            self.append(segment, run..i);
+            pushed.queued += u64::from(i - run);
+            let rejected = if queued_len >= self.capacity {
+                // Full by count: nothing after it fits either.
+                range.end - i
+            } else {
+                1
+            };
+            self.tail.missed = self.tail.missed.saturating_add(u64::from(rejected));
+            self.dropped += u64::from(rejected);
+            pushed.rejected += u64::from(rejected);
+            self.signal();
+            i += rejected;
+            run = i;
+        }
+        self.append(segment, run..range.end);
+        pushed.queued += u64::from(range.end - run);
+        pushed
+    }
+
+    /// `DropOldest` and `KeepLatest`: queues `segment[range]` after
+    /// discarding the oldest notifications (already queued, then of the
+    /// span) until the queue is within its item and byte capacities with
+    /// the span in it (a single notification always stays); their count and
+    /// gaps move onto what then comes first. Returns how many were dropped.
+    ///
+    /// The cut is computed first, so the buffer never holds a span more than
+    /// the capacity.
+    fn push_dropping_oldest(&mut self, segment: &Segment, range: Range<u32>) -> u64 {
+        let fits = |len: usize, bytes: usize| {
+            len <= self.capacity && (len <= 1 || self.max_bytes.is_none_or(|max| bytes <= max))
+        };
+        let mut len = self.len + (range.end - range.start) as usize;
+        let mut bytes = self.bytes + segment::bytes(segment, range.clone());
+        let mut drop = 0usize;
+        let queued = self.spans.iter().map(|s| (&s.segment, s.start, s.end));
+        for (seg, start, end) in queued.chain(std::iter::once((segment, range.start, range.end))) {
+            if fits(len, bytes) {
+                break;
+            }
+            let (span_len, span_bytes) = ((end - start) as usize, segment::bytes(seg, start..end));
+            if len > span_len && !fits(len - span_len, bytes - span_bytes) {
+                drop += span_len;
+                len -= span_len;
+                bytes -= span_bytes;
+                continue;
+            }
+            // The cut falls inside this span (it may take all of it, but
+            // never the queue's last notification): the fewest that fit.
+            drop += fewest(span_len, |t| {
+                let dropped_bytes = segment::bytes(seg, start..start + t as u32);
+                fits(len - t, bytes - dropped_bytes)
+            });
+            break;
+        }
+        let queued = self.len;
+        if drop <= queued {
+            self.drop_front(drop);
+            self.append(segment, range);
+        } else {
+            // Everything queued goes (its gaps move to the tail), and the
+            // span's own first notifications too.
+            self.drop_front(queued);
+            let cut = (drop - queued) as u32;
+            self.tail.missed = self.tail.missed.saturating_add(u64::from(cut));
+            self.dropped += u64::from(cut);
+            self.append(segment, range.start + cut..range.end);
+        }
+        drop as u64
+    }
+
+    /// Discards the `count` oldest notifications (at most all of them),
+    /// moving their count and gaps onto what now comes first (the tail if
+    /// nothing is left).
+    fn drop_front(&mut self, mut count: usize) {
+        if count == 0 {
+            return;
+        }
+        self.dropped += count as u64;
+        let mut carried = Gaps::default();
+        while count > 0 {
+            let Some(front) = self.spans.front_mut() else {
+                break;
+            };
+            carried.absorb(front.before);
+            let span_len = front.len();
+            if count < span_len {
+                let cut = front.start + count as u32;
+                self.bytes -= segment::bytes(&front.segment, front.start..cut);
+                self.len -= count;
+                carried.missed = carried.missed.saturating_add(count as u64);
+                front.start = cut;
+                front.before = Gaps::default();
+                front.compact_if_pinning();
+                break;
+            }
+            self.bytes -= front.bytes();
+            self.len -= span_len;
+            carried.missed = carried.missed.saturating_add(span_len as u64);
+            count -= span_len;
+            self.spans.pop_front();
+        }
+        // The dropped notifications stood before everything that remains,
+        // so their gaps go first.
+        let next = match self.spans.front_mut() {
+            Some(front) => &mut front.before,
+            None => &mut self.tail,
+        };
+        carried.absorb(*next);
+        *next = carried;
+    }
+
+    /// Queues `segment[range]` after everything queued, with the tail's gaps
+    /// before it.
+    fn append(&mut self, segment: &Segment, range: Range<u32>) {
+        if range.start >= range.end {
+            return;
+        }
+        let whole = range.start == 0 && range.end as usize == segment.len();
+        let fresh = if whole {
+            None
+        } else {
+            compacted(segment, range.clone())
+        };
+        let (segment, range) = match fresh {
+            Some(fresh) => (fresh, 0..range.end - range.start),
+            None => (segment.clone(), range),
+        };
+        self.reserve_one();
+        let span = Span {
+            before: std::mem::take(&mut self.tail),
+            segment,
+            start: range.start,
+            end: range.end,
+        };
+        self.len += span.len();
+        self.bytes += span.bytes();
+        self.spans.push_back(span);
+        self.peak_len = self.peak_len.max(self.len);
+        self.signal();
+    }
+
+    /// Grows the buffer by doubling, but never past the item capacity (a
+    /// span holds at least one notification), so a steady state never
+    /// reallocates.
+    fn reserve_one(&mut self) {
+        let len = self.spans.len();
+        if len < self.spans.capacity() {
+            return;
+        }
+        if len < self.capacity {
+            let target = self.capacity.min(len.saturating_mul(2).max(MIN_ALLOCATION));
+            self.spans.reserve_exact(target - len);
+        } else {
+            // A Backpressure overshoot: amortised growth; shrunk back in `rearm`.
+            self.spans.reserve(1);
+        }
+    }
+
+    fn pop_one(&mut self) -> Option<Event> {
+        let Some(front) = self.spans.front_mut() else {
+            return self.tail.take_next().map(Event::Gap);
+        };
+        if let Some(gap) = front.before.take_next() {
+            return Some(Event::Gap(gap));
+        }
+        let i = front.start;
+        let item = front.segment.get(i as usize)?;
+        let notification = item.notification.clone();
+        self.bytes -= notification.size();
+        self.len -= 1;
+        self.delivered += 1;
+        front.start += 1;
+        if front.start == front.end {
+            self.spans.pop_front();
+        }
+        Some(Event::Notification(notification))
+    }
+
+    fn after_drain(&mut self) {
+        if let Some(front) = self.spans.front_mut() {
+            front.compact_if_pinning();
+        }
+        if self.is_empty() {
+            self.rearm();
+        }
+    }
+
+    fn signal(&mut self) {
+        if !self.signalled {
+            self.signalled = true;
+            self.wake = true;
+        }
+    }
+
+    /// The consumer found the queue empty: the next item needs a wake-up.
+    fn rearm(&mut self) {
+        self.signalled = false;
+        self.wake = false;
+        let bound = self.capacity.max(MIN_ALLOCATION);
+        if self.spans.capacity() > bound {
+            // Only after a Backpressure overshoot: give the excess back.
+            self.spans.shrink_to(bound);
+        }
+    }
+}
+
+/// The smallest `t` in `1..=n` for which `ok(t)` holds, given that `ok` is
+/// monotone (false, then true) and `ok(n)` holds.
+fn fewest(n: usize, ok: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (1, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if ok(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    hi
+}
+
+/// Takes up to `max` gap items out of `gaps`, in reading order.
+fn take_gaps(gaps: &mut Gaps, max: usize) -> Gaps {
+    let mut taken = Gaps::default();
+    for _ in 0..max {
+        match gaps.take_next() {
+            Some(Gap::Overflow { missed }) => taken.missed = missed,
+            Some(Gap::Reconnected { generation }) => taken.reconnected = Some(generation),
+            None => break,
+        }
+    }
+    taken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::segment::segment_of;
+    use crate::{Notification, SharedStr};
+
+    const QUEUED: Pushed = Pushed {
+        queued: 1,
+        replaced: 0,
+        rejected: 0,
+        ended: false,
+    };
+    const DROPPED: Pushed = Pushed {
+        queued: 0,
+        replaced: 0,
+        rejected: 1,
+        ended: false,
+    };
+    const ENDED: Pushed = Pushed {
+        queued: 0,
+        replaced: 0,
+        rejected: 0,
+        ended: true,
+    };
+    const IGNORED: Pushed = Pushed {
+        queued: 0,
+        replaced: 0,
+        rejected: 0,
+        ended: false,
+    };
+
+    fn replaced(dropped: u64) -> Pushed {
+        Pushed {
+            replaced: dropped,
+            ..QUEUED
+        }
+    }
+
+    fn note(i: u64) -> Notification {
+        Notification {
+            channel: SharedStr::from_static("ch"),
+            payload: SharedStr::from(i.to_string()),
+            process_id: 1,
+        }
+    }
+
+    fn queue(policy: OverflowPolicy, capacity: usize) -> SubscriberQueue {
+        SubscriberQueue::new(&SubscribeOptions::new().policy(policy).capacity(capacity))
+    }
+
+    /// A compact transcript: `n3` for notification 3, `o2` for Overflow{2},
+    /// `r5` for Reconnected{5}.
+    fn read_all(q: &mut SubscriberQueue) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(event) = q.pop() {
+            out.push(match event {
+                Event::Notification(n) => format!("n{}", n.payload),
+                Event::Gap(Gap::Overflow { missed }) => format!("o{missed}"),
+                Event::Gap(Gap::Reconnected { generation }) => format!("r{generation}"),
+            });
+        }
+        out
+    }
+
+    fn push_range(q: &mut SubscriberQueue, range: std::ops::RangeInclusive<u64>) {
+        for i in range {
+            q.push(note(i));
+        }
+    }
+
+    /// Checks invariant 2 on a transcript of notifications numbered 1..=sent
+    /// in order: between consecutive notifications the overflow gaps count
+    /// exactly the numbers skipped (unless a reconnection gap stands there).
+    fn assert_accounted(transcript: &[String], sent: u64) {
+        let mut expected_next = 1;
+        let mut missed = 0;
+        for item in transcript {
+            if let Some(n) = item.strip_prefix('n') {
+                let n: u64 = n.parse().unwrap();
+                assert_eq!(
+                    n - expected_next,
+                    missed,
+                    "before n{n}: {missed} counted missed, {} skipped; transcript {transcript:?}",
+                    n - expected_next
+                );
+                expected_next = n + 1;
+                missed = 0;
+            } else if let Some(m) = item.strip_prefix('o') {
+                missed += m.parse::<u64>().unwrap();
+            }
+        }
+        assert_eq!(
+            sent + 1 - expected_next,
+            missed,
+            "trailing gaps miscount; transcript {transcript:?}"
+        );
+    }
+
+    #[test]
+    fn drop_oldest_places_the_gap_before_the_retained_items() {
+        let mut q = queue(OverflowPolicy::DropOldest, 3);
+        push_range(&mut q, 1..=5);
+        let t = read_all(&mut q);
+        assert_eq!(t, ["o2", "n3", "n4", "n5"]);
+        assert_eq!(q.dropped(), 2);
+        assert_accounted(&t, 5);
+    }
+
+    #[test]
+    fn drop_oldest_exactly_full_drops_nothing_and_one_over_drops_one() {
+        let mut q = queue(OverflowPolicy::DropOldest, 3);
+        push_range(&mut q, 1..=3);
+        assert!(q.is_full());
+        assert_eq!(read_all(&mut q), ["n1", "n2", "n3"]);
+        push_range(&mut q, 4..=6);
+        assert_eq!(q.push(note(7)), replaced(1));
+        assert_eq!(read_all(&mut q), ["o1", "n5", "n6", "n7"]);
+    }
+
+    #[test]
+    fn drop_oldest_capacity_one_counts_every_replaced_item() {
+        let mut q = queue(OverflowPolicy::DropOldest, 1);
+        push_range(&mut q, 1..=10);
+        assert_eq!(read_all(&mut q), ["o9", "n10"]);
+    }
+
+    #[test]
+    fn drop_oldest_accumulates_gaps_of_dropped_entries() {
+        let mut q = queue(OverflowPolicy::DropOldest, 2);
+        push_range(&mut q, 1..=3); // [o1 n2, n3]
+        q.push_gap(Gap::Reconnected { generation: 7 }); // tail r7
+        push_range(&mut q, 4..=5); // drops n2, n3 -> o3 r7 before n4
+        let t = read_all(&mut q);
+        assert_eq!(t, ["o3", "r7", "n4", "n5"]);
+        assert_accounted(&t, 5);
+    }
+
+    #[test]
+    fn drop_oldest_merge_after_partial_read_still_counts_exactly() {
+        let mut q = queue(OverflowPolicy::DropOldest, 2);
+        push_range(&mut q, 1..=3); // [o1 n2, n3]
+        assert_eq!(q.pop(), Some(Event::Gap(Gap::Overflow { missed: 1 })));
+        push_range(&mut q, 4..=4); // drops n2 -> o1 before n3
+        let mut t = vec!["o1".to_owned()];
+        t.extend(read_all(&mut q));
+        assert_eq!(t, ["o1", "o1", "n3", "n4"]);
+        assert_accounted(&t, 4);
+    }
+
+    #[test]
+    fn drop_newest_places_the_gap_after_the_queued_items() {
+        let mut q = queue(OverflowPolicy::DropNewest, 3);
+        push_range(&mut q, 1..=3);
+        assert_eq!(q.push(note(4)), DROPPED);
+        q.push(note(5));
+        let t = read_all(&mut q);
+        assert_eq!(t, ["n1", "n2", "n3", "o2"]);
+        assert_accounted(&t, 5);
+    }
+
+    #[test]
+    fn drop_newest_gap_stands_before_the_next_accepted_item() {
+        let mut q = queue(OverflowPolicy::DropNewest, 2);
+        push_range(&mut q, 1..=4); // [n1, n2], tail o2
+        assert_eq!(
+            q.pop().and_then(|e| e.notification().cloned()),
+            Some(note(1))
+        );
+        q.push(note(5)); // [n2, o2 n5]
+        let mut t = vec!["n1".to_owned()];
+        t.extend(read_all(&mut q));
+        assert_eq!(t, ["n1", "n2", "o2", "n5"]);
+        assert_accounted(&t, 5);
+    }
+
+    #[test]
+    fn keep_latest_keeps_only_the_newest_and_counts_replaced() {
+        let options = SubscribeOptions::new()
+            .policy(OverflowPolicy::KeepLatest)
+            .capacity(100)
+            .max_bytes(1);
+        let mut q = SubscriberQueue::new(&options);
+        assert_eq!(q.capacity(), 1);
+        assert_eq!(q.push(note(1)), QUEUED);
+        assert_eq!(q.push(note(2)), replaced(1));
+        q.push(note(3));
+        assert_eq!(read_all(&mut q), ["o2", "n3"]);
+        assert_eq!(q.dropped(), 2);
+        q.push(note(4));
+        assert_eq!(read_all(&mut q), ["n4"]);
+    }
+
+    #[test]
+    fn close_keeps_queued_items_readable_then_ends() {
+        let mut q = queue(OverflowPolicy::Close, 2);
+        push_range(&mut q, 1..=2);
+        assert_eq!(q.end_reason(), None);
+        assert_eq!(q.push(note(3)), ENDED);
+        assert_eq!(q.push(note(4)), IGNORED);
+        assert_eq!(q.finished(), None, "items are still queued");
+        assert_eq!(read_all(&mut q), ["n1", "n2"]);
+        assert_eq!(q.finished(), Some(EndReason::Overflowed));
+        assert_eq!(q.dropped(), 1);
+    }
+
+    #[test]
+    fn close_capacity_one_exactly_full_is_not_overflow() {
+        let mut q = queue(OverflowPolicy::Close, 1);
+        assert_eq!(q.push(note(1)), QUEUED);
+        assert_eq!(read_all(&mut q), ["n1"]);
+        assert_eq!(q.push(note(2)), QUEUED);
+        assert_eq!(q.push(note(3)), ENDED);
+    }
+
+    #[test]
+    fn backpressure_never_drops_and_reports_full() {
+        let mut q = queue(OverflowPolicy::Backpressure, 2);
+        assert_eq!(q.push(note(1)), QUEUED);
+        assert!(!q.blocks_input());
+        assert_eq!(q.push(note(2)), QUEUED);
+        assert!(q.blocks_input());
+        // The rest of an already-read chunk overshoots the capacity.
+        for i in 3..=10 {
+            assert_eq!(q.push(note(i)), QUEUED);
+        }
+        assert_eq!(q.len(), 10);
+        assert_eq!(q.dropped(), 0);
+        let mut out = Vec::new();
+        assert_eq!(q.drain_into(&mut out, 9), 9);
+        assert!(
+            !q.blocks_input(),
+            "one left of capacity 2: reading may resume"
+        );
+        assert_eq!(q.drain_into(&mut out, 100), 1);
+        assert!(
+            q.allocated_entries() <= MIN_ALLOCATION,
+            "overshoot allocation kept: {}",
+            q.allocated_entries()
+        );
+        let payloads: Vec<_> = out
+            .iter()
+            .filter_map(|e| e.notification().map(|n| n.payload.to_string()))
+            .collect();
+        assert_eq!(
+            payloads,
+            (1..=10).map(|i| i.to_string()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn backpressure_ended_queue_does_not_block_input() {
+        let mut q = queue(OverflowPolicy::Backpressure, 1);
+        q.push(note(1));
+        assert!(q.blocks_input());
+        q.end(EndReason::BusClosed);
+        assert!(!q.blocks_input());
+    }
+
+    #[test]
+    fn byte_capacity_drops_oldest_until_the_new_item_fits() {
+        // Each note(i) for one-digit i is 3 bytes ("ch" + digit).
+        let options = SubscribeOptions::new().capacity(100).max_bytes(7);
+        let mut q = SubscriberQueue::new(&options);
+        push_range(&mut q, 1..=2);
+        assert_eq!(q.bytes(), 6);
+        assert_eq!(q.push(note(3)), replaced(1));
+        assert_eq!(q.bytes(), 6);
+        assert_eq!(read_all(&mut q), ["o1", "n2", "n3"]);
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn byte_capacity_accepts_one_oversized_item_into_an_empty_queue() {
+        let options = SubscribeOptions::new()
+            .policy(OverflowPolicy::DropNewest)
+            .max_bytes(2);
+        let mut q = SubscriberQueue::new(&options);
+        assert_eq!(q.push(note(1)), QUEUED);
+        assert_eq!(q.push(note(2)), DROPPED);
+        assert_eq!(read_all(&mut q), ["n1", "o1"]);
+    }
+
+    #[test]
+    fn byte_capacity_makes_backpressure_full() {
+        let options = SubscribeOptions::new()
+            .policy(OverflowPolicy::Backpressure)
+            .max_bytes(6);
+        let mut q = SubscriberQueue::new(&options);
+        assert_eq!(q.push(note(1)), QUEUED);
+        assert!(!q.blocks_input());
+        assert_eq!(q.push(note(2)), QUEUED);
+        assert!(q.blocks_input(), "6 of 6 bytes queued");
+    }
+
+    #[test]
+    fn reconnect_gaps_coalesce_to_the_latest_generation() {
+        let mut q = queue(OverflowPolicy::DropOldest, 4);
+        q.push(note(1));
+        q.push_gap(Gap::Reconnected { generation: 2 });
+        q.push_gap(Gap::Reconnected { generation: 3 });
+        q.push(note(2));
+        q.push_gap(Gap::Reconnected { generation: 4 });
+        assert_eq!(read_all(&mut q), ["n1", "r3", "n2", "r4"]);
+    }
+
+    #[test]
+    fn reconnect_gaps_take_no_capacity_and_survive_drops() {
+        for policy in [
+            OverflowPolicy::DropOldest,
+            OverflowPolicy::DropNewest,
+            OverflowPolicy::KeepLatest,
+        ] {
+            let mut q = queue(policy, 1);
+            q.push(note(1));
+            q.push_gap(Gap::Reconnected { generation: 9 });
+            push_range(&mut q, 2..=5);
+            let t = read_all(&mut q);
+            assert!(
+                t.contains(&"r9".to_owned()),
+                "{policy}: reconnection lost in {t:?}"
+            );
+            assert_accounted(&t, 5);
+        }
+    }
+
+    #[test]
+    fn interleaved_reconnects_and_overflow_are_accounted_for_every_policy() {
+        for policy in [
+            OverflowPolicy::DropOldest,
+            OverflowPolicy::DropNewest,
+            OverflowPolicy::KeepLatest,
+            OverflowPolicy::Backpressure,
+        ] {
+            for capacity in [1, 2, 3, 5] {
+                let mut q = queue(policy, capacity);
+                let mut transcript = Vec::new();
+                let mut sent = 0;
+                // A fixed schedule: bursts of varying size, a reconnect every
+                // third burst, a partial read after every burst.
+                for round in 0..40u64 {
+                    for _ in 0..(round % 7) {
+                        sent += 1;
+                        q.push(note(sent));
+                    }
+                    if round % 3 == 0 {
+                        q.push_gap(Gap::Reconnected { generation: round });
+                    }
+                    for _ in 0..(round % 4) {
+                        if let Some(e) = q.pop() {
+                            transcript.push(match e {
+                                Event::Notification(n) => format!("n{}", n.payload),
+                                Event::Gap(Gap::Overflow { missed }) => format!("o{missed}"),
+                                Event::Gap(Gap::Reconnected { generation }) => {
+                                    format!("r{generation}")
+                                }
+                            });
+                        }
+                    }
+                }
+                transcript.extend(read_all(&mut q));
+                assert_accounted(&transcript, sent);
+                let reconnects = transcript.iter().filter(|t| t.starts_with('r')).count();
+                assert!(
+                    reconnects > 0,
+                    "{policy}/{capacity}: no reconnection gap read"
+                );
+                let last_r = transcript.iter().rev().find(|t| t.starts_with('r'));
+                assert_eq!(
+                    last_r.map(String::as_str),
+                    Some("r39"),
+                    "{policy}/{capacity}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ended_queue_ignores_pushes_and_reconnects() {
+        let mut q = queue(OverflowPolicy::DropOldest, 4);
+        q.push(note(1));
+        assert!(q.end(EndReason::BusClosed));
+        assert!(!q.end(EndReason::Unsubscribed), "the first reason wins");
+        assert_eq!(q.push(note(2)), IGNORED);
+        q.push_gap(Gap::Reconnected { generation: 5 });
+        assert_eq!(read_all(&mut q), ["n1"]);
+        assert_eq!(q.finished(), Some(EndReason::BusClosed));
+    }
+
+    #[test]
+    fn end_and_discard_delivers_nothing_more() {
+        let mut q = queue(OverflowPolicy::DropOldest, 4);
+        push_range(&mut q, 1..=3);
+        q.end_and_discard(EndReason::Unsubscribed);
+        assert_eq!(q.pop(), None);
+        assert_eq!((q.len(), q.bytes(), q.allocated_entries()), (0, 0, 0));
+        assert_eq!(q.finished(), Some(EndReason::Unsubscribed));
+    }
+
+    #[test]
+    fn wake_is_asked_once_until_the_consumer_finds_the_queue_empty() {
+        let mut q = queue(OverflowPolicy::DropOldest, 8);
+        assert!(!q.take_wake());
+        q.push(note(1));
+        q.push(note(2));
+        assert!(q.take_wake());
+        q.push(note(3));
+        assert!(!q.take_wake(), "already woken for this burst");
+        let mut out = Vec::new();
+        q.drain_into(&mut out, 2);
+        q.push(note(4));
+        assert!(
+            !q.take_wake(),
+            "the consumer has not found the queue empty yet"
+        );
+        q.drain_into(&mut out, 10);
+        q.push_gap(Gap::Reconnected { generation: 1 });
+        assert!(q.take_wake(), "a gap is readable too");
+        q.pop();
+        q.end(EndReason::BusClosed);
+        assert!(q.take_wake(), "the end is readable too");
+    }
+
+    #[test]
+    fn drain_into_respects_max_and_counts_gaps_as_items() {
+        let mut q = queue(OverflowPolicy::DropOldest, 2);
+        push_range(&mut q, 1..=3);
+        let mut out = Vec::new();
+        assert_eq!(q.drain_into(&mut out, 2), 2);
+        assert_eq!(
+            out,
+            [
+                Event::Gap(Gap::Overflow { missed: 1 }),
+                Event::Notification(note(2))
+            ]
+        );
+        assert_eq!(q.drain_into(&mut out, 2), 1);
+        assert_eq!(q.drain_into(&mut out, 2), 0);
+        assert_eq!(q.delivered(), 2);
+    }
+
+    #[test]
+    fn million_item_burst_into_an_unread_queue_keeps_memory_flat() {
+        for policy in [
+            OverflowPolicy::DropOldest,
+            OverflowPolicy::DropNewest,
+            OverflowPolicy::KeepLatest,
+        ] {
+            let mut q = queue(policy, 1000);
+            let shared = note(7);
+            let mut max_allocated = 0;
+            for _ in 0..1_000_000 {
+                q.push(shared.clone());
+                max_allocated = max_allocated.max(q.allocated_entries());
+            }
+            assert!(q.len() <= q.capacity(), "{policy}: {} queued", q.len());
+            assert!(
+                max_allocated <= q.capacity().max(MIN_ALLOCATION),
+                "{policy}: buffer grew to {max_allocated} entries for capacity {}",
+                q.capacity()
+            );
+            assert_eq!(q.dropped() + q.len() as u64, 1_000_000, "{policy}");
+        }
+    }
+
+    #[test]
+    fn million_item_burst_into_a_slowly_read_queue_keeps_memory_flat() {
+        let mut q = queue(OverflowPolicy::DropOldest, 1000);
+        let shared = note(7);
+        let mut out = Vec::with_capacity(16);
+        let mut read = 0u64;
+        let mut missed = 0u64;
+        for i in 0..1_000_000u32 {
+            q.push(shared.clone());
+            if i % 1000 == 0 {
+                out.clear();
+                q.drain_into(&mut out, 16);
+                for e in &out {
+                    match e {
+                        Event::Notification(_) => read += 1,
+                        Event::Gap(Gap::Overflow { missed: m }) => missed += m,
+                        Event::Gap(_) => {}
+                    }
+                }
+            }
+            assert!(q.len() <= 1000);
+        }
+        assert!(q.allocated_entries() <= 1000);
+        assert_eq!(
+            read + missed + q.len() as u64,
+            1_000_000 - pending_missed(&q)
+        );
+    }
+
+    /// Overflow counted in the queue but not yet read.
+    fn pending_missed(q: &SubscriberQueue) -> u64 {
+        q.spans.iter().map(|s| s.before.missed).sum::<u64>() + q.tail.missed
+    }
+
+    #[test]
+    fn idle_queue_allocates_nothing_and_reports_its_size() {
+        let q = SubscriberQueue::new(&SubscribeOptions::new());
+        assert_eq!(q.allocated_entries(), 0);
+        println!(
+            "idle SubscriberQueue: {} bytes inline, 0 on the heap; each queued span: {} bytes",
+            std::mem::size_of::<SubscriberQueue>(),
+            std::mem::size_of::<Span>()
+        );
+    }
+
+    // ---- spans
+
+    /// The per-notification queue the span queue replaced, kept as the
+    /// reference: pushing a span must do exactly what pushing its
+    /// notifications one by one did, gap for gap.
+    struct Reference {
+        entries: VecDeque<(Gaps, Notification)>,
+        tail: Gaps,
+        bytes: usize,
+        capacity: usize,
+        max_bytes: Option<usize>,
+        policy: OverflowPolicy,
+        ended: bool,
+    }
+
+    impl Reference {
+        fn new(options: &SubscribeOptions) -> Self {
+            let policy = options.overflow_policy();
+            Self {
+                entries: VecDeque::new(),
+                tail: Gaps::default(),
+                bytes: 0,
+                capacity: if policy == OverflowPolicy::KeepLatest {
+                    1
+                } else {
+                    options.capacity_items()
+                },
+                max_bytes: options.capacity_bytes(),
+                policy,
+                ended: false,
+            }
+        }
+
+        fn has_room_for(&self, size: usize) -> bool {
+            self.entries.len() < self.capacity
+                && (self.entries.is_empty()
+                    || self.max_bytes.is_none_or(|max| self.bytes + size <= max))
+        }
+
+        fn enqueue(&mut self, n: Notification) {
+            self.bytes += n.size();
+            let before = std::mem::take(&mut self.tail);
+            self.entries.push_back((before, n));
+        }
+
+        fn push(&mut self, n: Notification) {
+            if self.ended {
+                return;
+            }
+            let size = n.size();
+            match self.policy {
+                OverflowPolicy::Backpressure => self.enqueue(n),
+                OverflowPolicy::DropNewest if self.has_room_for(size) => self.enqueue(n),
+                OverflowPolicy::DropNewest => self.tail.missed += 1,
+                OverflowPolicy::Close if self.has_room_for(size) => self.enqueue(n),
+                OverflowPolicy::Close => self.ended = true,
+                _ => {
+                    let mut carried = Gaps::default();
+                    let mut dropped = 0;
+                    while !self.has_room_for(size) {
+                        let Some((before, old)) = self.entries.pop_front() else {
+                            break;
+                        };
+                        self.bytes -= old.size();
+                        carried.absorb(before);
+                        carried.missed += 1;
+                        dropped += 1;
+                    }
+                    if dropped > 0 {
+                        let next = match self.entries.front_mut() {
+                            Some(front) => &mut front.0,
+                            None => &mut self.tail,
+                        };
+                        carried.absorb(*next);
+                        *next = carried;
+                    }
+                    self.enqueue(n);
+                }
+            }
+        }
+
+        fn pop(&mut self) -> Option<Event> {
+            match self.entries.front_mut() {
+                Some((before, _)) => match before.take_next() {
+                    Some(gap) => Some(Event::Gap(gap)),
+                    None => self.entries.pop_front().map(|(_, n)| {
+                        self.bytes -= n.size();
+                        Event::Notification(n)
+                    }),
+                },
+                None => self.tail.take_next().map(Event::Gap),
+            }
+        }
+    }
+
+    /// A small deterministic generator for schedules.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n.max(1)
+        }
+    }
+
+    fn label(event: &Event) -> String {
+        match event {
+            Event::Notification(n) => format!("n{}", n.payload),
+            Event::Gap(Gap::Overflow { missed }) => format!("o{missed}"),
+            Event::Gap(Gap::Reconnected { generation }) => format!("r{generation}"),
+        }
+    }
+
+    #[test]
+    fn pushing_a_span_does_exactly_what_pushing_its_items_one_by_one_did() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for policy in OverflowPolicy::ALL {
+            for capacity in [1, 2, 3, 7] {
+                for max_bytes in [None, Some(6), Some(14)] {
+                    let mut options = SubscribeOptions::new().policy(policy).capacity(capacity);
+                    if let Some(max) = max_bytes {
+                        options = options.max_bytes(max);
+                    }
+                    let mut q = SubscriberQueue::new(&options);
+                    let mut reference = Reference::new(&options);
+                    let (mut got, mut want) = (Vec::new(), Vec::new());
+                    let mut sent = 0u64;
+                    for round in 0..300u64 {
+                        // A segment of 0..=9 notifications of 3..=7 bytes,
+                        // pushed whole or in part.
+                        let count = rng.below(10) as u32;
+                        let notes: Vec<Notification> = (0..count)
+                            .map(|_| {
+                                sent += 1;
+                                let pad = "x".repeat(rng.below(3) as usize);
+                                note_with(&format!("{sent}{pad}"))
+                            })
+                            .collect();
+                        let segment = segment_of(notes.iter().cloned());
+                        let start = rng.below(u64::from(count) / 2 + 1) as u32;
+                        let start = start.min(count);
+                        for n in &notes[start as usize..] {
+                            reference.push(n.clone());
+                        }
+                        q.push_span(&segment, start..count);
+                        if rng.below(5) == 0 {
+                            q.push_gap(Gap::Reconnected { generation: round });
+                            if !reference.ended {
+                                reference.tail.reconnected = Some(round);
+                            }
+                        }
+                        assert_eq!(q.len(), reference.entries.len(), "{policy}/{capacity}");
+                        assert_eq!(q.bytes(), reference.bytes, "{policy}/{capacity}");
+                        // Read some: one by one, as owned events, or as a batch.
+                        let max = rng.below(6) as usize;
+                        let mut taken = Vec::new();
+                        match rng.below(3) {
+                            0 => taken.extend((0..max).map_while(|_| q.pop())),
+                            1 => {
+                                q.drain_into(&mut taken, max);
+                            }
+                            _ => {
+                                let mut batch = EventBatch::new();
+                                let n = q.drain_batch(&mut batch, max);
+                                assert_eq!(n, batch.len());
+                                taken.extend(batch.iter().map(|e| e.to_event()));
+                            }
+                        }
+                        got.extend(taken.iter().map(label));
+                        want.extend(
+                            (0..taken.len())
+                                .filter_map(|_| reference.pop())
+                                .map(|e| label(&e)),
+                        );
+                        assert_eq!(got, want, "{policy}/{capacity}/{max_bytes:?} round {round}");
+                    }
+                    while let Some(e) = q.pop() {
+                        got.push(label(&e));
+                    }
+                    while let Some(e) = reference.pop() {
+                        want.push(label(&e));
+                    }
+                    assert_eq!(got, want, "{policy}/{capacity}/{max_bytes:?} at the end");
+                }
+            }
+        }
+    }
+
+    fn note_with(payload: &str) -> Notification {
+        Notification {
+            channel: SharedStr::from_static("ch"),
+            payload: SharedStr::from(payload),
+            process_id: 1,
+        }
+    }
+
+    fn segment_of_range(range: std::ops::RangeInclusive<u64>) -> Segment {
+        segment_of(range.map(note))
+    }
+
+    #[test]
+    fn a_span_costs_one_reference_per_subscriber_whatever_its_length() {
+        let segment = segment_of_range(1..=100);
+        let mut queues: Vec<_> = (0..10)
+            .map(|_| queue(OverflowPolicy::DropOldest, 1000))
+            .collect();
+        for q in &mut queues {
+            assert_eq!(q.push_span(&segment, 0..100).queued, 100);
+        }
+        assert_eq!(std::sync::Arc::strong_count(&segment), 11);
+    }
+
+    #[test]
+    fn drop_newest_queues_the_room_left_and_counts_the_rest_after_it() {
+        let mut q = queue(OverflowPolicy::DropNewest, 3);
+        q.push(note(1));
+        let pushed = q.push_span(&segment_of_range(2..=6), 0..5);
+        assert_eq!((pushed.queued, pushed.rejected), (2, 3));
+        assert_eq!(read_all(&mut q), ["n1", "n2", "n3", "o3"]);
+    }
+
+    #[test]
+    fn close_queues_what_fits_then_ends() {
+        let mut q = queue(OverflowPolicy::Close, 3);
+        let pushed = q.push_span(&segment_of_range(1..=5), 0..5);
+        assert_eq!((pushed.queued, pushed.ended), (3, true));
+        assert_eq!(read_all(&mut q), ["n1", "n2", "n3"]);
+        assert_eq!(q.finished(), Some(EndReason::Overflowed));
+    }
+
+    #[test]
+    fn drop_oldest_cuts_across_spans_and_puts_the_gap_before_the_first_kept() {
+        let mut q = queue(OverflowPolicy::DropOldest, 4);
+        q.push_span(&segment_of_range(1..=3), 0..3);
+        q.push_gap(Gap::Reconnected { generation: 2 });
+        let pushed = q.push_span(&segment_of_range(4..=6), 0..3);
+        assert_eq!((pushed.queued, pushed.replaced), (3, 2));
+        let t = read_all(&mut q);
+        assert_eq!(t, ["o2", "n3", "r2", "n4", "n5", "n6"]);
+        assert_accounted(&t, 6);
+    }
+
+    #[test]
+    fn drain_batch_hands_spans_over_and_cuts_the_last_at_max() {
+        let mut q = queue(OverflowPolicy::DropOldest, 4);
+        q.push_span(&segment_of_range(1..=3), 0..3);
+        q.push_span(&segment_of_range(4..=6), 0..3); // o2 before n3
+        let mut batch = EventBatch::new();
+        assert_eq!(q.drain_batch(&mut batch, 3), 3);
+        let labels: Vec<_> = batch.iter().map(|e| label(&e.to_event())).collect();
+        assert_eq!(labels, ["o2", "n3", "n4"]);
+        assert_eq!((q.len(), q.delivered()), (2, 2));
+        batch.clear();
+        assert_eq!(q.drain_batch(&mut batch, 100), 2);
+        let labels: Vec<_> = batch.into_iter().map(|e| label(&e)).collect();
+        assert_eq!(labels, ["n5", "n6"]);
+        assert!(q.is_empty());
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn drain_batch_counts_gaps_as_items_and_takes_trailing_gaps() {
+        let mut q = queue(OverflowPolicy::DropNewest, 1);
+        q.push_span(&segment_of_range(1..=3), 0..3); // n1, tail o2
+        q.push_gap(Gap::Reconnected { generation: 7 });
+        let mut batch = EventBatch::new();
+        assert_eq!(q.drain_batch(&mut batch, 2), 2);
+        assert_eq!(q.drain_batch(&mut batch, 2), 1);
+        let labels: Vec<_> = batch.iter().map(|e| label(&e.to_event())).collect();
+        assert_eq!(labels, ["n1", "o2", "r7"]);
+        assert!(q.is_empty());
+    }
+
+    /// A segment whose cost is well over the compaction floor.
+    fn big_segment(items: u64) -> Segment {
+        segment_of((1..=items).map(|i| note_with(&format!("{i}{}", "p".repeat(200)))))
+    }
+
+    #[test]
+    fn keep_latest_does_not_pin_the_whole_segment() {
+        let mut q = queue(OverflowPolicy::KeepLatest, 1);
+        let segment = big_segment(256);
+        q.push_span(&segment, 0..256);
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            std::sync::Arc::strong_count(&segment),
+            1,
+            "the kept notification was copied into a segment of its own"
+        );
+        assert_eq!(read_all(&mut q).len(), 2, "o255 and the last one");
+    }
+
+    #[test]
+    fn a_partly_drained_span_is_compacted_once_it_pins_four_times_its_cost() {
+        let mut q = queue(OverflowPolicy::Backpressure, 1000);
+        let segment = big_segment(100);
+        q.push_span(&segment, 0..100);
+        let mut batch = EventBatch::new();
+        q.drain_batch(&mut batch, 70);
+        batch.clear();
+        assert_eq!(
+            std::sync::Arc::strong_count(&segment),
+            2,
+            "30 of 100 kept: shared"
+        );
+        q.drain_batch(&mut batch, 6);
+        batch.clear();
+        assert_eq!(
+            std::sync::Arc::strong_count(&segment),
+            1,
+            "24 of 100 kept: copied"
+        );
+        let rest: Vec<_> = (0..100).map_while(|_| q.pop()).collect();
+        assert_eq!(rest.len(), 24);
+        assert_eq!(rest[0].notification().map(|n| n.payload.len()), Some(202));
+    }
+
+    #[test]
+    fn a_small_segment_is_never_compacted() {
+        let mut q = queue(OverflowPolicy::KeepLatest, 1);
+        let segment = segment_of_range(1..=16);
+        q.push_span(&segment, 0..16);
+        assert_eq!(std::sync::Arc::strong_count(&segment), 2);
+    }
+}
