@@ -147,3 +147,158 @@ impl Drop for Observer {
 fn is_protocol_error(error: &BusError) -> bool {
     matches!(error, BusError::Connection(ConnectionError::Protocol(_)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use pgnotify_core::Config;
+    use pgnotify_core::bus::{TransportError, TransportErrorKind};
+    use pgnotify_core::protocol::ProtocolError;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    use super::*;
+
+    /// A `tracing` subscriber that keeps each event as "LEVEL message".
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<String>>>);
+
+    struct Message<'a>(&'a mut String);
+
+    impl Visit for Message<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                *self.0 = format!("{value:?}");
+            }
+        }
+    }
+
+    impl Subscriber for Captured {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut message = String::new();
+            event.record(&mut Message(&mut message));
+            let line = format!("{} {message}", event.metadata().level());
+            self.0.lock().unwrap().push(line);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// Runs `f` with a capturing subscriber; returns what it logged.
+    fn logged(f: impl FnOnce()) -> Vec<String> {
+        let captured = Captured::default();
+        tracing::subscriber::with_default(captured.clone(), f);
+        let lines = captured.0.lock().unwrap().clone();
+        lines
+    }
+
+    fn bus() -> Bus {
+        let config = Config::parse("postgres://localhost?ping_timeout=2s").unwrap();
+        Bus::new(config, Instant::now())
+    }
+
+    fn transport_error() -> BusError {
+        BusError::Transport(TransportError::new(TransportErrorKind::Io, "reset"))
+    }
+
+    #[test]
+    fn connection_life_is_logged_at_its_levels() {
+        let bus = bus();
+        let observer = Observer::new(&bus);
+        let protocol =
+            BusError::Connection(ConnectionError::Protocol(ProtocolError::UnknownMessage {
+                tag: b'?',
+            }));
+        let lines = logged(|| {
+            for event in [
+                BusEvent::Connected { generation: 1 },
+                BusEvent::Disconnected {
+                    error: transport_error(),
+                },
+                BusEvent::ConnectFailed {
+                    error: transport_error(),
+                    first_attempt: false,
+                },
+                BusEvent::Connected { generation: 2 },
+                BusEvent::Disconnected { error: protocol },
+                BusEvent::Closed,
+            ] {
+                observer.event(&event, &bus);
+            }
+        });
+        let levels: Vec<_> = lines.iter().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            levels,
+            ["INFO", "WARN", "WARN", "INFO", "ERROR", "INFO"],
+            "{lines:#?}"
+        );
+        assert!(lines[3].contains("reconnected"), "{lines:#?}");
+        assert!(lines[4].contains("protocol error"), "{lines:#?}");
+    }
+
+    #[test]
+    fn a_first_round_that_retrying_cannot_fix_is_an_error() {
+        let bus = bus();
+        let observer = Observer::new(&bus);
+        let lines = logged(|| {
+            observer.event(
+                &BusEvent::ConnectFailed {
+                    error: BusError::NotificationsNotDelivered,
+                    first_attempt: true,
+                },
+                &bus,
+            );
+        });
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(lines[0].starts_with("ERROR"), "{lines:#?}");
+    }
+
+    #[test]
+    fn a_ping_slower_than_half_the_timeout_is_a_warning_once() {
+        let bus = bus();
+        let mut observer = Observer::new(&bus);
+        let mut stats = Stats::default();
+        let lines = logged(|| {
+            stats.last_ping_rtt = Some(Duration::from_millis(900));
+            observer.trace_changes(&stats);
+            observer.last = stats.clone();
+            stats.last_ping_rtt = Some(Duration::from_millis(1100));
+            observer.trace_changes(&stats);
+            observer.last = stats.clone();
+            // The same answer seen again is not a new slow ping.
+            observer.trace_changes(&stats);
+        });
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(lines[0].starts_with("WARN slow health ping"), "{lines:#?}");
+    }
+
+    #[test]
+    fn overflow_is_reported_once_per_pass_with_the_counts() {
+        let bus = bus();
+        let mut observer = Observer::new(&bus);
+        let mut stats = Stats::default();
+        let lines = logged(|| {
+            stats.replaced_latest = 40;
+            stats.dropped_oldest = 2;
+            observer.trace_changes(&stats);
+            observer.last = stats.clone();
+            observer.trace_changes(&stats);
+        });
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("DEBUG overflow policies"),
+            "{lines:#?}"
+        );
+    }
+}
