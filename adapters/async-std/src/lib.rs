@@ -24,9 +24,11 @@ use pgnotify_driver::{BoxFuture, CurrentRuntime, FuturesIo, Runtime, Timer, Tran
 /// The names of the metrics a listener publishes with the `metrics` feature.
 pub use pgnotify_driver::metrics;
 pub use pgnotify_driver::{
-    BusError, ChannelError, Config, ConfigError, ConnectionEvent, ConnectionEvents, EndReason,
-    Event, Gap, ListenerError, Notification, NotifyError, OverflowPolicy, PayloadError, SharedStr,
-    SslMode, SslRootCert, Stats, SubscribeError, SubscribeOptions, Subscription,
+    BusError, CallbackSubscription, ChannelError, Config, ConfigError, ConnectionEvent,
+    ConnectionEvents, DEFAULT_BOUNCE_AFTER, EndReason, Event, Gap, ListenerError,
+    NEAR_LIMIT_PAYLOAD_LEN, Notification, NotifyError, OverflowPolicy, PayloadError,
+    RecoveryTracker, SharedStr, SslMode, SslRootCert, Stats, SubscribeError, SubscribeOptions,
+    Subscription, TrackerStats,
 };
 #[cfg(feature = "json")]
 pub use pgnotify_driver::{DecodeError, JsonEvent, JsonSubscription, NotifyJsonError};
