@@ -15,7 +15,7 @@ use pgnotify_tokio::{ConnectionEvent, Listener, Stats, Subscription};
 
 use crate::connection::{Target, connect};
 use crate::error::CliError;
-use crate::shutdown::shutdown_signal;
+use crate::shutdown::Shutdown;
 
 /// The listener's `application_name`, by which its backend is terminated.
 const APPLICATION_NAME: &str = "pgnotify-demo";
@@ -31,9 +31,10 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Runs the tour; Ctrl-C stops it and still removes the throwaway server.
 pub(crate) async fn run(target: Target, connect_timeout: Duration) -> Result<(), CliError> {
+    let mut shutdown = Shutdown::install();
     tokio::select! {
         result = tour(target, connect_timeout) => result,
-        () = shutdown_signal() => Err(CliError::Demo("interrupted; cleaned up".to_owned())),
+        () = shutdown.wait() => Err(CliError::Demo("interrupted; cleaned up".to_owned())),
     }
 }
 

@@ -103,8 +103,15 @@ impl fmt::Display for CliError {
             Self::Config(e) => write!(f, "bad connection settings in the environment: {e}"),
             Self::Connect { target, source } => match &**source {
                 ListenerError::Connect(e) => write!(f, "could not connect to {target}: {e}"),
-                ListenerError::TimedOut { .. } => {
-                    write!(f, "could not connect to {target}: {source}")
+                ListenerError::TimedOut {
+                    after,
+                    last_error: Some(e),
+                } => write!(
+                    f,
+                    "could not connect to {target} within {after:?} (last attempt: {e})"
+                ),
+                ListenerError::TimedOut { after, .. } => {
+                    write!(f, "could not connect to {target} within {after:?}")
                 }
                 _ => write!(f, "{source}"),
             },

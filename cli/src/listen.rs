@@ -1,7 +1,6 @@
 //! `pgnotify listen`: every event of one or more subscriptions, one line each.
 
 use std::future::poll_fn;
-use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use crate::args::ListenArgs;
 use crate::connection;
 use crate::error::CliError;
 use crate::output::Lines;
-use crate::shutdown::shutdown_signal;
+use crate::shutdown::Shutdown;
 use crate::status::StatusLine;
 
 /// How many ready items are rendered before they are written out together.
@@ -35,8 +34,45 @@ pub(crate) async fn run(
             source,
         })?;
     }
+    let mut shutdown = Shutdown::install();
+    let setup = setup(&args, config, connect_timeout);
+    let (listener, events, mut subscriptions) = tokio::select! {
+        result = setup => result?,
+        () = shutdown.wait() => return Ok(()),
+    };
+    let mut events = Some(events);
+    let mut out = Output::new(Lines::new(args.format));
+    let stats = listener.stats();
+    out.lines
+        .listening(&args.channels, stats.generation, listener.backend_pid());
+    let result = pump(
+        &listener,
+        &mut subscriptions,
+        &mut events,
+        &mut out,
+        &mut shutdown,
+    )
+    .await;
+    out.status.clear();
+    drop(subscriptions);
+    listener.close().await;
+    match result {
+        Err(CliError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Connects and subscribes to every channel.
+async fn setup(
+    args: &ListenArgs,
+    config: Config,
+    connect_timeout: Duration,
+) -> Result<(Listener, ConnectionEvents, Vec<Subscription>), CliError> {
     let listener = connection::connect(config, connect_timeout).await?;
-    let mut events = Some(listener.connection_events());
+    // Taken before subscribing, so a reconnect meanwhile is reported too.
+    let events = listener.connection_events();
     let options = SubscribeOptions::new()
         .capacity(args.capacity)
         .policy(args.policy);
@@ -51,21 +87,7 @@ pub(crate) async fn run(
             })?;
         subscriptions.push(subscription);
     }
-
-    let mut out = Output::new(Lines::new(args.format));
-    let stats = listener.stats();
-    out.lines
-        .listening(&args.channels, stats.generation, listener.backend_pid());
-    let result = pump(&listener, &mut subscriptions, &mut events, &mut out).await;
-    out.status.clear();
-    drop(subscriptions);
-    listener.close().await;
-    match result {
-        Err(CliError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
-            Ok(())
-        }
-        other => other,
-    }
+    Ok((listener, events, subscriptions))
 }
 
 /// Stdout, the pending lines and the status line.
@@ -110,15 +132,15 @@ async fn pump(
     subscriptions: &mut Vec<Subscription>,
     events: &mut Option<ConnectionEvents>,
     out: &mut Output,
+    shutdown: &mut Shutdown,
 ) -> Result<(), CliError> {
-    let mut shutdown = pin!(shutdown_signal());
     let mut ticker = tokio::time::interval(STATUS_EVERY);
     let mut next_start = 0;
     out.flush(listener).await?;
     loop {
         tokio::select! {
             biased;
-            () = &mut shutdown => return Ok(()),
+            () = shutdown.wait() => return Ok(()),
             item = poll_fn(|cx| poll_item(cx, subscriptions, events, &mut next_start)) => {
                 let mut item = Some(item);
                 let mut rendered = 0;

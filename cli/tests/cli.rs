@@ -1,0 +1,343 @@
+//! The `pgnotify` binary, run as a user would, against throwaway servers.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use pgnotify_testkit::server::TestServer;
+
+/// How long a test waits for one line before it fails (a hang guard, not a
+/// synchronisation: every wait is for a line the binary must print).
+const LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The variables that would point the binary somewhere other than the test's server.
+const CONNECTION_VARIABLES: [&str; 8] = [
+    "DATABASE_URL",
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGDATABASE",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGAPPNAME",
+];
+
+fn pgnotify() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgnotify"));
+    for variable in CONNECTION_VARIABLES {
+        command.env_remove(variable);
+    }
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("run pgnotify")
+}
+
+fn notify(server: &TestServer, channel: &str, payload: &str) {
+    let output = run(pgnotify().args(["--url", &server.url(), "notify", channel, payload]));
+    assert!(
+        output.status.success(),
+        "notify failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A running `pgnotify listen`, read line by line; killed when dropped.
+struct Listen {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Listen {
+    /// Starts `pgnotify --url URL listen ARGS...` and waits for its
+    /// `listening` line (or the first line, for `--format text`).
+    fn start(server: &TestServer, args: &[&str]) -> Self {
+        let mut child = pgnotify()
+            .args(["--url", &server.url(), "listen"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pgnotify listen");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listen = Self { child, lines };
+        let first = listen.next_line();
+        assert!(
+            first.contains(r#""type":"listening""#) || first.starts_with("-- listening on"),
+            "expected the listening line first, got {first:?}"
+        );
+        listen
+    }
+
+    fn next_line(&mut self) -> String {
+        match self.lines.recv_timeout(LINE_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = self.child.kill();
+                let output = stderr_after_exit(&mut self.child);
+                panic!("no line from pgnotify listen within {LINE_TIMEOUT:?}; stderr: {output}");
+            }
+        }
+    }
+
+    /// Sends SIGINT and returns the exit status and stderr.
+    fn interrupt(mut self) -> (std::process::ExitStatus, String) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let status = self.child.wait().expect("wait for pgnotify listen");
+        (status, stderr_after_exit(&mut self.child))
+    }
+}
+
+/// Everything an exited (or killed) child wrote on stderr.
+fn stderr_after_exit(child: &mut Child) -> String {
+    let _ = child.wait();
+    let mut text = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+    }
+    text
+}
+
+impl Drop for Listen {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn listen_prints_a_notification_sent_by_notify_as_a_json_line() {
+    let server = TestServer::new().expect("start server");
+    let mut listen = Listen::start(&server, &["jobs"]);
+    notify(&server, "jobs", "say \"hi\"\n\\ok");
+    let line = listen.next_line();
+    assert!(
+        line.starts_with(
+            r#"{"type":"notification","channel":"jobs","payload":"say \"hi\"\n\\ok","pid":"#
+        ),
+        "unexpected line {line:?}"
+    );
+}
+
+#[test]
+fn notify_without_payload_sends_each_stdin_line_in_order() {
+    let server = TestServer::new().expect("start server");
+    let mut listen = Listen::start(&server, &["lines"]);
+    let mut child = pgnotify()
+        .args(["--url", &server.url(), "notify", "lines"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgnotify notify");
+    let payloads: Vec<String> = (1..=50).map(|n| format!("line {n}")).collect();
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all((payloads.join("\n") + "\n").as_bytes())
+        .expect("write stdin");
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait for notify");
+    assert!(output.status.success(), "notify: {}", stderr_of(&output));
+    for payload in payloads {
+        let line = listen.next_line();
+        assert!(
+            line.contains(&format!(r#""payload":"{payload}""#)),
+            "expected {payload:?} next, got {line:?}"
+        );
+    }
+}
+
+#[test]
+fn notify_reports_the_failed_stdin_line_and_exits_non_zero() {
+    let server = TestServer::new().expect("start server");
+    let mut child = pgnotify()
+        .args(["--url", &server.url(), "notify", "lines"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgnotify notify");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let too_long = "x".repeat(8000);
+    write!(stdin, "fine\n{too_long}\nalso fine\n").expect("write stdin");
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait for notify");
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("line 2: invalid payload: payload is 8000 bytes long"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("1 of 3 notifications failed"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn listen_text_format_prints_channel_payload_and_pid_on_one_line() {
+    let server = TestServer::new().expect("start server");
+    let mut listen = Listen::start(&server, &["--format", "text", "Jobs"]);
+    notify(&server, "Jobs", "two\nlines");
+    let line = listen.next_line();
+    assert!(
+        line.starts_with("[Jobs] two\\nlines  (pid "),
+        "unexpected line {line:?}"
+    );
+}
+
+#[test]
+fn listen_marks_a_terminated_backend_with_connection_and_gap_lines() {
+    let server = TestServer::new().expect("start server");
+    let mut listen = Listen::start(&server, &["jobs"]);
+    assert_eq!(server.terminate_backends("pgnotify").expect("terminate"), 1);
+    let mut lines = Vec::new();
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.contains(r#""type":"gap""#))
+    {
+        lines.push(listen.next_line());
+    }
+    assert!(
+        lines[0].starts_with(r#"{"type":"disconnected","error":"#),
+        "lines: {lines:#?}"
+    );
+    assert!(
+        lines.contains(&r#"{"type":"connected","generation":2}"#.to_owned()),
+        "lines: {lines:#?}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(r#"{"type":"gap","kind":"reconnected","generation":2,"channel":"jobs"}"#)
+    );
+    notify(&server, "jobs", "after");
+    assert!(listen.next_line().contains(r#""payload":"after""#));
+}
+
+#[test]
+fn listen_exits_cleanly_on_ctrl_c_and_leaves_no_session() {
+    let server = TestServer::new().expect("start server");
+    let listen = Listen::start(&server, &["jobs"]);
+    let (status, stderr) = listen.interrupt();
+    assert!(status.success(), "status {status}, stderr {stderr:?}");
+    assert_eq!(stderr, "");
+    let sessions = server
+        .execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgnotify'")
+        .expect("count sessions");
+    // close() waits until the socket is closed; the backend may still be exiting.
+    assert!(
+        sessions == "0" || sessions == "1",
+        "unexpected count {sessions}"
+    );
+}
+
+#[test]
+fn a_bad_channel_name_is_a_one_line_usage_error_before_connecting() {
+    // Port 1: nothing listens there, so a connection attempt would fail differently.
+    for name in ["", &"x".repeat(64)] {
+        let output = run(pgnotify().args(["--url", "postgres://127.0.0.1:1/x", "listen", name]));
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+        assert!(
+            stderr.starts_with("pgnotify: bad channel"),
+            "stderr: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn unknown_options_and_policies_are_one_line_usage_errors() {
+    for args in [
+        &["listen", "--policy", "sometimes", "jobs"][..],
+        &["listen", "--fromat", "text", "jobs"],
+        &["listen"],
+        &["notify"],
+    ] {
+        let output = run(pgnotify().args(args));
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("pgnotify: "), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn an_unreachable_server_gives_up_after_the_connect_timeout_with_one_line() {
+    let output = run(pgnotify().args([
+        "--url",
+        "postgres://127.0.0.1:1/x",
+        "--connect-timeout",
+        "300ms",
+        "listen",
+        "jobs",
+    ]));
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(
+        stderr.starts_with("pgnotify: could not connect to 127.0.0.1:1 within 300ms"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("refused"), "stderr: {stderr}");
+}
+
+#[test]
+fn demo_runs_to_completion_with_both_gaps_and_the_stats() {
+    let output = run(pgnotify().arg("demo"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed: {}\n{stdout}",
+        stderr_of(&output)
+    );
+    for expected in [
+        "5 subscriptions on 2 channels share 1 connection",
+        "the server agrees: 1 session",
+        "dashboard <- GAP (overflow): 17 notifications dropped by the overflow policy",
+        "pg_terminate_backend(",
+        "GAP (reconnect): reconnected (generation 2)",
+        "NOTIFY after the gap: cache <- \"order 22 created\"",
+        "notifications received   24",
+        "dropped (drop-oldest)    17",
+        "stopped and removed the server",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "demo output lacks {expected:?}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn demo_against_a_given_server_reconnects_with_bounce() {
+    let server = TestServer::new().expect("start server");
+    let output = run(pgnotify().args(["--url", &server.url(), "demo"]));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed: {}\n{stdout}",
+        stderr_of(&output)
+    );
+    assert!(stdout.contains("Listener::bounce()"), "{stdout}");
+    assert!(
+        stdout.contains("GAP (reconnect): reconnected (generation 2)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("starting a throwaway"), "{stdout}");
+}
