@@ -67,7 +67,8 @@ pub(crate) fn with_application_name(config: Config, name: &str) -> Config {
 }
 
 /// Connects a listener, giving up after `limit` if no connection is up by then.
-pub(crate) async fn connect(config: Config, limit: Duration) -> Result<Listener, CliError> {
+pub(crate) async fn connect(target: Target, limit: Duration) -> Result<Listener, CliError> {
+    let Target { config, named } = target;
     let target = config
         .hosts()
         .iter()
@@ -81,5 +82,6 @@ pub(crate) async fn connect(config: Config, limit: Duration) -> Result<Listener,
         .map_err(|source| CliError::Connect {
             target,
             source: Box::new(source),
+            defaulted: !named,
         })
 }

@@ -62,7 +62,11 @@ async fn tour(target: Target, connect_timeout: Duration) -> Result<(), CliError>
     let (server, config) = server(target).await?;
 
     step(2, "One connection, three subsystems, two channels");
-    let listener = connect(config, connect_timeout).await?;
+    let target = Target {
+        config,
+        named: true,
+    };
+    let listener = connect(target, connect_timeout).await?;
     let mut connection_events = listener.connection_events();
     let mut subsystems = subscribe_all(&listener).await?;
     show_multiplexing(&listener, &server).await?;
@@ -113,7 +117,9 @@ async fn server(target: Target) -> Result<(Server, Config), CliError> {
         let config = crate::connection::with_application_name(target.config, APPLICATION_NAME);
         return Ok((Server::Given, config));
     }
-    say("no --url, DATABASE_URL or PGHOST given: starting a throwaway PostgreSQL...");
+    say(
+        "no --url, DATABASE_URL or PGHOST given: starting a throwaway PostgreSQL (a second or two)...",
+    );
     let started = Instant::now();
     let server = tokio::task::spawn_blocking(TestServer::new)
         .await
@@ -121,8 +127,8 @@ async fn server(target: Target) -> Result<(Server, Config), CliError> {
         .map_err(|e| {
             let first_line = e.to_string().lines().next().unwrap_or_default().to_owned();
             CliError::Demo(format!(
-                "could not start a throwaway PostgreSQL: {first_line} \
-                 (install the server binaries, e.g. apt-get install postgresql, or give --url)"
+                "could not start a throwaway PostgreSQL: {first_line}; \
+                 or run the demo on a server of yours with --url"
             ))
         })?;
     say(format!(

@@ -36,6 +36,10 @@ pub(crate) enum CliError {
         target: String,
         /// Why (boxed: it carries the server's whole report).
         source: Box<ListenerError>,
+        /// Whether the server was only the default one (no `--url`,
+        /// `DATABASE_URL` or PG* variable named it): the message then says
+        /// how to name one.
+        defaulted: bool,
     },
     /// Subscribing to a channel failed.
     Subscribe {
@@ -101,20 +105,20 @@ impl fmt::Display for CliError {
                 write!(f, "bad connection string in {origin}: {source}")
             }
             Self::Config(e) => write!(f, "bad connection settings in the environment: {e}"),
-            Self::Connect { target, source } => match &**source {
-                ListenerError::Connect(e) => write!(f, "could not connect to {target}: {e}"),
-                ListenerError::TimedOut {
-                    after,
-                    last_error: Some(e),
-                } => write!(
-                    f,
-                    "could not connect to {target} within {after:?} (last attempt: {e})"
-                ),
-                ListenerError::TimedOut { after, .. } => {
-                    write!(f, "could not connect to {target} within {after:?}")
+            Self::Connect {
+                target,
+                source,
+                defaulted,
+            } => {
+                connect_message(f, target, source)?;
+                if *defaulted {
+                    f.write_str(
+                        "; no server was named: give --url, DATABASE_URL or PGHOST \
+                         (or try `pgnotify demo`, which brings its own)",
+                    )?;
                 }
-                _ => write!(f, "{source}"),
-            },
+                Ok(())
+            }
             Self::Subscribe { channel, source } => {
                 write!(f, "could not listen on {channel:?}: {source}")
             }
@@ -132,3 +136,25 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// The connection failure, naming the server tried.
+fn connect_message(
+    f: &mut fmt::Formatter<'_>,
+    target: &str,
+    source: &ListenerError,
+) -> fmt::Result {
+    match source {
+        ListenerError::Connect(e) => write!(f, "could not connect to {target}: {e}"),
+        ListenerError::TimedOut {
+            after,
+            last_error: Some(e),
+        } => write!(
+            f,
+            "could not connect to {target} within {after:?} (last attempt: {e})"
+        ),
+        ListenerError::TimedOut { after, .. } => {
+            write!(f, "could not connect to {target} within {after:?}")
+        }
+        _ => write!(f, "{source}"),
+    }
+}

@@ -4,12 +4,12 @@ use std::future::poll_fn;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use pgnotify_core::{Config, EndReason, Event, SubscribeOptions};
+use pgnotify_core::{EndReason, Event, SubscribeOptions};
 use pgnotify_tokio::{ConnectionEvent, ConnectionEvents, Listener, Subscription};
 use tokio::io::{AsyncWriteExt, Stdout};
 
 use crate::args::ListenArgs;
-use crate::connection;
+use crate::connection::{self, Target};
 use crate::error::CliError;
 use crate::output::Lines;
 use crate::shutdown::Shutdown;
@@ -25,7 +25,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// subscription.
 pub(crate) async fn run(
     args: ListenArgs,
-    config: Config,
+    target: Target,
     connect_timeout: Duration,
 ) -> Result<(), CliError> {
     for name in &args.channels {
@@ -35,7 +35,7 @@ pub(crate) async fn run(
         })?;
     }
     let mut shutdown = Shutdown::install();
-    let setup = setup(&args, config, connect_timeout);
+    let setup = setup(&args, target, connect_timeout);
     let (listener, events, mut subscriptions) = tokio::select! {
         result = setup => result?,
         () = shutdown.wait() => return Ok(()),
@@ -67,10 +67,10 @@ pub(crate) async fn run(
 /// Connects and subscribes to every channel.
 async fn setup(
     args: &ListenArgs,
-    config: Config,
+    target: Target,
     connect_timeout: Duration,
 ) -> Result<(Listener, ConnectionEvents, Vec<Subscription>), CliError> {
-    let listener = connection::connect(config, connect_timeout).await?;
+    let listener = connection::connect(target, connect_timeout).await?;
     // Taken before subscribing, so a reconnect meanwhile is reported too.
     let events = listener.connection_events();
     let options = SubscribeOptions::new()

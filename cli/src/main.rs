@@ -56,8 +56,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let target = connection::resolve(cli.connection.url.as_deref())?;
     let timeout = cli.connection.connect_timeout;
     match cli.command {
-        Command::Listen(args) => listen::run(args, target.config, timeout).await,
-        Command::Notify(args) => notify::run(args, target.config, timeout).await,
+        Command::Listen(args) => listen::run(args, target, timeout).await,
+        Command::Notify(args) => notify::run(args, target, timeout).await,
         Command::Demo => demo::run(target, timeout).await,
     }
 }

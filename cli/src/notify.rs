@@ -8,12 +8,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use pgnotify_core::Config;
 use pgnotify_tokio::{Listener, NotifyError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::args::NotifyArgs;
-use crate::connection;
+use crate::connection::{self, Target};
 use crate::error::CliError;
 
 /// How many notifications may be in flight at once when reading stdin.
@@ -24,7 +23,7 @@ type Publish = Pin<Box<dyn Future<Output = Result<(), NotifyError>> + Send>>;
 /// Sends the payload, or every line of stdin.
 pub(crate) async fn run(
     args: NotifyArgs,
-    config: Config,
+    target: Target,
     connect_timeout: Duration,
 ) -> Result<(), CliError> {
     pgnotify_core::validate_channel(&args.channel).map_err(|source| CliError::Channel {
@@ -36,7 +35,7 @@ pub(crate) async fn run(
         pgnotify_core::validate_payload(payload)
             .map_err(|e| CliError::Notify(Box::new(NotifyError::Payload(e))))?;
     }
-    let listener = connection::connect(config, connect_timeout).await?;
+    let listener = connection::connect(target, connect_timeout).await?;
     let result = match args.payload {
         Some(payload) => listener
             .notify(&args.channel, &payload)
