@@ -22,6 +22,7 @@ use bytes::Bytes;
 
 use crate::bus::queue::SubscriberQueue;
 use crate::bus::registry::{ChannelRegistry, SubscriberId};
+use crate::bus::segment::{SegmentBuilder, segment_of};
 use crate::{Event, Notification, OverflowPolicy, SharedStr, SubscribeOptions};
 
 /// Counts allocations per thread, so tests running in parallel do not see
@@ -92,7 +93,8 @@ fn parsed_notification(channel: &str, payload: &str) -> Notification {
 fn steady_state_fan_out_allocates_nothing_per_delivery() {
     const SUBSCRIBERS: u64 = 1000;
     const CAPACITY: usize = 64;
-    const NOTIFICATIONS: u64 = 5_000;
+    const CHUNKS: u64 = 500;
+    const PER_CHUNK: usize = 10;
 
     let mut registry = ChannelRegistry::new();
     let mut queues: Vec<SubscriberQueue> = Vec::new();
@@ -109,41 +111,54 @@ fn steady_state_fan_out_allocates_nothing_per_delivery() {
     assert_eq!(registry.ack(batch).len() as u64, SUBSCRIBERS + 1);
 
     let n = parsed_notification("jobs", "{\"id\": 12345, \"state\": \"queued\"}");
+    let mut builder = SegmentBuilder::default();
     let mut out: Vec<Event> = Vec::with_capacity(4 * CAPACITY);
-    let deliver = |queues: &mut Vec<SubscriberQueue>, out: &mut Vec<Event>, round: u64| {
-        for &id in registry.subscribers_of(&n.channel) {
-            queues[id.as_u64() as usize].push(n.clone());
+    let mut batch = crate::bus::EventBatch::new();
+    // One chunk: its notifications frozen into one segment (the one
+    // allocation per chunk and channel), a span of it queued to every
+    // subscriber, and every few chunks each consumer takes a batch.
+    let mut deliver = |queues: &mut Vec<SubscriberQueue>, round: u64| {
+        for _ in 0..PER_CHUNK {
+            builder.push(n.clone()).unwrap();
         }
-        // Every 16 notifications each consumer takes a batch, so every
-        // policy (Backpressure included) reaches its steady state.
-        if round % 16 == 15 {
-            for q in queues.iter_mut() {
-                out.clear();
-                q.drain_into(out, 2 * CAPACITY);
+        let segment = builder.freeze();
+        let slot = registry.slot_of(&n.channel).unwrap();
+        for &id in registry.ready_at(slot) {
+            queues[id.as_u64() as usize].push_span(&segment, 0..PER_CHUNK as u32);
+        }
+        if round % 4 == 3 {
+            for (i, q) in queues.iter_mut().enumerate() {
+                if i % 2 == 0 {
+                    out.clear();
+                    q.drain_into(&mut out, 2 * CAPACITY);
+                } else {
+                    batch.clear();
+                    q.drain_batch(&mut batch, 2 * CAPACITY);
+                }
             }
         }
     };
 
     // Warm up: buffers grow to their working size.
     for round in 0..(4 * CAPACITY as u64) {
-        deliver(&mut queues, &mut out, round);
+        deliver(&mut queues, round);
     }
 
     let before = allocations();
-    for round in 0..NOTIFICATIONS {
-        deliver(&mut queues, &mut out, round);
+    for round in 0..CHUNKS {
+        deliver(&mut queues, round);
     }
     let allocated = allocations() - before;
 
-    let deliveries = NOTIFICATIONS * SUBSCRIBERS;
+    let deliveries = CHUNKS * PER_CHUNK as u64 * SUBSCRIBERS;
     println!(
         "steady-state delivery: {allocated} heap allocations over {deliveries} deliveries \
-         ({NOTIFICATIONS} notifications x {SUBSCRIBERS} subscribers, all five policies, \
-         capacity {CAPACITY}, batched draining)"
+         ({CHUNKS} chunks of {PER_CHUNK} notifications x {SUBSCRIBERS} subscribers, all five \
+         policies, capacity {CAPACITY}, batched draining): one per chunk, for its segment"
     );
     assert_eq!(
-        allocated, 0,
-        "expected no allocation per delivery, got {allocated} over {deliveries}"
+        allocated, CHUNKS,
+        "expected one allocation per chunk (its segment) and none per delivery"
     );
     let dropped: u64 = queues.iter().map(SubscriberQueue::dropped).sum();
     assert!(
@@ -202,90 +217,23 @@ fn memory_per_idle_subscriber_and_per_channel() {
 
 #[test]
 fn full_queue_memory_is_its_capacity_and_does_not_grow() {
-    let n = parsed_notification("jobs", "payload");
+    let segment = segment_of([parsed_notification("jobs", "payload")]);
     let mut q = SubscriberQueue::new(&SubscribeOptions::new().capacity(1000));
     let before = live_bytes();
     for _ in 0..1000 {
-        q.push(n.clone());
+        q.push_span(&segment, 0..1);
     }
     let full = live_bytes() - before;
     for _ in 0..1_000_000 {
-        q.push(n.clone());
+        q.push_span(&segment, 0..1);
     }
     let after_burst = live_bytes() - before;
     println!(
-        "a full DropOldest queue of 1000: {full} heap bytes ({} per queued notification, \
-         payload shared); after 1,000,000 more pushes: {after_burst} bytes",
+        "a full DropOldest queue of 1000 one-notification spans: {full} heap bytes ({} per \
+         queued span, notification shared); after 1,000,000 more pushes: {after_burst} bytes",
         full / 1000
     );
     assert_eq!(full, after_burst, "the queue's memory grew under a burst");
     assert_eq!(q.len(), 1000);
     assert_eq!(q.allocated_entries(), 1000);
-}
-
-#[test]
-fn filtered_fan_out_allocates_nothing_per_delivery() {
-    use std::collections::VecDeque;
-
-    use crate::bus::output::BusEvent;
-    use crate::bus::stats::Stats;
-    use crate::bus::subscribers::Subscribers;
-
-    const SUBSCRIBERS: usize = 300;
-    const NOTIFICATIONS: u64 = 2_000;
-
-    // A third without a filter, a third skipping their own, a third with a
-    // predicate that keeps every other payload: the fan-out path with and
-    // without filters, all through `Subscribers::fan_out`.
-    let mut subscribers = Subscribers::default();
-    let mut events = VecDeque::new();
-    let mut ids = Vec::new();
-    for i in 0..SUBSCRIBERS {
-        let options = match i % 3 {
-            0 => SubscribeOptions::new(),
-            1 => SubscribeOptions::new().skip_own(),
-            _ => SubscribeOptions::new().filter(|n| n.payload.ends_with('0')),
-        }
-        .capacity(32);
-        let id = subscribers.insert("jobs", options);
-        subscribers.mark_ready(id, &mut events);
-        ids.push(id);
-    }
-    let notifications = [
-        parsed_notification("jobs", "payload 0"),
-        parsed_notification("jobs", "payload 1"),
-    ];
-    let mut stats = Stats::default();
-    let mut out: Vec<Event> = Vec::with_capacity(128);
-    let mut deliver = |round: u64, events: &mut VecDeque<BusEvent>, stats: &mut Stats| {
-        let n = &notifications[(round % 2) as usize];
-        let ended = subscribers.fan_out(&ids, n, Some(4242), events, stats);
-        assert!(ended.is_empty());
-        if round % 16 == 15 {
-            for &id in &ids {
-                out.clear();
-                subscribers.drain(id, &mut out, 64);
-            }
-            events.clear();
-        }
-    };
-    for round in 0..256 {
-        deliver(round, &mut events, &mut stats);
-    }
-    let before = allocations();
-    for round in 0..NOTIFICATIONS {
-        deliver(round, &mut events, &mut stats);
-    }
-    let allocated = allocations() - before;
-    println!(
-        "filtered fan-out: {allocated} heap allocations over {} deliveries \
-         ({} filtered out)",
-        NOTIFICATIONS * SUBSCRIBERS as u64,
-        stats.notifications_filtered
-    );
-    assert_eq!(allocated, 0, "expected no allocation per filtered delivery");
-    assert!(
-        stats.notifications_filtered > 0,
-        "no filter dropped anything"
-    );
 }

@@ -136,6 +136,13 @@ impl EventBatch {
         }
     }
 
+    /// Moves every item of `other` to the end of this batch, leaving
+    /// `other` empty (no item is cloned).
+    pub fn append(&mut self, other: &mut EventBatch) {
+        self.len += std::mem::take(&mut other.len);
+        self.parts.append(&mut other.parts);
+    }
+
     pub(crate) fn push_part(&mut self, part: Part) {
         let items = part.items();
         if items > 0 {

@@ -14,6 +14,7 @@
 mod backoff;
 mod batch;
 mod error;
+mod fanout;
 mod filter;
 mod lifecycle;
 mod output;
@@ -21,7 +22,6 @@ mod ping;
 pub mod policy;
 mod publish;
 mod queue;
-mod queue2;
 mod registry;
 mod segment;
 mod stats;
@@ -30,6 +30,7 @@ mod subscribers;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+pub use batch::{EventBatch, EventRef, IntoIter as EventBatchIntoIter, Iter as EventBatchIter};
 pub use error::{BusError, NotifyError, TransportError, TransportErrorKind};
 pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, TlsTarget};
 pub use registry::SubscriberId;
@@ -41,6 +42,7 @@ use crate::{
     ChannelError, Event, Notification, SubscribeOptions, validate_channel, validate_payload,
 };
 use backoff::Backoff;
+use fanout::PendingFanOut;
 use lifecycle::Phase;
 use ping::Pinger;
 use publish::{PublishQueue, WaitingPublish};
@@ -125,6 +127,9 @@ pub struct Bus {
     /// Whether a registry batch is in flight (one at a time keeps acks simple).
     changes_in_flight: bool,
     subscribers: Subscribers,
+    /// Notifications of the current run of input, per channel, not yet
+    /// queued to subscribers (empty between inputs).
+    pending: PendingFanOut,
     pinger: Pinger,
     /// The ping channel of a connection whose LISTENs are in flight.
     pending_ping_channel: Option<String>,
@@ -154,6 +159,7 @@ impl Bus {
             registry: ChannelRegistry::new(),
             changes_in_flight: false,
             subscribers: Subscribers::default(),
+            pending: PendingFanOut::default(),
             pinger,
             pending_ping_channel: None,
             publishes: PublishQueue::default(),
@@ -487,6 +493,26 @@ impl Bus {
         status
     }
 
+    /// Hands up to `max` queued items of subscriber `id` over to `out`
+    /// (appending), in order, and returns its status after the hand-off.
+    ///
+    /// The zero-copy form of [`drain_events`](Self::drain_events): the batch
+    /// takes the shared segments the notifications were fanned out in, so
+    /// the hand-off touches no reference count per item and reading the
+    /// batch by reference ([`EventBatch::iter`]) none at all. Gaps count as
+    /// items. Draining a full `Backpressure` queue lets reading resume.
+    pub fn drain_batch(
+        &mut self,
+        now: Instant,
+        id: SubscriberId,
+        out: &mut EventBatch,
+        max: usize,
+    ) -> SubscriberStatus {
+        let status = self.subscribers.drain_batch(id, out, max);
+        self.update_backpressure_after_change(Some(now));
+        status
+    }
+
     // ------------------------------------------------------------- internals
 
     fn send_publish(&mut self, id: PublishId, channel: &str, payload: &str) {
@@ -522,8 +548,19 @@ impl Bus {
     }
 
     /// Handles everything the connection produced.
+    ///
+    /// Notifications are collected per channel and queued to subscribers in
+    /// one span per channel ([`flush_fan_out`](Self::flush_fan_out)) when
+    /// the run of notifications ends: before any other event is handled and
+    /// at the end, so every other event sees the notifications that came
+    /// before it already queued.
     fn process_connection(&mut self, now: Instant) {
         while let Some(event) = self.conn.as_mut().and_then(Connection::poll_event) {
+            if let ConnectionEvent::Notification(n) = event {
+                self.on_notification(now, n);
+                continue;
+            }
+            self.flush_fan_out(now);
             match event {
                 ConnectionEvent::StartTls => self.actions.push_back(Action::StartTls(TlsTarget {
                     server_name: self.current_host_name(),
@@ -531,7 +568,6 @@ impl Bus {
                     root_cert: self.config.ssl_root_cert_setting().cloned(),
                 })),
                 ConnectionEvent::Ready => self.on_startup_complete(now),
-                ConnectionEvent::Notification(n) => self.on_notification(now, n),
                 ConnectionEvent::CommandComplete { id, result } => {
                     self.on_command_complete(now, id, result)
                 }
@@ -550,6 +586,7 @@ impl Bus {
                 return;
             }
         }
+        self.flush_fan_out(now);
     }
 
     fn on_notification(&mut self, now: Instant, n: Notification) {
@@ -562,17 +599,35 @@ impl Bus {
         if n.payload.len() >= stats::NEAR_LIMIT_PAYLOAD_LEN {
             self.stats.near_limit_received += 1;
         }
-        let own_pid = self.backend_pid();
-        let ended = self.subscribers.fan_out(
-            self.registry.subscribers_of(&n.channel),
-            &n,
-            own_pid,
-            &mut self.events,
-            &mut self.stats,
-        );
-        for (id, channel) in ended {
-            self.registry.remove(&channel, id);
+        if let Err(n) = self.pending.add(&self.registry, n) {
+            // A run longer than a segment holds: queue what is pending first.
+            self.flush_fan_out(now);
+            let _ = self.pending.add(&self.registry, n);
         }
+    }
+
+    /// Queues the notifications collected in this run: per channel one
+    /// shared segment, one span of it per ready subscriber.
+    fn flush_fan_out(&mut self, now: Instant) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let own_pid = self.backend_pid();
+        let Self {
+            pending,
+            registry,
+            subscribers,
+            events,
+            stats,
+            ..
+        } = self;
+        pending.flush(|slot, segment| {
+            let ended =
+                subscribers.fan_out(registry.ready_at(slot), &segment, own_pid, events, stats);
+            for (id, channel) in ended {
+                registry.remove(&channel, id);
+            }
+        });
         self.send_registry_changes();
         if self.subscribers.backpressured() > 0 && self.paused_since.is_none() {
             self.paused_since = Some(now);

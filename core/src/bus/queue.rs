@@ -1,15 +1,26 @@
 //! One subscriber's queue: bounded by its [`SubscribeOptions`], with its
 //! overflow policy applied and every gap standing where it belongs.
 //!
+//! # Spans
+//!
+//! The queue holds *spans*: ranges of shared [`Segment`]s, each segment the
+//! notifications of one channel from one chunk of input (see
+//! [`segment`](crate::bus::segment)). Queueing a chunk's notifications costs
+//! one reference-count increment for the whole span, and every policy below
+//! is applied to the span arithmetically, with item counts and the
+//! segment's prefix sums of byte sizes; the outcome is exactly that of
+//! pushing the span's notifications one by one.
+//!
 //! # Where gaps stand
 //!
 //! The queue holds notifications only; gaps are not queue entries. Each
-//! queued notification carries the gaps that stand *before* it (a count of
-//! discarded notifications and, at most, one reconnection), and the queue has
-//! one more such record for the gaps after its last notification (the
-//! *tail*). Because gaps take no slot, they never consume item or byte
-//! capacity, and a gap can never be the thing that is dropped: when an entry
-//! is discarded its gaps move onto whatever follows it.
+//! span carries the gaps that stand *before* its first notification (a count
+//! of discarded notifications and, at most, one reconnection); the
+//! notifications inside a span are contiguous, with no gap between them. The
+//! queue has one more such record for the gaps after its last notification
+//! (the *tail*). Because gaps take no slot, they never consume item or byte
+//! capacity, and a gap can never be the thing that is dropped: when a
+//! notification is discarded its gaps move onto whatever follows it.
 //!
 //! That gives, for every policy, the guarantee of DESIGN §4 invariant 2:
 //! between two consecutive notifications a consumer reads, every notification
@@ -17,18 +28,20 @@
 //! items between them, and a reconnection between them is reported by one
 //! `Gap::Reconnected`.
 //!
-//! - `DropOldest`: the oldest entry is discarded; its count (plus its own
-//!   gaps) moves onto the *new oldest* entry, i.e. the gap is read before the
-//!   retained notifications that followed the dropped ones. If nothing is
-//!   left, it moves to the tail and so lands before the arriving notification.
-//! - `DropNewest`: the arriving notification is discarded and counted in the
-//!   tail, so the gap is read after everything already queued and before the
-//!   next notification accepted.
+//! - `DropOldest`: the oldest notifications are discarded; their count (plus
+//!   their own gaps) moves onto the *new oldest* notification, i.e. the gap
+//!   is read before the retained notifications that followed the dropped
+//!   ones (a span cut at its front starts with that gap).
+//! - `DropNewest`: arriving notifications that do not fit are discarded and
+//!   counted in the tail, so the gap is read after everything already queued
+//!   and before the next notification accepted (a span that only partly
+//!   fits is queued up to the room left).
 //! - `KeepLatest`: `DropOldest` with room for one notification; the
 //!   configured item and byte capacities are ignored.
-//! - `Close`: the arriving notification is discarded and the queue ends with
-//!   [`EndReason::Overflowed`]; what was queued stays readable, then the end.
-//!   No gap is added: the end reason already says the stream is incomplete.
+//! - `Close`: the first arriving notification that does not fit is
+//!   discarded and the queue ends with [`EndReason::Overflowed`]; what was
+//!   queued stays readable, then the end. No gap is added: the end reason
+//!   already says the stream is incomplete.
 //! - `Backpressure`: nothing is ever discarded. The queue may hold more than
 //!   its capacity (see [`SubscriberQueue::blocks_input`] for the bound).
 //!
@@ -37,90 +50,106 @@
 //! reconnection happened in; several reconnections in a row coalesce into
 //! one carrying the latest generation. The one exception is a gap record
 //! that is merged into after the consumer has already read part of it (it
-//! read `Overflow{3}` of an entry, then that entry was dropped): the consumer
-//! then reads two `Overflow` gaps in a row, whose counts add up exactly.
-//! Either way a consumer resynchronises at the first gap it reads, and it
-//! reads it after every notification the gap covers was committed, so the
-//! order among adjacent gaps never matters for correctness.
+//! read `Overflow{3}` of a span, then that span's first notification was
+//! dropped): the consumer then reads two `Overflow` gaps in a row, whose
+//! counts add up exactly. Either way a consumer resynchronises at the first
+//! gap it reads, and it reads it after every notification the gap covers
+//! was committed, so the order among adjacent gaps never matters for
+//! correctness.
+//!
+//! # Memory
+//!
+//! A span that keeps a few items of a large segment keeps the whole segment
+//! alive. Spans are only ever cut at their front (by the policy or by the
+//! consumer) or queued in part (`DropNewest`, `Close`), and after each of
+//! these the queue checks the span: when it pins more than
+//! [`PIN_FACTOR`](crate::bus::segment::PIN_FACTOR) times its own cost and the
+//! segment is over [`COMPACT_FLOOR`] bytes, its items are copied into a
+//! fresh segment (a reference-count increment per item, amortised over the
+//! at least three times as many items released). So the memory a queue
+//! pins is at most `PIN_FACTOR` times the cost of what it holds plus
+//! `COMPACT_FLOOR` per partly kept span (at most two without a byte limit:
+//! the front one and the last one queued in part).
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
-use crate::{EndReason, Event, Gap, Notification, OverflowPolicy, SubscribeOptions};
+use crate::bus::batch::{EventBatch, Part};
+use crate::bus::segment::{self, Gaps, Segment};
+use crate::{EndReason, Event, Gap, OverflowPolicy, SubscribeOptions};
 
 /// The smallest allocation the queue makes when it first needs room.
 const MIN_ALLOCATION: usize = 4;
 
-/// The gaps standing before one queued notification, or after the last one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Gaps {
-    /// Notifications discarded by the overflow policy.
-    missed: u64,
-    /// The generation of the latest reconnection, if there was one.
-    reconnected: Option<u64>,
-}
+/// Segments whose cost is at most this many bytes are never compacted:
+/// copying them would cost more than it saves.
+pub(crate) const COMPACT_FLOOR: usize = 16 * 1024;
 
-impl Gaps {
-    fn is_empty(&self) -> bool {
-        self.missed == 0 && self.reconnected.is_none()
-    }
-
-    /// Folds in gaps that came after these ones.
-    fn absorb(&mut self, later: Gaps) {
-        self.missed = self.missed.saturating_add(later.missed);
-        if later.reconnected.is_some() {
-            self.reconnected = later.reconnected;
-        }
-    }
-
-    /// Takes the next gap to read, the overflow count first.
-    fn take_next(&mut self) -> Option<Gap> {
-        if self.missed > 0 {
-            let missed = std::mem::take(&mut self.missed);
-            return Some(Gap::Overflow { missed });
-        }
-        self.reconnected
-            .take()
-            .map(|generation| Gap::Reconnected { generation })
-    }
-}
-
-/// A queued notification and the gaps read before it.
+/// Notifications `start..end` of a shared segment and the gaps read before
+/// the first of them.
 #[derive(Debug)]
-struct Entry {
+struct Span {
     before: Gaps,
-    notification: Notification,
+    segment: Segment,
+    start: u32,
+    end: u32,
 }
 
-/// What [`SubscriberQueue::push`] did with a notification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Pushed {
-    /// Queued; nothing was discarded. Under `Backpressure` the queue may now
-    /// be full: see [`SubscriberQueue::blocks_input`].
-    Queued,
-    /// Queued after discarding `dropped` older notifications (`DropOldest`,
-    /// possibly several at once under a byte limit; `KeepLatest`: the one
-    /// it replaced).
-    Replaced {
-        /// How many were discarded.
-        dropped: u64,
-    },
-    /// The arriving notification was discarded (`DropNewest`).
-    Dropped,
-    /// The queue was full under `Close`: the arriving notification was
-    /// discarded and the queue has now ended with [`EndReason::Overflowed`].
-    Ended,
-    /// The queue had already ended; the notification was ignored.
-    Ignored,
+impl Span {
+    fn len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    fn bytes(&self) -> usize {
+        segment::bytes(&self.segment, self.start..self.end)
+    }
+
+    /// Copies the span into a segment of its own if it pins too much.
+    fn compact_if_pinning(&mut self) {
+        if let Some(fresh) = compacted(&self.segment, self.start..self.end) {
+            self.end -= self.start;
+            self.start = 0;
+            self.segment = fresh;
+        }
+    }
+}
+
+/// `segment[range]` copied into a fresh segment, if keeping `range` would
+/// pin too much of `segment`.
+fn compacted(segment: &Segment, range: Range<u32>) -> Option<Segment> {
+    let whole = segment::cost(segment, 0..segment.len() as u32);
+    (whole > COMPACT_FLOOR && segment::needs_compaction(segment, range.clone()))
+        .then(|| segment::compact(segment, range))
+}
+
+/// What [`SubscriberQueue::push_span`] did with a span of notifications.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    /// Notifications queued. Under `DropOldest` and `KeepLatest` every one
+    /// is queued, and some may have been discarded again at once (counted
+    /// in `replaced`).
+    pub(crate) queued: u64,
+    /// Older notifications discarded to make room (`DropOldest`;
+    /// `KeepLatest`: the ones replaced).
+    pub(crate) replaced: u64,
+    /// Arriving notifications discarded (`DropNewest`).
+    pub(crate) rejected: u64,
+    /// The queue was full under `Close`: the first notification that did
+    /// not fit was discarded, the rest ignored, and the queue has now ended
+    /// with [`EndReason::Overflowed`].
+    pub(crate) ended: bool,
 }
 
 /// One subscriber's bounded queue of notifications and gaps.
 ///
-/// The bus pushes notifications (and reconnection gaps) into it as they
-/// arrive and the subscriber's task takes [`Event`]s out, in batches with
-/// [`drain_into`](Self::drain_into). It never allocates per push once its
-/// buffer has grown to its working size (at most the item capacity, except
-/// for a `Backpressure` overshoot); a pushed [`Notification`] is the shared
-/// one, moved in, so fan-out costs reference-count increments only.
+/// The bus pushes spans of shared segments (and reconnection gaps) into it
+/// as they arrive and the subscriber's task takes them out in batches, by
+/// reference with [`drain_batch`](Self::drain_batch) or as owned [`Event`]s
+/// with [`drain_into`](Self::drain_into). It never allocates per push once
+/// its buffer has grown to its working size (at most one slot per queued
+/// notification, never more than the item capacity, except for a
+/// `Backpressure` overshoot), apart from compacting a span (see the module
+/// docs).
 ///
 /// Wake-ups: the first time something becomes readable after the consumer
 /// last found the queue empty, [`take_wake`](Self::take_wake) returns `true`
@@ -128,10 +157,13 @@ pub(crate) enum Pushed {
 /// per notification.
 #[derive(Debug)]
 pub(crate) struct SubscriberQueue {
-    entries: VecDeque<Entry>,
-    /// Gaps after the last entry; they move onto the next notification queued.
+    spans: VecDeque<Span>,
+    /// Gaps after the last span; they move onto the next span queued.
     tail: Gaps,
-    /// Sum of [`Notification::size`] over `entries`.
+    /// Notifications queued (the sum of the spans' lengths).
+    len: usize,
+    /// Sum of [`Notification::size`](crate::Notification::size) over the
+    /// queued notifications.
     bytes: usize,
     /// The item capacity in effect (1 for `KeepLatest`).
     capacity: usize,
@@ -156,8 +188,9 @@ impl SubscriberQueue {
             _ => options.capacity_items().max(1),
         };
         Self {
-            entries: VecDeque::new(),
+            spans: VecDeque::new(),
             tail: Gaps::default(),
+            len: 0,
             bytes: 0,
             capacity,
             max_bytes: options.capacity_bytes(),
@@ -180,16 +213,17 @@ impl SubscriberQueue {
 
     /// Notifications queued (gaps are not counted).
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether nothing at all is left to read (no notification, no gap).
     /// An ended queue can be empty; see [`finished`](Self::finished).
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.tail.is_empty()
+        self.spans.is_empty() && self.tail.is_empty()
     }
 
-    /// Bytes of channel and payload text queued ([`Notification::size`]).
+    /// Bytes of channel and payload text queued
+    /// ([`Notification::size`](crate::Notification::size)).
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -200,11 +234,11 @@ impl SubscriberQueue {
         self.capacity
     }
 
-    /// The number of entries the buffer can hold without reallocating; for
+    /// The number of spans the buffer can hold without reallocating; for
     /// memory checks.
     #[cfg(test)]
     pub(crate) fn allocated_entries(&self) -> usize {
-        self.entries.capacity()
+        self.spans.capacity()
     }
 
     /// Notifications the consumer has taken out.
@@ -222,7 +256,7 @@ impl SubscriberQueue {
 
     /// Whether the queue is at or over its item or byte capacity.
     pub(crate) fn is_full(&self) -> bool {
-        self.entries.len() >= self.capacity || self.max_bytes.is_some_and(|max| self.bytes >= max)
+        self.len >= self.capacity || self.max_bytes.is_some_and(|max| self.bytes >= max)
     }
 
     /// Whether the bus must stop reading the socket for this queue: it is a
@@ -255,52 +289,57 @@ impl SubscriberQueue {
 
     // ---- producer side (the bus)
 
-    /// Queues a notification, applying the overflow policy if it does not fit.
+    /// Queues `segment[range]`, in order, applying the overflow policy to
+    /// what does not fit, exactly as if the notifications were pushed one by
+    /// one. Clones the segment's reference once per span queued (once,
+    /// unless a byte limit splits it under `DropNewest`).
     ///
     /// A single notification larger than the byte capacity is accepted into
     /// an empty queue, so the byte limit can never block a channel for good.
-    pub(crate) fn push(&mut self, notification: Notification) -> Pushed {
-        if self.end.is_some() {
-            return Pushed::Ignored;
+    pub(crate) fn push_span(&mut self, segment: &Segment, range: Range<u32>) -> Pushed {
+        let count = u64::from(range.end.saturating_sub(range.start));
+        if self.end.is_some() || count == 0 {
+            return Pushed::default();
         }
-        let size = notification.size();
         match self.policy {
             OverflowPolicy::Backpressure => {
-                self.enqueue(notification, size);
-                Pushed::Queued
-            }
-            OverflowPolicy::DropNewest => {
-                if self.has_room_for(size) {
-                    self.enqueue(notification, size);
-                    Pushed::Queued
-                } else {
-                    self.tail.missed = self.tail.missed.saturating_add(1);
-                    self.dropped += 1;
-                    self.signal();
-                    Pushed::Dropped
+                self.append(segment, range);
+                Pushed {
+                    queued: count,
+                    ..Pushed::default()
                 }
             }
+            OverflowPolicy::DropNewest => self.push_what_fits(segment, range),
             OverflowPolicy::Close => {
-                if self.has_room_for(size) {
-                    self.enqueue(notification, size);
-                    Pushed::Queued
-                } else {
+                let fit = self.fitting_prefix(segment, range.clone());
+                self.append(segment, range.start..range.start + fit);
+                let ended = u64::from(fit) < count;
+                if ended {
                     self.dropped += 1;
                     self.end(EndReason::Overflowed);
-                    Pushed::Ended
+                }
+                Pushed {
+                    queued: u64::from(fit),
+                    ended,
+                    ..Pushed::default()
                 }
             }
             // KeepLatest is DropOldest with a capacity of one.
             OverflowPolicy::DropOldest | OverflowPolicy::KeepLatest => {
-                let dropped = self.make_room_by_dropping_oldest(size);
-                self.enqueue(notification, size);
-                if dropped == 0 {
-                    Pushed::Queued
-                } else {
-                    Pushed::Replaced { dropped }
+                let replaced = self.push_dropping_oldest(segment, range);
+                Pushed {
+                    queued: count,
+                    replaced,
+                    ..Pushed::default()
                 }
             }
         }
+    }
+
+    /// Queues one notification (a segment of its own): for tests.
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, notification: crate::Notification) -> Pushed {
+        self.push_span(&segment::segment_of([notification]), 0..1)
     }
 
     /// Queues a gap after everything already queued.
@@ -344,8 +383,9 @@ impl SubscriberQueue {
     #[cfg(test)]
     pub(crate) fn end_and_discard(&mut self, reason: EndReason) -> bool {
         let ended = self.end(reason);
-        self.entries = VecDeque::new();
+        self.spans = VecDeque::new();
         self.tail = Gaps::default();
+        self.len = 0;
         self.bytes = 0;
         ended
     }
@@ -365,13 +405,13 @@ impl SubscriberQueue {
     #[cfg(test)]
     pub(crate) fn pop(&mut self) -> Option<Event> {
         let event = self.pop_one();
-        if self.is_empty() {
-            self.rearm();
-        }
+        self.after_drain();
         event
     }
 
-    /// Moves up to `max` items into `out`, in order, and returns how many.
+    /// Moves up to `max` items into `out` as owned [`Event`]s, in order, and
+    /// returns how many. Each notification is cloned out of its shared
+    /// segment.
     ///
     /// One call per wake-up hands a batch over, so a subscriber's task takes
     /// one lock per batch rather than per item.
@@ -384,90 +424,310 @@ impl SubscriberQueue {
             }
             taken += 1;
         }
-        if self.is_empty() {
-            self.rearm();
+        self.after_drain();
+        taken
+    }
+
+    /// Moves up to `max` items into `out` by handing over whole spans, and
+    /// returns how many (gaps count as items). No reference count is touched
+    /// except for a span cut by `max` (one increment).
+    pub(crate) fn drain_batch(&mut self, out: &mut EventBatch, max: usize) -> usize {
+        let mut taken = 0;
+        while taken < max {
+            let Some(front) = self.spans.front_mut() else {
+                let gaps = take_gaps(&mut self.tail, max - taken);
+                taken += gaps.items();
+                out.push_part(Part::new(gaps, None, 0, 0));
+                break;
+            };
+            let whole = front.before.items() + front.len();
+            if taken + whole <= max {
+                if let Some(span) = self.spans.pop_front() {
+                    let (len, bytes) = (span.len(), span.bytes());
+                    self.len -= len;
+                    self.bytes -= bytes;
+                    self.delivered += len as u64;
+                    taken += whole;
+                    out.push_part(Part::new(
+                        span.before,
+                        Some(span.segment),
+                        span.start,
+                        span.end,
+                    ));
+                }
+                continue;
+            }
+            // The span is cut by `max`: hand over its front part.
+            let gaps = take_gaps(&mut front.before, max - taken);
+            taken += gaps.items();
+            let k = (max - taken).min(front.len()) as u32;
+            let cut = front.start + k;
+            if k > 0 {
+                let bytes = segment::bytes(&front.segment, front.start..cut);
+                out.push_part(Part::new(
+                    gaps,
+                    Some(front.segment.clone()),
+                    front.start,
+                    cut,
+                ));
+                front.start = cut;
+                self.len -= k as usize;
+                self.bytes -= bytes;
+                self.delivered += u64::from(k);
+                taken += k as usize;
+                front.compact_if_pinning();
+            } else {
+                out.push_part(Part::new(gaps, None, 0, 0));
+            }
+            break;
         }
+        self.after_drain();
         taken
     }
 
     // ---- internals
 
-    fn has_room_for(&self, size: usize) -> bool {
-        self.entries.len() < self.capacity
-            && (self.entries.is_empty()
+    fn has_room_for(&self, len: usize, bytes: usize, size: usize) -> bool {
+        len < self.capacity
+            && (len == 0
                 || self
                     .max_bytes
-                    .is_none_or(|max| self.bytes.saturating_add(size) <= max))
+                    .is_none_or(|max| bytes.saturating_add(size) <= max))
     }
 
-    /// Discards the oldest entries until `size` more bytes and one more
-    /// entry fit; their count and gaps move onto what now comes first.
-    fn make_room_by_dropping_oldest(&mut self, size: usize) -> u64 {
+    /// How many notifications of `segment[range]`, from its start, fit one
+    /// after another.
+    fn fitting_prefix(&self, segment: &Segment, range: Range<u32>) -> u32 {
+        let room = self.capacity.saturating_sub(self.len);
+        let count = (range.end - range.start) as usize;
+        if self.max_bytes.is_none() {
+            return count.min(room) as u32;
+        }
+        let (mut len, mut bytes) = (self.len, self.bytes);
+        for i in range.clone() {
+            let size = segment::bytes(segment, i..i + 1);
+            if !self.has_room_for(len, bytes, size) {
+                return i - range.start;
+            }
+            len += 1;
+            bytes += size;
+        }
+        range.end - range.start
+    }
+
+    /// `DropNewest`: queues each notification that fits when it arrives and
+    /// counts the others in the tail, in order.
+    fn push_what_fits(&mut self, segment: &Segment, range: Range<u32>) -> Pushed {
+        let mut pushed = Pushed::default();
+        if self.max_bytes.is_none() {
+            let fit = self.fitting_prefix(segment, range.clone());
+            self.append(segment, range.start..range.start + fit);
+            let rejected = u64::from(range.end - range.start - fit);
+            if rejected > 0 {
+                self.tail.missed = self.tail.missed.saturating_add(rejected);
+                self.dropped += rejected;
+                self.signal();
+            }
+            pushed.queued = u64::from(fit);
+            pushed.rejected = rejected;
+            return pushed;
+        }
+        let mut run = range.start;
+        let mut i = range.start;
+        while i < range.end {
+            let size = segment::bytes(segment, i..i + 1);
+            let queued_len = self.len + (i - run) as usize;
+            let queued_bytes = self.bytes + segment::bytes(segment, run..i);
+            if self.has_room_for(queued_len, queued_bytes, size) {
+                i += 1;
+                continue;
+            }
+            // `i` does not fit: queue the run before it, count it in the tail.
+            self.append(segment, run..i);
+            pushed.queued += u64::from(i - run);
+            let rejected = if queued_len >= self.capacity {
+                // Full by count: nothing after it fits either.
+                range.end - i
+            } else {
+                1
+            };
+            self.tail.missed = self.tail.missed.saturating_add(u64::from(rejected));
+            self.dropped += u64::from(rejected);
+            pushed.rejected += u64::from(rejected);
+            self.signal();
+            i += rejected;
+            run = i;
+        }
+        self.append(segment, run..range.end);
+        pushed.queued += u64::from(range.end - run);
+        pushed
+    }
+
+    /// `DropOldest` and `KeepLatest`: queues `segment[range]` after
+    /// discarding the oldest notifications (already queued, then of the
+    /// span) until the queue is within its item and byte capacities with
+    /// the span in it (a single notification always stays); their count and
+    /// gaps move onto what then comes first. Returns how many were dropped.
+    ///
+    /// The cut is computed first, so the buffer never holds a span more than
+    /// the capacity.
+    fn push_dropping_oldest(&mut self, segment: &Segment, range: Range<u32>) -> u64 {
+        let fits = |len: usize, bytes: usize| {
+            len <= self.capacity && (len <= 1 || self.max_bytes.is_none_or(|max| bytes <= max))
+        };
+        let mut len = self.len + (range.end - range.start) as usize;
+        let mut bytes = self.bytes + segment::bytes(segment, range.clone());
+        let mut drop = 0usize;
+        let queued = self.spans.iter().map(|s| (&s.segment, s.start, s.end));
+        for (seg, start, end) in queued.chain(std::iter::once((segment, range.start, range.end))) {
+            if fits(len, bytes) {
+                break;
+            }
+            let (span_len, span_bytes) = ((end - start) as usize, segment::bytes(seg, start..end));
+            if len > span_len && !fits(len - span_len, bytes - span_bytes) {
+                drop += span_len;
+                len -= span_len;
+                bytes -= span_bytes;
+                continue;
+            }
+            // The cut falls inside this span (it may take all of it, but
+            // never the queue's last notification): the fewest that fit.
+            drop += fewest(span_len, |t| {
+                let dropped_bytes = segment::bytes(seg, start..start + t as u32);
+                fits(len - t, bytes - dropped_bytes)
+            });
+            break;
+        }
+        let queued = self.len;
+        if drop <= queued {
+            self.drop_front(drop);
+            self.append(segment, range);
+        } else {
+            // Everything queued goes (its gaps move to the tail), and the
+            // span's own first notifications too.
+            self.drop_front(queued);
+            let cut = (drop - queued) as u32;
+            self.tail.missed = self.tail.missed.saturating_add(u64::from(cut));
+            self.dropped += u64::from(cut);
+            self.append(segment, range.start + cut..range.end);
+        }
+        drop as u64
+    }
+
+    /// Discards the `count` oldest notifications (at most all of them),
+    /// moving their count and gaps onto what now comes first (the tail if
+    /// nothing is left).
+    fn drop_front(&mut self, mut count: usize) {
+        if count == 0 {
+            return;
+        }
+        self.dropped += count as u64;
         let mut carried = Gaps::default();
-        let mut dropped = 0;
-        while !self.has_room_for(size) {
-            let Some(entry) = self.entries.pop_front() else {
+        while count > 0 {
+            let Some(front) = self.spans.front_mut() else {
                 break;
             };
-            self.bytes -= entry.notification.size();
-            carried.absorb(entry.before);
-            carried.missed = carried.missed.saturating_add(1);
-            dropped += 1;
+            carried.absorb(front.before);
+            let span_len = front.len();
+            if count < span_len {
+                let cut = front.start + count as u32;
+                self.bytes -= segment::bytes(&front.segment, front.start..cut);
+                self.len -= count;
+                carried.missed = carried.missed.saturating_add(count as u64);
+                front.start = cut;
+                front.before = Gaps::default();
+                front.compact_if_pinning();
+                break;
+            }
+            self.bytes -= front.bytes();
+            self.len -= span_len;
+            carried.missed = carried.missed.saturating_add(span_len as u64);
+            count -= span_len;
+            self.spans.pop_front();
         }
-        if dropped > 0 {
-            self.dropped += dropped;
-            // The dropped entries stood before everything that remains, so
-            // their gaps go first.
-            let next = match self.entries.front_mut() {
-                Some(front) => &mut front.before,
-                None => &mut self.tail,
-            };
-            carried.absorb(*next);
-            *next = carried;
-        }
-        dropped
+        // The dropped notifications stood before everything that remains,
+        // so their gaps go first.
+        let next = match self.spans.front_mut() {
+            Some(front) => &mut front.before,
+            None => &mut self.tail,
+        };
+        carried.absorb(*next);
+        *next = carried;
     }
 
-    fn enqueue(&mut self, notification: Notification, size: usize) {
+    /// Queues `segment[range]` after everything queued, with the tail's gaps
+    /// before it.
+    fn append(&mut self, segment: &Segment, range: Range<u32>) {
+        if range.start >= range.end {
+            return;
+        }
+        let whole = range.start == 0 && range.end as usize == segment.len();
+        let fresh = if whole {
+            None
+        } else {
+            compacted(segment, range.clone())
+        };
+        let (segment, range) = match fresh {
+            Some(fresh) => (fresh, 0..range.end - range.start),
+            None => (segment.clone(), range),
+        };
         self.reserve_one();
-        let before = std::mem::take(&mut self.tail);
-        self.entries.push_back(Entry {
-            before,
-            notification,
-        });
-        self.bytes += size;
-        self.peak_len = self.peak_len.max(self.entries.len());
+        let span = Span {
+            before: std::mem::take(&mut self.tail),
+            segment,
+            start: range.start,
+            end: range.end,
+        };
+        self.len += span.len();
+        self.bytes += span.bytes();
+        self.spans.push_back(span);
+        self.peak_len = self.peak_len.max(self.len);
         self.signal();
     }
 
-    /// Grows the buffer by doubling, but never past the item capacity, so a
-    /// full queue's allocation is exactly its capacity (with a floor of
-    /// [`MIN_ALLOCATION`]) and a steady state never reallocates.
+    /// Grows the buffer by doubling, but never past the item capacity (a
+    /// span holds at least one notification), so a steady state never
+    /// reallocates.
     fn reserve_one(&mut self) {
-        let len = self.entries.len();
-        if len < self.entries.capacity() {
+        let len = self.spans.len();
+        if len < self.spans.capacity() {
             return;
         }
         if len < self.capacity {
             let target = self.capacity.min(len.saturating_mul(2).max(MIN_ALLOCATION));
-            self.entries.reserve_exact(target - len);
+            self.spans.reserve_exact(target - len);
         } else {
             // A Backpressure overshoot: amortised growth; shrunk back in `rearm`.
-            self.entries.reserve(1);
+            self.spans.reserve(1);
         }
     }
 
     fn pop_one(&mut self) -> Option<Event> {
-        match self.entries.front_mut() {
-            Some(front) => match front.before.take_next() {
-                Some(gap) => Some(Event::Gap(gap)),
-                None => self.entries.pop_front().map(|entry| {
-                    self.bytes -= entry.notification.size();
-                    self.delivered += 1;
-                    Event::Notification(entry.notification)
-                }),
-            },
-            None => self.tail.take_next().map(Event::Gap),
+        let Some(front) = self.spans.front_mut() else {
+            return self.tail.take_next().map(Event::Gap);
+        };
+        if let Some(gap) = front.before.take_next() {
+            return Some(Event::Gap(gap));
+        }
+        let i = front.start;
+        let item = front.segment.get(i as usize)?;
+        let notification = item.notification.clone();
+        self.bytes -= notification.size();
+        self.len -= 1;
+        self.delivered += 1;
+        front.start += 1;
+        if front.start == front.end {
+            self.spans.pop_front();
+        }
+        Some(Event::Notification(notification))
+    }
+
+    fn after_drain(&mut self) {
+        if let Some(front) = self.spans.front_mut() {
+            front.compact_if_pinning();
+        }
+        if self.is_empty() {
+            self.rearm();
         }
     }
 
@@ -483,11 +743,39 @@ impl SubscriberQueue {
         self.signalled = false;
         self.wake = false;
         let bound = self.capacity.max(MIN_ALLOCATION);
-        if self.entries.capacity() > bound {
+        if self.spans.capacity() > bound {
             // Only after a Backpressure overshoot: give the excess back.
-            self.entries.shrink_to(bound);
+            self.spans.shrink_to(bound);
         }
     }
+}
+
+/// The smallest `t` in `1..=n` for which `ok(t)` holds, given that `ok` is
+/// monotone (false, then true) and `ok(n)` holds.
+fn fewest(n: usize, ok: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (1, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if ok(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    hi
+}
+
+/// Takes up to `max` gap items out of `gaps`, in reading order.
+fn take_gaps(gaps: &mut Gaps, max: usize) -> Gaps {
+    let mut taken = Gaps::default();
+    for _ in 0..max {
+        match gaps.take_next() {
+            Some(Gap::Overflow { missed }) => taken.missed = missed,
+            Some(Gap::Reconnected { generation }) => taken.reconnected = Some(generation),
+            None => break,
+        }
+    }
+    taken
 }
 
 #[cfg(test)]
@@ -497,7 +785,40 @@ mod alloc_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SharedStr;
+    use crate::bus::segment::segment_of;
+    use crate::{Notification, SharedStr};
+
+    const QUEUED: Pushed = Pushed {
+        queued: 1,
+        replaced: 0,
+        rejected: 0,
+        ended: false,
+    };
+    const DROPPED: Pushed = Pushed {
+        queued: 0,
+        replaced: 0,
+        rejected: 1,
+        ended: false,
+    };
+    const ENDED: Pushed = Pushed {
+        queued: 0,
+        replaced: 0,
+        rejected: 0,
+        ended: true,
+    };
+    const IGNORED: Pushed = Pushed {
+        queued: 0,
+        replaced: 0,
+        rejected: 0,
+        ended: false,
+    };
+
+    fn replaced(dropped: u64) -> Pushed {
+        Pushed {
+            replaced: dropped,
+            ..QUEUED
+        }
+    }
 
     fn note(i: u64) -> Notification {
         Notification {
@@ -576,7 +897,7 @@ mod tests {
         assert!(q.is_full());
         assert_eq!(read_all(&mut q), ["n1", "n2", "n3"]);
         push_range(&mut q, 4..=6);
-        assert_eq!(q.push(note(7)), Pushed::Replaced { dropped: 1 });
+        assert_eq!(q.push(note(7)), replaced(1));
         assert_eq!(read_all(&mut q), ["o1", "n5", "n6", "n7"]);
     }
 
@@ -614,7 +935,7 @@ mod tests {
     fn drop_newest_places_the_gap_after_the_queued_items() {
         let mut q = queue(OverflowPolicy::DropNewest, 3);
         push_range(&mut q, 1..=3);
-        assert_eq!(q.push(note(4)), Pushed::Dropped);
+        assert_eq!(q.push(note(4)), DROPPED);
         q.push(note(5));
         let t = read_all(&mut q);
         assert_eq!(t, ["n1", "n2", "n3", "o2"]);
@@ -644,8 +965,8 @@ mod tests {
             .max_bytes(1);
         let mut q = SubscriberQueue::new(&options);
         assert_eq!(q.capacity(), 1);
-        assert_eq!(q.push(note(1)), Pushed::Queued);
-        assert_eq!(q.push(note(2)), Pushed::Replaced { dropped: 1 });
+        assert_eq!(q.push(note(1)), QUEUED);
+        assert_eq!(q.push(note(2)), replaced(1));
         q.push(note(3));
         assert_eq!(read_all(&mut q), ["o2", "n3"]);
         assert_eq!(q.dropped(), 2);
@@ -658,8 +979,8 @@ mod tests {
         let mut q = queue(OverflowPolicy::Close, 2);
         push_range(&mut q, 1..=2);
         assert_eq!(q.end_reason(), None);
-        assert_eq!(q.push(note(3)), Pushed::Ended);
-        assert_eq!(q.push(note(4)), Pushed::Ignored);
+        assert_eq!(q.push(note(3)), ENDED);
+        assert_eq!(q.push(note(4)), IGNORED);
         assert_eq!(q.finished(), None, "items are still queued");
         assert_eq!(read_all(&mut q), ["n1", "n2"]);
         assert_eq!(q.finished(), Some(EndReason::Overflowed));
@@ -669,22 +990,22 @@ mod tests {
     #[test]
     fn close_capacity_one_exactly_full_is_not_overflow() {
         let mut q = queue(OverflowPolicy::Close, 1);
-        assert_eq!(q.push(note(1)), Pushed::Queued);
+        assert_eq!(q.push(note(1)), QUEUED);
         assert_eq!(read_all(&mut q), ["n1"]);
-        assert_eq!(q.push(note(2)), Pushed::Queued);
-        assert_eq!(q.push(note(3)), Pushed::Ended);
+        assert_eq!(q.push(note(2)), QUEUED);
+        assert_eq!(q.push(note(3)), ENDED);
     }
 
     #[test]
     fn backpressure_never_drops_and_reports_full() {
         let mut q = queue(OverflowPolicy::Backpressure, 2);
-        assert_eq!(q.push(note(1)), Pushed::Queued);
+        assert_eq!(q.push(note(1)), QUEUED);
         assert!(!q.blocks_input());
-        assert_eq!(q.push(note(2)), Pushed::Queued);
+        assert_eq!(q.push(note(2)), QUEUED);
         assert!(q.blocks_input());
         // The rest of an already-read chunk overshoots the capacity.
         for i in 3..=10 {
-            assert_eq!(q.push(note(i)), Pushed::Queued);
+            assert_eq!(q.push(note(i)), QUEUED);
         }
         assert_eq!(q.len(), 10);
         assert_eq!(q.dropped(), 0);
@@ -726,7 +1047,7 @@ mod tests {
         let mut q = SubscriberQueue::new(&options);
         push_range(&mut q, 1..=2);
         assert_eq!(q.bytes(), 6);
-        assert_eq!(q.push(note(3)), Pushed::Replaced { dropped: 1 });
+        assert_eq!(q.push(note(3)), replaced(1));
         assert_eq!(q.bytes(), 6);
         assert_eq!(read_all(&mut q), ["o1", "n2", "n3"]);
         assert_eq!(q.bytes(), 0);
@@ -738,8 +1059,8 @@ mod tests {
             .policy(OverflowPolicy::DropNewest)
             .max_bytes(2);
         let mut q = SubscriberQueue::new(&options);
-        assert_eq!(q.push(note(1)), Pushed::Queued);
-        assert_eq!(q.push(note(2)), Pushed::Dropped);
+        assert_eq!(q.push(note(1)), QUEUED);
+        assert_eq!(q.push(note(2)), DROPPED);
         assert_eq!(read_all(&mut q), ["n1", "o1"]);
     }
 
@@ -749,9 +1070,9 @@ mod tests {
             .policy(OverflowPolicy::Backpressure)
             .max_bytes(6);
         let mut q = SubscriberQueue::new(&options);
-        assert_eq!(q.push(note(1)), Pushed::Queued);
+        assert_eq!(q.push(note(1)), QUEUED);
         assert!(!q.blocks_input());
-        assert_eq!(q.push(note(2)), Pushed::Queued);
+        assert_eq!(q.push(note(2)), QUEUED);
         assert!(q.blocks_input(), "6 of 6 bytes queued");
     }
 
@@ -843,7 +1164,7 @@ mod tests {
         q.push(note(1));
         assert!(q.end(EndReason::BusClosed));
         assert!(!q.end(EndReason::Unsubscribed), "the first reason wins");
-        assert_eq!(q.push(note(2)), Pushed::Ignored);
+        assert_eq!(q.push(note(2)), IGNORED);
         q.push_gap(Gap::Reconnected { generation: 5 });
         assert_eq!(read_all(&mut q), ["n1"]);
         assert_eq!(q.finished(), Some(EndReason::BusClosed));
@@ -956,7 +1277,7 @@ mod tests {
 
     /// Overflow counted in the queue but not yet read.
     fn pending_missed(q: &SubscriberQueue) -> u64 {
-        q.entries.iter().map(|e| e.before.missed).sum::<u64>() + q.tail.missed
+        q.spans.iter().map(|s| s.before.missed).sum::<u64>() + q.tail.missed
     }
 
     #[test]
@@ -964,9 +1285,336 @@ mod tests {
         let q = SubscriberQueue::new(&SubscribeOptions::new());
         assert_eq!(q.allocated_entries(), 0);
         println!(
-            "idle SubscriberQueue: {} bytes inline, 0 on the heap; each queued entry: {} bytes",
+            "idle SubscriberQueue: {} bytes inline, 0 on the heap; each queued span: {} bytes",
             std::mem::size_of::<SubscriberQueue>(),
-            std::mem::size_of::<Entry>()
+            std::mem::size_of::<Span>()
         );
+    }
+
+    // ---- spans
+
+    /// The per-notification queue the span queue replaced, kept as the
+    /// reference: pushing a span must do exactly what pushing its
+    /// notifications one by one did, gap for gap.
+    struct Reference {
+        entries: VecDeque<(Gaps, Notification)>,
+        tail: Gaps,
+        bytes: usize,
+        capacity: usize,
+        max_bytes: Option<usize>,
+        policy: OverflowPolicy,
+        ended: bool,
+    }
+
+    impl Reference {
+        fn new(options: &SubscribeOptions) -> Self {
+            let policy = options.overflow_policy();
+            Self {
+                entries: VecDeque::new(),
+                tail: Gaps::default(),
+                bytes: 0,
+                capacity: if policy == OverflowPolicy::KeepLatest {
+                    1
+                } else {
+                    options.capacity_items()
+                },
+                max_bytes: options.capacity_bytes(),
+                policy,
+                ended: false,
+            }
+        }
+
+        fn has_room_for(&self, size: usize) -> bool {
+            self.entries.len() < self.capacity
+                && (self.entries.is_empty()
+                    || self.max_bytes.is_none_or(|max| self.bytes + size <= max))
+        }
+
+        fn enqueue(&mut self, n: Notification) {
+            self.bytes += n.size();
+            let before = std::mem::take(&mut self.tail);
+            self.entries.push_back((before, n));
+        }
+
+        fn push(&mut self, n: Notification) {
+            if self.ended {
+                return;
+            }
+            let size = n.size();
+            match self.policy {
+                OverflowPolicy::Backpressure => self.enqueue(n),
+                OverflowPolicy::DropNewest if self.has_room_for(size) => self.enqueue(n),
+                OverflowPolicy::DropNewest => self.tail.missed += 1,
+                OverflowPolicy::Close if self.has_room_for(size) => self.enqueue(n),
+                OverflowPolicy::Close => self.ended = true,
+                _ => {
+                    let mut carried = Gaps::default();
+                    let mut dropped = 0;
+                    while !self.has_room_for(size) {
+                        let Some((before, old)) = self.entries.pop_front() else {
+                            break;
+                        };
+                        self.bytes -= old.size();
+                        carried.absorb(before);
+                        carried.missed += 1;
+                        dropped += 1;
+                    }
+                    if dropped > 0 {
+                        let next = match self.entries.front_mut() {
+                            Some(front) => &mut front.0,
+                            None => &mut self.tail,
+                        };
+                        carried.absorb(*next);
+                        *next = carried;
+                    }
+                    self.enqueue(n);
+                }
+            }
+        }
+
+        fn pop(&mut self) -> Option<Event> {
+            match self.entries.front_mut() {
+                Some((before, _)) => match before.take_next() {
+                    Some(gap) => Some(Event::Gap(gap)),
+                    None => self.entries.pop_front().map(|(_, n)| {
+                        self.bytes -= n.size();
+                        Event::Notification(n)
+                    }),
+                },
+                None => self.tail.take_next().map(Event::Gap),
+            }
+        }
+    }
+
+    /// A small deterministic generator for schedules.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n.max(1)
+        }
+    }
+
+    fn label(event: &Event) -> String {
+        match event {
+            Event::Notification(n) => format!("n{}", n.payload),
+            Event::Gap(Gap::Overflow { missed }) => format!("o{missed}"),
+            Event::Gap(Gap::Reconnected { generation }) => format!("r{generation}"),
+        }
+    }
+
+    #[test]
+    fn pushing_a_span_does_exactly_what_pushing_its_items_one_by_one_did() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for policy in OverflowPolicy::ALL {
+            for capacity in [1, 2, 3, 7] {
+                for max_bytes in [None, Some(6), Some(14)] {
+                    let mut options = SubscribeOptions::new().policy(policy).capacity(capacity);
+                    if let Some(max) = max_bytes {
+                        options = options.max_bytes(max);
+                    }
+                    let mut q = SubscriberQueue::new(&options);
+                    let mut reference = Reference::new(&options);
+                    let (mut got, mut want) = (Vec::new(), Vec::new());
+                    let mut sent = 0u64;
+                    for round in 0..300u64 {
+                        // A segment of 0..=9 notifications of 3..=7 bytes,
+                        // pushed whole or in part.
+                        let count = rng.below(10) as u32;
+                        let notes: Vec<Notification> = (0..count)
+                            .map(|_| {
+                                sent += 1;
+                                let pad = "x".repeat(rng.below(3) as usize);
+                                note_with(&format!("{sent}{pad}"))
+                            })
+                            .collect();
+                        let segment = segment_of(notes.iter().cloned());
+                        let start = rng.below(u64::from(count) / 2 + 1) as u32;
+                        let start = start.min(count);
+                        for n in &notes[start as usize..] {
+                            reference.push(n.clone());
+                        }
+                        q.push_span(&segment, start..count);
+                        if rng.below(5) == 0 {
+                            q.push_gap(Gap::Reconnected { generation: round });
+                            if !reference.ended {
+                                reference.tail.reconnected = Some(round);
+                            }
+                        }
+                        assert_eq!(q.len(), reference.entries.len(), "{policy}/{capacity}");
+                        assert_eq!(q.bytes(), reference.bytes, "{policy}/{capacity}");
+                        // Read some: one by one, as owned events, or as a batch.
+                        let max = rng.below(6) as usize;
+                        let mut taken = Vec::new();
+                        match rng.below(3) {
+                            0 => taken.extend((0..max).map_while(|_| q.pop())),
+                            1 => {
+                                q.drain_into(&mut taken, max);
+                            }
+                            _ => {
+                                let mut batch = EventBatch::new();
+                                let n = q.drain_batch(&mut batch, max);
+                                assert_eq!(n, batch.len());
+                                taken.extend(batch.iter().map(|e| e.to_event()));
+                            }
+                        }
+                        got.extend(taken.iter().map(label));
+                        want.extend(
+                            (0..taken.len())
+                                .filter_map(|_| reference.pop())
+                                .map(|e| label(&e)),
+                        );
+                        assert_eq!(got, want, "{policy}/{capacity}/{max_bytes:?} round {round}");
+                    }
+                    while let Some(e) = q.pop() {
+                        got.push(label(&e));
+                    }
+                    while let Some(e) = reference.pop() {
+                        want.push(label(&e));
+                    }
+                    assert_eq!(got, want, "{policy}/{capacity}/{max_bytes:?} at the end");
+                }
+            }
+        }
+    }
+
+    fn note_with(payload: &str) -> Notification {
+        Notification {
+            channel: SharedStr::from_static("ch"),
+            payload: SharedStr::from(payload),
+            process_id: 1,
+        }
+    }
+
+    fn segment_of_range(range: std::ops::RangeInclusive<u64>) -> Segment {
+        segment_of(range.map(note))
+    }
+
+    #[test]
+    fn a_span_costs_one_reference_per_subscriber_whatever_its_length() {
+        let segment = segment_of_range(1..=100);
+        let mut queues: Vec<_> = (0..10)
+            .map(|_| queue(OverflowPolicy::DropOldest, 1000))
+            .collect();
+        for q in &mut queues {
+            assert_eq!(q.push_span(&segment, 0..100).queued, 100);
+        }
+        assert_eq!(std::sync::Arc::strong_count(&segment), 11);
+    }
+
+    #[test]
+    fn drop_newest_queues_the_room_left_and_counts_the_rest_after_it() {
+        let mut q = queue(OverflowPolicy::DropNewest, 3);
+        q.push(note(1));
+        let pushed = q.push_span(&segment_of_range(2..=6), 0..5);
+        assert_eq!((pushed.queued, pushed.rejected), (2, 3));
+        assert_eq!(read_all(&mut q), ["n1", "n2", "n3", "o3"]);
+    }
+
+    #[test]
+    fn close_queues_what_fits_then_ends() {
+        let mut q = queue(OverflowPolicy::Close, 3);
+        let pushed = q.push_span(&segment_of_range(1..=5), 0..5);
+        assert_eq!((pushed.queued, pushed.ended), (3, true));
+        assert_eq!(read_all(&mut q), ["n1", "n2", "n3"]);
+        assert_eq!(q.finished(), Some(EndReason::Overflowed));
+    }
+
+    #[test]
+    fn drop_oldest_cuts_across_spans_and_puts_the_gap_before_the_first_kept() {
+        let mut q = queue(OverflowPolicy::DropOldest, 4);
+        q.push_span(&segment_of_range(1..=3), 0..3);
+        q.push_gap(Gap::Reconnected { generation: 2 });
+        let pushed = q.push_span(&segment_of_range(4..=6), 0..3);
+        assert_eq!((pushed.queued, pushed.replaced), (3, 2));
+        let t = read_all(&mut q);
+        assert_eq!(t, ["o2", "n3", "r2", "n4", "n5", "n6"]);
+        assert_accounted(&t, 6);
+    }
+
+    #[test]
+    fn drain_batch_hands_spans_over_and_cuts_the_last_at_max() {
+        let mut q = queue(OverflowPolicy::DropOldest, 4);
+        q.push_span(&segment_of_range(1..=3), 0..3);
+        q.push_span(&segment_of_range(4..=6), 0..3); // o2 before n3
+        let mut batch = EventBatch::new();
+        assert_eq!(q.drain_batch(&mut batch, 3), 3);
+        let labels: Vec<_> = batch.iter().map(|e| label(&e.to_event())).collect();
+        assert_eq!(labels, ["o2", "n3", "n4"]);
+        assert_eq!((q.len(), q.delivered()), (2, 2));
+        batch.clear();
+        assert_eq!(q.drain_batch(&mut batch, 100), 2);
+        let labels: Vec<_> = batch.into_iter().map(|e| label(&e)).collect();
+        assert_eq!(labels, ["n5", "n6"]);
+        assert!(q.is_empty());
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn drain_batch_counts_gaps_as_items_and_takes_trailing_gaps() {
+        let mut q = queue(OverflowPolicy::DropNewest, 1);
+        q.push_span(&segment_of_range(1..=3), 0..3); // n1, tail o2
+        q.push_gap(Gap::Reconnected { generation: 7 });
+        let mut batch = EventBatch::new();
+        assert_eq!(q.drain_batch(&mut batch, 2), 2);
+        assert_eq!(q.drain_batch(&mut batch, 2), 1);
+        let labels: Vec<_> = batch.iter().map(|e| label(&e.to_event())).collect();
+        assert_eq!(labels, ["n1", "o2", "r7"]);
+        assert!(q.is_empty());
+    }
+
+    /// A segment whose cost is well over the compaction floor.
+    fn big_segment(items: u64) -> Segment {
+        segment_of((1..=items).map(|i| note_with(&format!("{i}{}", "p".repeat(200)))))
+    }
+
+    #[test]
+    fn keep_latest_does_not_pin_the_whole_segment() {
+        let mut q = queue(OverflowPolicy::KeepLatest, 1);
+        let segment = big_segment(256);
+        q.push_span(&segment, 0..256);
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            std::sync::Arc::strong_count(&segment),
+            1,
+            "the kept notification was copied into a segment of its own"
+        );
+        assert_eq!(read_all(&mut q).len(), 2, "o255 and the last one");
+    }
+
+    #[test]
+    fn a_partly_drained_span_is_compacted_once_it_pins_four_times_its_cost() {
+        let mut q = queue(OverflowPolicy::Backpressure, 1000);
+        let segment = big_segment(100);
+        q.push_span(&segment, 0..100);
+        let mut batch = EventBatch::new();
+        q.drain_batch(&mut batch, 70);
+        batch.clear();
+        assert_eq!(
+            std::sync::Arc::strong_count(&segment),
+            2,
+            "30 of 100 kept: shared"
+        );
+        q.drain_batch(&mut batch, 6);
+        batch.clear();
+        assert_eq!(
+            std::sync::Arc::strong_count(&segment),
+            1,
+            "24 of 100 kept: copied"
+        );
+        let rest: Vec<_> = (0..100).map_while(|_| q.pop()).collect();
+        assert_eq!(rest.len(), 24);
+        assert_eq!(rest[0].notification().map(|n| n.payload.len()), Some(202));
+    }
+
+    #[test]
+    fn a_small_segment_is_never_compacted() {
+        let mut q = queue(OverflowPolicy::KeepLatest, 1);
+        let segment = segment_of_range(1..=16);
+        q.push_span(&segment, 0..16);
+        assert_eq!(std::sync::Arc::strong_count(&segment), 2);
     }
 }

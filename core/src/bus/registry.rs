@@ -228,6 +228,23 @@ impl ChannelRegistry {
         self.channel(channel).map_or(&[], |c| &c.ready)
     }
 
+    /// The slot of `channel`, if the registry knows it: a handle for
+    /// [`ready_at`](Self::ready_at) and [`name_at`](Self::name_at), valid
+    /// until the registry changes.
+    pub(crate) fn slot_of(&self, channel: &str) -> Option<u32> {
+        self.by_name.get(channel).copied()
+    }
+
+    /// The ready subscribers of the channel in `slot` (empty for a free slot).
+    pub(crate) fn ready_at(&self, slot: u32) -> &[SubscriberId] {
+        self.slot(slot).map_or(&[], |c| &c.ready)
+    }
+
+    /// The name of the channel in `slot`.
+    pub(crate) fn name_at(&self, slot: u32) -> Option<&str> {
+        self.slot(slot).map(|c| &*c.name)
+    }
+
     /// Whether the server has acknowledged LISTEN on `channel` (and nothing
     /// is undoing it).
     pub(crate) fn is_listening(&self, channel: &str) -> bool {

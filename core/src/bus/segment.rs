@@ -178,15 +178,6 @@ impl Gaps {
             .take()
             .map(|generation| Gap::Reconnected { generation })
     }
-
-    /// The next gap to read, without taking it.
-    pub(crate) fn peek(&self, skip: usize) -> Option<Gap> {
-        let mut gaps = *self;
-        for _ in 0..skip {
-            gaps.take_next()?;
-        }
-        gaps.take_next()
-    }
 }
 
 #[cfg(test)]
@@ -242,7 +233,6 @@ mod tests {
             reconnected: Some(5),
         };
         assert_eq!(g.items(), 2);
-        assert_eq!(g.peek(1), Some(Gap::Reconnected { generation: 5 }));
         assert_eq!(g.take_next(), Some(Gap::Overflow { missed: 2 }));
         assert_eq!(g.take_next(), Some(Gap::Reconnected { generation: 5 }));
         assert_eq!(g.take_next(), None);

@@ -4,12 +4,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::bus::batch::EventBatch;
 use crate::bus::filter::Filter;
 use crate::bus::output::{BusEvent, SubscriberStatus};
 use crate::bus::queue::{Pushed, SubscriberQueue};
 use crate::bus::registry::SubscriberId;
+use crate::bus::segment::{Segment, SegmentBuilder};
 use crate::bus::stats::Stats;
-use crate::{EndReason, Event, Gap, Notification, OverflowPolicy, SharedStr, SubscribeOptions};
+use crate::{EndReason, Event, Gap, OverflowPolicy, SharedStr, SubscribeOptions};
 
 /// Subscriber ids are sequential numbers: hashing them is wasted work on the
 /// fan-out path, so the table uses the number itself.
@@ -55,6 +57,9 @@ pub(crate) struct Subscribers {
     /// How many `Backpressure` subscribers are full: reading is paused while
     /// this is non-zero.
     backpressured: usize,
+    /// Builds the segments of filtered subscribers that keep only some
+    /// notifications, reusing one buffer.
+    scratch: SegmentBuilder,
 }
 
 impl Subscribers {
@@ -186,51 +191,57 @@ impl Subscribers {
         }
     }
 
-    /// Queues `n` to each of `ids` (the subscribers of its channel) and
-    /// returns the subscribers that ended because of it (policy `Close`),
-    /// with their channel, for the caller to deregister.
+    /// Queues `segment` (notifications of one channel from one run of
+    /// input, in order) to each of `ids` (the ready subscribers of that
+    /// channel) and returns the subscribers that ended because of it
+    /// (policy `Close`), with their channel, for the caller to deregister.
     ///
-    /// This is the hot path: per subscriber one table lookup, one refcount
-    /// increment for the shared notification and no allocation. A
-    /// subscriber's filter runs first (`own_pid` is the backend pid of the
-    /// connection `n` arrived on); what it drops is never queued, so it
-    /// takes no capacity and counts as no overflow.
+    /// This is the hot path: per subscriber one table lookup, one span
+    /// queued (one reference-count increment for the whole segment) and no
+    /// allocation. A subscriber's filter runs first, on every notification
+    /// (`own_pid` is the backend pid of the connection they arrived on);
+    /// what it drops is never queued, so it takes no capacity and counts as
+    /// no overflow. A filtered subscriber that keeps only some notifications
+    /// queues a segment of its own holding those (one allocation per run).
     pub(crate) fn fan_out(
         &mut self,
         ids: &[SubscriberId],
-        n: &Notification,
+        segment: &Segment,
         own_pid: Option<i32>,
         events: &mut VecDeque<BusEvent>,
         stats: &mut Stats,
     ) -> Vec<(SubscriberId, SharedStr)> {
+        let count = segment.len() as u32;
         let mut ended = Vec::new();
         for &id in ids {
             let Some(s) = self.table.get_mut(&id) else {
                 continue;
             };
-            if let Some(filter) = &s.filter {
-                if !filter.keeps(n, own_pid, stats) {
-                    stats.notifications_filtered += 1;
-                    continue;
-                }
-            }
-            match s.queue.push(n.clone()) {
-                Pushed::Queued => stats.notifications_delivered += 1,
-                Pushed::Replaced { dropped } => {
-                    stats.notifications_delivered += 1;
-                    if s.queue.policy() == OverflowPolicy::KeepLatest {
-                        stats.replaced_latest += dropped;
-                    } else {
-                        stats.dropped_oldest += dropped;
+            let pushed = match &s.filter {
+                None => s.queue.push_span(segment, 0..count),
+                Some(filter) => {
+                    match keep_filtered(segment, filter, own_pid, stats, &mut self.scratch) {
+                        Kept::All => s.queue.push_span(segment, 0..count),
+                        Kept::Some(kept) => s.queue.push_span(&kept, 0..kept.len() as u32),
+                        Kept::None => continue,
                     }
                 }
-                Pushed::Dropped => stats.dropped_newest += 1,
-                Pushed::Ended => {
-                    stats.closed_by_overflow += 1;
-                    events.push_back(BusEvent::SubscriberEnded(id, EndReason::Overflowed));
-                    ended.push((id, s.channel.clone()));
-                }
-                Pushed::Ignored => continue,
+            };
+            if pushed == Pushed::default() {
+                // The queue has ended: nothing more is delivered to it.
+                continue;
+            }
+            stats.notifications_delivered += pushed.queued;
+            if s.queue.policy() == OverflowPolicy::KeepLatest {
+                stats.replaced_latest += pushed.replaced;
+            } else {
+                stats.dropped_oldest += pushed.replaced;
+            }
+            stats.dropped_newest += pushed.rejected;
+            if pushed.ended {
+                stats.closed_by_overflow += 1;
+                events.push_back(BusEvent::SubscriberEnded(id, EndReason::Overflowed));
+                ended.push((id, s.channel.clone()));
             }
             if s.queue.blocks_input() && !s.holding_back {
                 s.holding_back = true;
@@ -239,6 +250,21 @@ impl Subscribers {
             signal_readable(id, s, events);
         }
         ended
+    }
+
+    /// Hands up to `max` items of `id` over to `out` by reference (whole
+    /// spans, no clone per item).
+    pub(crate) fn drain_batch(
+        &mut self,
+        id: SubscriberId,
+        out: &mut EventBatch,
+        max: usize,
+    ) -> SubscriberStatus {
+        let Some(s) = self.table.get_mut(&id) else {
+            return SubscriberStatus::Unknown;
+        };
+        s.queue.drain_batch(out, max);
+        self.after_drain(id)
     }
 
     /// Moves up to `max` items of `id` into `out`.
@@ -252,12 +278,20 @@ impl Subscribers {
             return SubscriberStatus::Unknown;
         };
         s.queue.drain_into(out, max);
-        if s.queue.is_empty() {
-            s.readable_signalled = false;
-        }
-        if s.holding_back && !s.queue.blocks_input() {
-            s.holding_back = false;
-            self.backpressured -= 1;
+        self.after_drain(id)
+    }
+
+    /// Re-arms the readable signal and releases backpressure after `id`'s
+    /// consumer took items; returns its status.
+    fn after_drain(&mut self, id: SubscriberId) -> SubscriberStatus {
+        if let Some(s) = self.table.get_mut(&id) {
+            if s.queue.is_empty() {
+                s.readable_signalled = false;
+            }
+            if s.holding_back && !s.queue.blocks_input() {
+                s.holding_back = false;
+                self.backpressured -= 1;
+            }
         }
         self.status(id)
     }
@@ -275,6 +309,49 @@ impl Subscribers {
             stats.queued_bytes += s.queue.bytes();
             stats.largest_queue = stats.largest_queue.max(s.queue.len());
         }
+    }
+}
+
+/// What a subscriber's filter kept of a segment.
+enum Kept {
+    /// Every notification: the shared segment is queued as it is.
+    All,
+    /// Some: a segment of its own holding those.
+    Some(Segment),
+    /// None.
+    None,
+}
+
+/// Runs `filter` on every notification of `segment`, once each, in order.
+fn keep_filtered(
+    segment: &Segment,
+    filter: &Filter,
+    own_pid: Option<i32>,
+    stats: &mut Stats,
+    scratch: &mut SegmentBuilder,
+) -> Kept {
+    let mut first_dropped = None;
+    for (i, item) in segment.iter().enumerate() {
+        let n = &item.notification;
+        if filter.keeps(n, own_pid, stats) {
+            if first_dropped.is_some() {
+                // Cannot be full: it holds fewer than the segment.
+                let _ = scratch.push(n.clone());
+            }
+            continue;
+        }
+        stats.notifications_filtered += 1;
+        if first_dropped.is_none() {
+            first_dropped = Some(i);
+            for kept in &segment[..i] {
+                let _ = scratch.push(kept.notification.clone());
+            }
+        }
+    }
+    match first_dropped {
+        None => Kept::All,
+        Some(_) if scratch.len() == 0 => Kept::None,
+        Some(_) => Kept::Some(scratch.freeze()),
     }
 }
 
