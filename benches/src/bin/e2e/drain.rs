@@ -1,0 +1,225 @@
+//! Figure 2: burst drain. One transaction publishes `n` notifications while
+//! the listener is subscribed but no subscriber reads; then every
+//! subscriber reads all of them, timed from the moment they start.
+//!
+//! pgnotify subscribers use [`OverflowPolicy::Backpressure`], so nothing is
+//! dropped: the listener stops reading the socket while a queue is full
+//! and the server holds the rest in its notification queue. The baseline is
+//! a raw tokio-postgres connection read with `poll_message` on one task.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use pgnotify_core::{Event, OverflowPolicy, SubscribeOptions};
+use pgnotify_driver::{CurrentRuntime, Listener, Subscription};
+use pgnotify_testkit::server::TestServer;
+
+use crate::exec::{Exec, Kind};
+use crate::report::{median, ms, thousands};
+use crate::{Args, listener_config, on_runtime, raw};
+
+const CHANNEL: &str = "drain";
+
+/// Time between the publishing transaction's commit and the start of the
+/// clock, so the server has begun sending for every implementation alike.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// What was measured, per implementation, subscriber count and payload.
+type Key = (String, usize, usize);
+
+pub(crate) fn run(server: &TestServer, args: &Args) {
+    let n: u64 = args.get("n", 1_000_000);
+    let payloads: Vec<usize> = args.list("payloads", "16,1000");
+    let subs: Vec<usize> = args.list("subs", "1,100");
+    let capacity: usize = args.get("capacity", 1024);
+    let trials: usize = args.get("trials", 1);
+    let runtimes = args.runtimes();
+    let baseline = Exec::new(Kind::Tokio);
+    let execs: Vec<Exec> = runtimes.iter().map(|&k| Exec::new(k)).collect();
+    println!(
+        "\n## burst drain: {} notifications in one transaction, Backpressure capacity {capacity}, \
+         {trials} trial(s)\n",
+        thousands(n)
+    );
+    let mut times: BTreeMap<Key, Vec<Duration>> = BTreeMap::new();
+    for &payload in &payloads {
+        for trial in 1..=trials {
+            let (publish, elapsed) = raw_trial(&baseline, server, n, payload);
+            eprintln!("trial {trial} {payload} B raw: publish {publish:?}, drain {elapsed:?}");
+            times
+                .entry(("tokio-postgres poll_message".into(), 1, payload))
+                .or_default()
+                .push(elapsed);
+            for exec in &execs {
+                for &count in &subs {
+                    let (publish, elapsed) = on_runtime!(
+                        exec.kind(),
+                        pgnotify_trial(exec, server, n, payload, count, capacity)
+                    );
+                    eprintln!(
+                        "trial {trial} {payload} B pgnotify/{} x{count}: publish {publish:?}, \
+                         drain {elapsed:?}",
+                        exec.kind()
+                    );
+                    times
+                        .entry((format!("pgnotify on {}", exec.kind()), count, payload))
+                        .or_default()
+                        .push(elapsed);
+                }
+            }
+        }
+    }
+    print_table(&times, n);
+}
+
+fn print_table(times: &BTreeMap<Key, Vec<Duration>>, n: u64) {
+    println!(
+        "| implementation | subscribers | payload | drain times (ms) | median (ms) | \
+         notifications/s | deliveries/s | rate / raw reader |"
+    );
+    println!("|---|---:|---:|---|---:|---:|---:|---:|");
+    for ((name, subs, payload), durations) in times {
+        let millis: Vec<f64> = durations.iter().map(|d| ms(*d)).collect();
+        let med = median(&millis);
+        let rate = n as f64 / (med / 1e3);
+        let raw = times
+            .get(&("tokio-postgres poll_message".to_owned(), 1, *payload))
+            .map(|d| median(&d.iter().map(|d| ms(*d)).collect::<Vec<_>>()))
+            .unwrap_or(f64::NAN);
+        let list: Vec<String> = millis.iter().map(|m| format!("{m:.0}")).collect();
+        println!(
+            "| {name} | {subs} | {payload} B | {} | {med:.0} | {} | {} | {:.2}x |",
+            list.join(", "),
+            thousands(rate as u64),
+            thousands((rate * *subs as f64) as u64),
+            raw / med
+        );
+    }
+}
+
+/// Publishes `n` distinct notifications (PostgreSQL folds identical ones
+/// within a transaction) of `payload` bytes in one transaction.
+fn burst(server: &TestServer, n: u64, payload: usize) -> Duration {
+    let start = Instant::now();
+    let sql = format!(
+        "SELECT count(pg_notify('{CHANNEL}', lpad(i::text, {payload}, '0'))) \
+         FROM generate_series(1, {n}) i"
+    );
+    let out = server.execute(&sql).expect("publish the burst");
+    assert_eq!(out.trim(), n.to_string(), "the burst published");
+    start.elapsed()
+}
+
+/// The baseline: one tokio-postgres connection, LISTENed and then left
+/// unread during the burst, drained with `poll_message`.
+fn raw_trial(exec: &Exec, server: &TestServer, n: u64, payload: usize) -> (Duration, Duration) {
+    let conninfo = server.conninfo();
+    let (client, mut connection) = exec.block_on(async {
+        let (client, mut connection) = raw::connect(&conninfo).await;
+        raw::drive(
+            &mut connection,
+            client.batch_execute(&format!("LISTEN {CHANNEL}")),
+        )
+        .await
+        .expect("LISTEN");
+        (client, connection)
+    });
+    let publish = burst(server, n, payload);
+    let (elapsed, got, bytes) = exec.block_on(async {
+        exec.sleep(SETTLE).await;
+        let start = Instant::now();
+        let mut bytes = 0;
+        let got = raw::read_notifications(&mut connection, n, |p| {
+            bytes += p.len();
+            true
+        })
+        .await;
+        (start.elapsed(), got, bytes)
+    });
+    assert_eq!(got, n, "the baseline received every notification");
+    assert_eq!(
+        bytes,
+        n as usize * payload,
+        "the baseline received every byte"
+    );
+    drop(client);
+    drop(connection);
+    (publish, elapsed)
+}
+
+/// pgnotify on runtime `R`: `subs` subscriptions on one channel, none read
+/// during the burst, then each drained by a task of its own.
+fn pgnotify_trial<R: CurrentRuntime>(
+    exec: &Exec,
+    server: &TestServer,
+    n: u64,
+    payload: usize,
+    subs: usize,
+    capacity: usize,
+) -> (Duration, Duration) {
+    let config = listener_config(&server.conninfo(), "bench-drain");
+    let options = SubscribeOptions::new()
+        .capacity(capacity)
+        .policy(OverflowPolicy::Backpressure);
+    let (listener, subscriptions) = exec.block_on(async {
+        let listener = Listener::<R>::connect_with(config)
+            .await
+            .expect("listener connects");
+        let mut subscriptions = Vec::with_capacity(subs);
+        for _ in 0..subs {
+            let s = listener.subscribe_with(CHANNEL, options.clone()).await;
+            subscriptions.push(s.expect("subscribe"));
+        }
+        (listener, subscriptions)
+    });
+    let publish = burst(server, n, payload);
+    let (elapsed, results) = exec.block_on(async {
+        exec.sleep(SETTLE).await;
+        let start = Instant::now();
+        let tasks: Vec<_> = subscriptions
+            .into_iter()
+            .map(|s| exec.spawn(read_all(s, n)))
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await);
+        }
+        (start.elapsed(), results)
+    });
+    let stats = listener.stats();
+    exec.block_on(listener.close());
+    for (got, gaps, bytes) in results {
+        assert_eq!(
+            (got, gaps),
+            (n, 0),
+            "every subscriber got everything, no gap"
+        );
+        assert_eq!(
+            bytes,
+            n as usize * payload,
+            "every subscriber got every byte"
+        );
+    }
+    let dropped = stats.dropped_oldest
+        + stats.dropped_newest
+        + stats.replaced_latest
+        + stats.closed_by_overflow;
+    assert_eq!(dropped, 0, "nothing dropped");
+    (publish, elapsed)
+}
+
+/// Reads `n` notifications; returns how many, the gaps seen and the payload bytes.
+async fn read_all(mut subscription: Subscription, n: u64) -> (u64, u64, usize) {
+    let (mut got, mut gaps, mut bytes) = (0, 0, 0);
+    while got < n {
+        match subscription.recv().await {
+            Some(Event::Notification(notification)) => {
+                got += 1;
+                bytes += notification.payload.len();
+            }
+            Some(_) => gaps += 1,
+            None => break,
+        }
+    }
+    (got, gaps, bytes)
+}

@@ -1,0 +1,118 @@
+//! Figure 6: pipelined publish throughput. `n` notifications (distinct
+//! 16-byte payloads) with up to `in_flight` awaiting their answer at once:
+//! `Listener::notify` on each runtime, against tokio-postgres running a
+//! prepared `SELECT pg_notify($1, $2)` the same way (tokio-postgres
+//! pipelines concurrent queries on one connection). Nobody LISTENs on the
+//! channel. Trials alternate between the implementations.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream;
+use pgnotify_driver::{CurrentRuntime, Listener};
+use pgnotify_testkit::server::TestServer;
+
+use crate::exec::{Exec, Kind};
+use crate::report::{median, thousands};
+use crate::{Args, listener_config, on_runtime, raw};
+
+const CHANNEL: &str = "publish";
+
+pub(crate) fn run(server: &TestServer, args: &Args) {
+    let n: u64 = args.get("n", 100_000);
+    let in_flight: usize = args.get("in-flight", 1000);
+    let trials: usize = args.get("trials", 3);
+    let baseline = Exec::new(Kind::Tokio);
+    let execs: Vec<Exec> = args.runtimes().into_iter().map(Exec::new).collect();
+    println!(
+        "\n## publish: {} notifications, up to {in_flight} in flight, {trials} trials\n",
+        thousands(n)
+    );
+    let mut rates: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let raw_name = "tokio-postgres SELECT pg_notify (prepared)".to_owned();
+    for trial in 1..=trials {
+        let elapsed = baseline.block_on(raw_trial(server, n, in_flight));
+        eprintln!("trial {trial} baseline: {elapsed:?}");
+        rates
+            .entry(raw_name.clone())
+            .or_default()
+            .push(n as f64 / elapsed.as_secs_f64());
+        for exec in &execs {
+            let elapsed = on_runtime!(exec.kind(), pgnotify_trial(exec, server, n, in_flight));
+            eprintln!("trial {trial} pgnotify on {}: {elapsed:?}", exec.kind());
+            rates
+                .entry(format!("pgnotify on {} (Listener::notify)", exec.kind()))
+                .or_default()
+                .push(n as f64 / elapsed.as_secs_f64());
+        }
+    }
+    let base = median(&rates[&raw_name]);
+    println!(
+        "| implementation | notifications/s per trial | median notifications/s | / tokio-postgres |"
+    );
+    println!("|---|---|---:|---:|");
+    for (name, r) in &rates {
+        let list: Vec<String> = r.iter().map(|v| thousands(*v as u64)).collect();
+        println!(
+            "| {name} | {} | {} | {:.2}x |",
+            list.join(", "),
+            thousands(median(r) as u64),
+            median(r) / base
+        );
+    }
+}
+
+fn payload(i: u64) -> String {
+    format!("{i:016}")
+}
+
+async fn raw_trial(server: &TestServer, n: u64, in_flight: usize) -> Duration {
+    let client = raw::connect_spawned(&server.conninfo()).await;
+    let statement = client
+        .prepare("SELECT pg_notify($1, $2)")
+        .await
+        .expect("prepare");
+    let (client, statement) = (&client, &statement);
+    let start = Instant::now();
+    let ok = stream::iter(0..n)
+        .map(|i| async move { client.execute(statement, &[&CHANNEL, &payload(i)]).await })
+        .buffer_unordered(in_flight)
+        .filter(|r| std::future::ready(r.is_ok()))
+        .count()
+        .await;
+    let elapsed = start.elapsed();
+    assert_eq!(ok as u64, n, "every baseline publish succeeded");
+    elapsed
+}
+
+fn pgnotify_trial<R: CurrentRuntime>(
+    exec: &Exec,
+    server: &TestServer,
+    n: u64,
+    in_flight: usize,
+) -> Duration {
+    let config = listener_config(&server.conninfo(), "bench-publish");
+    exec.block_on(async {
+        let listener = Listener::<R>::connect_with(config)
+            .await
+            .expect("listener connects");
+        let l = &listener;
+        let start = Instant::now();
+        let ok = stream::iter(0..n)
+            .map(|i| async move { l.notify(CHANNEL, &payload(i)).await })
+            .buffer_unordered(in_flight)
+            .filter(|r| std::future::ready(r.is_ok()))
+            .count()
+            .await;
+        let elapsed = start.elapsed();
+        assert_eq!(ok as u64, n, "every publish succeeded");
+        assert_eq!(
+            listener.stats().published,
+            n,
+            "the listener counted every publish"
+        );
+        listener.close().await;
+        elapsed
+    })
+}
