@@ -25,6 +25,10 @@
 //! | [`RECONNECTS`] | counter | connections lost after being established |
 //! | [`CONNECT_FAILURES`] | counter | failed connection attempts |
 //! | [`PING_RTT`] | histogram, seconds | round-trip time of each answered health ping |
+//! | [`FILTERED`] | counter | notifications a subscriber's filter dropped before queuing (one per subscriber) |
+//! | [`NEAR_LIMIT`] | counter, label `direction` | payloads of 7,600 bytes or more (95 % of the server's limit): `received`, `published` |
+//! | [`PANICS`] | counter, label `source` | panics caught: `filter` (predicate; the notification was kept), `handler` (callback) |
+//! | [`TRACKER_BOUNCES`] | counter | reconnects asked for by a recovery tracker |
 //!
 //! [`Stats`]: pgnotify_core::bus::Stats
 
@@ -50,6 +54,15 @@ pub const RECONNECTS: &str = "pgnotify_reconnects_total";
 pub const CONNECT_FAILURES: &str = "pgnotify_connect_failures_total";
 /// Histogram: round-trip time of each answered health ping, in seconds.
 pub const PING_RTT: &str = "pgnotify_ping_rtt_seconds";
+/// Counter: notifications dropped by subscriber filters before queuing.
+pub const FILTERED: &str = "pgnotify_filtered_total";
+/// Counter, labelled `direction` (`received`, `published`): payloads of
+/// [`NEAR_LIMIT_PAYLOAD_LEN`](pgnotify_core::bus::NEAR_LIMIT_PAYLOAD_LEN) bytes or more.
+pub const NEAR_LIMIT: &str = "pgnotify_near_limit_payloads_total";
+/// Counter, labelled `source` (`filter`, `handler`): panics caught.
+pub const PANICS: &str = "pgnotify_panics_total";
+/// Counter: reconnects asked for by a recovery tracker.
+pub const TRACKER_BOUNCES: &str = "pgnotify_tracker_bounces_total";
 
 #[cfg(feature = "metrics")]
 pub(crate) use publish::Published;
@@ -77,6 +90,12 @@ mod publish {
         reconnects: Counter,
         connect_failures: Counter,
         ping_rtt: Histogram,
+        filtered: Counter,
+        near_limit_received: Counter,
+        near_limit_published: Counter,
+        filter_panics: Counter,
+        handler_panics: Counter,
+        tracker_bounces: Counter,
     }
 
     impl std::fmt::Debug for Published {
@@ -103,6 +122,12 @@ mod publish {
                 reconnects: counter!(RECONNECTS),
                 connect_failures: counter!(CONNECT_FAILURES),
                 ping_rtt: histogram!(PING_RTT),
+                filtered: counter!(FILTERED),
+                near_limit_received: counter!(NEAR_LIMIT, "direction" => "received"),
+                near_limit_published: counter!(NEAR_LIMIT, "direction" => "published"),
+                filter_panics: counter!(PANICS, "source" => "filter"),
+                handler_panics: counter!(PANICS, "source" => "handler"),
+                tracker_bounces: counter!(TRACKER_BOUNCES),
             }
         }
 
@@ -141,6 +166,28 @@ mod publish {
                 &self.connect_failures,
                 old.connect_failures,
                 new.connect_failures,
+            );
+            count(
+                &self.filtered,
+                old.notifications_filtered,
+                new.notifications_filtered,
+            );
+            count(
+                &self.near_limit_received,
+                old.near_limit_received,
+                new.near_limit_received,
+            );
+            count(
+                &self.near_limit_published,
+                old.near_limit_published,
+                new.near_limit_published,
+            );
+            count(&self.filter_panics, old.filter_panics, new.filter_panics);
+            count(&self.handler_panics, old.handler_panics, new.handler_panics);
+            count(
+                &self.tracker_bounces,
+                old.tracker_bounces,
+                new.tracker_bounces,
             );
 
             let level = |gauge: &Gauge, old: usize, new: usize| {
