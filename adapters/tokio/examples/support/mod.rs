@@ -15,6 +15,15 @@ pub(crate) struct Database {
     _server: Option<TestServer>,
 }
 
+impl Database {
+    /// Whether the example started its own server (so nobody else will
+    /// publish on it).
+    #[allow(dead_code)] // not every example asks
+    pub(crate) fn is_throwaway(&self) -> bool {
+        self._server.is_some()
+    }
+}
+
 /// The database the example should use; exits with a message if it can
 /// neither find one nor start one.
 pub(crate) fn database() -> Database {
