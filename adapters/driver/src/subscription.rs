@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use pgnotify_core::bus::{SubscriberId, SubscriberStatus};
+use pgnotify_core::bus::{EventBatch, SubscriberId, SubscriberStatus};
 use pgnotify_core::{ChannelError, EndReason, Event, SubscribeOptions};
 
 use crate::shared::{Shared, SubscriberSlot, store_waker};
@@ -23,9 +23,15 @@ use crate::shared::{Shared, SubscriberSlot, store_waker};
 /// when the server refuses the LISTEN after a reconnect, or when the listener
 /// closes; [`end_reason`](Self::end_reason) then says which.
 ///
-/// Read it with [`recv`](Self::recv) or as a [`futures_core::Stream`]. Items
-/// are taken from the bus in batches (one lock per batch) into a buffer
-/// inside the subscription. It is `Send` and may move between tasks.
+/// Read it with [`recv`](Self::recv) or as a [`futures_core::Stream`], or a
+/// whole batch at a time with [`recv_batch`](Self::recv_batch). Items are
+/// taken from the bus in batches (one lock per batch, and no reference count
+/// touched per item: the batch holds the shared segments the notifications
+/// were fanned out in) into a buffer inside the subscription; `recv` and the
+/// stream then clone each notification as they yield it (none when the
+/// subscription holds the last reference to its segment), while
+/// [`recv_batch`](Self::recv_batch) hands the batch over to be read by
+/// reference. It is `Send` and may move between tasks.
 ///
 /// # Dropping
 ///
@@ -37,8 +43,8 @@ pub struct Subscription {
     shared: Arc<Shared>,
     id: SubscriberId,
     channel: String,
-    /// The batch taken from the bus, in reverse order (the next item last).
-    batch: Vec<Event>,
+    /// The batch taken from the bus and not yet yielded.
+    batch: EventBatch,
     end: Option<EndReason>,
 }
 
@@ -109,7 +115,7 @@ impl Subscription {
             shared: shared.clone(),
             id,
             channel: channel.to_owned(),
-            batch: Vec::new(),
+            batch: EventBatch::new(),
             end: None,
         })
     }
@@ -163,7 +169,7 @@ impl Subscription {
     /// Polls for the next item, registering the task to be woken when one
     /// arrives.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        if let Some(event) = self.batch.pop() {
+        if let Some(event) = self.batch.pop_front() {
             return Poll::Ready(Some(event));
         }
         if self.end.is_some() {
@@ -173,10 +179,60 @@ impl Subscription {
             // A full `Backpressure` queue was drained: reading may resume.
             self.shared.wake_driver();
         }
-        match self.batch.pop() {
+        match self.batch.pop_front() {
             Some(event) => Poll::Ready(Some(event)),
             None if self.end.is_some() => Poll::Ready(None),
             None => Poll::Pending,
+        }
+    }
+
+    /// Waits for the next items and appends them all to `out`; returns how
+    /// many (gaps count as items), or 0 when the stream has ended.
+    ///
+    /// The zero-copy way to read: `out` receives the shared segments the
+    /// notifications were fanned out in, so a burst costs one lock and a
+    /// few reference counts, however many notifications it holds. Read it
+    /// with [`EventBatch::iter`], then [`clear`](EventBatch::clear) it for
+    /// the next call.
+    ///
+    /// ```no_run
+    /// # async fn run(mut subscription: pgnotify_driver::Subscription) {
+    /// use pgnotify_driver::{EventBatch, EventRef};
+    /// let mut batch = EventBatch::new();
+    /// while subscription.recv_batch(&mut batch).await > 0 {
+    ///     for item in &batch {
+    ///         match item {
+    ///             EventRef::Notification(n) => println!("{}", n.payload),
+    ///             EventRef::Gap(gap) => println!("resynchronise: {gap}"),
+    ///             _ => {}
+    ///         }
+    ///     }
+    ///     batch.clear();
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// Cancel safe: items are moved into `out` only when this returns.
+    pub async fn recv_batch(&mut self, out: &mut EventBatch) -> usize {
+        std::future::poll_fn(|cx| self.poll_recv_batch(cx, out)).await
+    }
+
+    /// Polls for the next items, appending them all to `out` (see
+    /// [`recv_batch`](Self::recv_batch)); `Ready(0)` when the stream has ended.
+    pub fn poll_recv_batch(&mut self, cx: &mut Context<'_>, out: &mut EventBatch) -> Poll<usize> {
+        if self.batch.is_empty() && self.end.is_none() && self.take_batch(cx) {
+            // A full `Backpressure` queue was drained: reading may resume.
+            self.shared.wake_driver();
+        }
+        let taken = self.batch.len();
+        if taken > 0 {
+            out.append(&mut self.batch);
+            return Poll::Ready(taken);
+        }
+        if self.end.is_some() {
+            Poll::Ready(0)
+        } else {
+            Poll::Pending
         }
     }
 
@@ -188,7 +244,7 @@ impl Subscription {
         let paused = !state.bus.wants_input();
         let status = state
             .bus
-            .drain_events(Instant::now(), self.id, &mut self.batch, usize::MAX);
+            .drain_batch(Instant::now(), self.id, &mut self.batch, usize::MAX);
         match status {
             SubscriberStatus::Ended(reason) => self.end = Some(reason),
             SubscriberStatus::Unknown => self.end = Some(EndReason::BusClosed),
@@ -199,7 +255,6 @@ impl Subscription {
                 store_waker(&mut slot.waker, cx);
             }
         }
-        self.batch.reverse();
         paused && state.bus.wants_input()
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use pgnotify_core::config::HostSpec;
 use pgnotify_core::{ChannelError, Config, PayloadError};
 use pgnotify_driver::{
-    BusError, EndReason, Event, Gap, ListenerError, NotifyError, OverflowPolicy, Runtime,
-    SubscribeError, SubscribeOptions,
+    BusError, EndReason, Event, EventBatch, EventRef, Gap, ListenerError, NotifyError,
+    OverflowPolicy, Runtime, SubscribeError, SubscribeOptions,
 };
 use pgnotify_testkit::server::{AuthMethod, TestServer};
 use support::{
@@ -332,6 +332,41 @@ fn every_overflow_policy_reports_exactly_what_it_dropped() {
             "{stats:?}"
         );
         listener.close().await;
+    });
+}
+
+#[test]
+fn recv_batch_hands_a_burst_over_in_order_with_its_gaps_then_ends() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "batch")).await;
+        let options = SubscribeOptions::new()
+            .capacity(3)
+            .policy(OverflowPolicy::DropOldest);
+        let mut sub = listener
+            .subscribe_with("batch", options)
+            .await
+            .expect("subscribe");
+        publish_numbers(&listener, "batch", 10).await;
+        let mut batch = EventBatch::new();
+        let mut items = Vec::new();
+        while items.len() < 4 {
+            let taken = within(rt, "a batch", sub.recv_batch(&mut batch)).await;
+            assert_eq!(taken, batch.len());
+            assert!(taken > 0, "ended early after {items:?}");
+            items.extend(batch.iter().map(|item| match item {
+                EventRef::Notification(n) => n.payload.to_string(),
+                EventRef::Gap(Gap::Overflow { missed }) => format!("gap {missed}"),
+                other => format!("{other:?}"),
+            }));
+            batch.clear();
+        }
+        assert_eq!(items, ["gap 7", "8", "9", "10"]);
+        listener.close().await;
+        assert_eq!(within(rt, "the end", sub.recv_batch(&mut batch)).await, 0);
+        assert_eq!(sub.end_reason(), Some(EndReason::BusClosed));
     });
 }
 
