@@ -397,6 +397,8 @@ impl Drop for Driver {
                 state.dispatch(event, &mut self.wake);
             }
         }
+        // Before anyone can see the listener stopped: its gauges go back to zero.
+        self.observer.stopped();
         state.lifecycle.driver_stopped = true;
         state.lifecycle.closing = true;
         state.wake_lifecycle(&mut self.wake);

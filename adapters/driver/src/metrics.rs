@@ -209,8 +209,11 @@ mod publish {
         }
 
         /// Takes back this listener's share of the gauges, as it stops.
-        pub(crate) fn withdraw(&self, last: &Stats) {
-            self.update(last, &gauges_zeroed(last));
+        /// `last` becomes what was published, so a second call changes nothing.
+        pub(crate) fn withdraw(&self, last: &mut Stats) {
+            let zeroed = gauges_zeroed(last);
+            self.update(last, &zeroed);
+            *last = zeroed;
         }
     }
 

@@ -137,10 +137,12 @@ impl Observer {
     }
 }
 
-impl Drop for Observer {
-    fn drop(&mut self) {
+impl Observer {
+    /// The driver stopped: takes back this listener's share of the gauges.
+    /// Called once, before the listener reports itself stopped.
+    pub(crate) fn stopped(&mut self) {
         #[cfg(feature = "metrics")]
-        self.metrics.withdraw(&self.last);
+        self.metrics.withdraw(&mut self.last);
     }
 }
 

@@ -1,0 +1,181 @@
+//! The `metrics` feature against a real server, through a minimal recorder.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
+use pgnotify_testkit::server::TestServer;
+use pgnotify_tokio::metrics as names;
+use pgnotify_tokio::{Event, Listener, OverflowPolicy, SubscribeOptions, Subscription};
+
+/// A histogram's samples.
+#[derive(Default)]
+struct Samples(Mutex<Vec<f64>>);
+
+impl HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap().push(value);
+    }
+}
+
+/// Every metric registered, by name and labels (`name{label=value}`).
+#[derive(Default)]
+struct Registry {
+    counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    gauges: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    histograms: Mutex<HashMap<String, Arc<Samples>>>,
+}
+
+fn key_text(key: &Key) -> String {
+    let labels: Vec<String> = key
+        .labels()
+        .map(|l| format!("{}={}", l.key(), l.value()))
+        .collect();
+    if labels.is_empty() {
+        key.name().to_owned()
+    } else {
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+}
+
+impl Registry {
+    fn counter(&self, key: &str) -> u64 {
+        let counters = self.counters.lock().unwrap();
+        counters.get(key).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    fn gauge(&self, key: &str) -> f64 {
+        let gauges = self.gauges.lock().unwrap();
+        gauges
+            .get(key)
+            .map_or(0.0, |g| f64::from_bits(g.load(Ordering::Relaxed)))
+    }
+
+    fn samples(&self, key: &str) -> Vec<f64> {
+        let histograms = self.histograms.lock().unwrap();
+        histograms
+            .get(key)
+            .map_or_else(Vec::new, |h| h.0.lock().unwrap().clone())
+    }
+}
+
+struct SharedRegistry(Arc<Registry>);
+
+impl Recorder for SharedRegistry {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        let mut counters = self.0.counters.lock().unwrap();
+        Counter::from_arc(counters.entry(key_text(key)).or_default().clone())
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        let mut gauges = self.0.gauges.lock().unwrap();
+        Gauge::from_arc(gauges.entry(key_text(key)).or_default().clone())
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        let mut histograms = self.0.histograms.lock().unwrap();
+        Histogram::from_arc(histograms.entry(key_text(key)).or_default().clone())
+    }
+}
+
+/// The process's recorder, installed once.
+fn registry() -> &'static Arc<Registry> {
+    static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let registry = Arc::new(Registry::default());
+        metrics::set_global_recorder(SharedRegistry(registry.clone()))
+            .expect("no other recorder in this test binary");
+        registry
+    })
+}
+
+async fn next_payload(subscription: &mut Subscription) -> String {
+    match subscription.recv().await {
+        Some(Event::Notification(n)) => n.payload.to_string(),
+        other => panic!("expected a notification, got {other:?}"),
+    }
+}
+
+// One test: the recorder is global to the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_publishes_its_counters_gauges_and_ping_times_and_withdraws_its_gauges() {
+    let registry = registry();
+    let server = TestServer::new().expect("a server");
+    let listener = Listener::connect(&server.url()).await.expect("connect");
+
+    let mut all = listener.subscribe("metrics").await.expect("subscribe");
+    let wake_up = SubscribeOptions::new()
+        .policy(OverflowPolicy::KeepLatest)
+        .capacity(1);
+    let _latest = listener
+        .subscribe_with("metrics", wake_up)
+        .await
+        .expect("subscribe");
+    for i in 0..5 {
+        listener
+            .notify("metrics", &i.to_string())
+            .await
+            .expect("notify");
+    }
+    for i in 0..5 {
+        assert_eq!(next_payload(&mut all).await, i.to_string());
+    }
+    // The pass that queued the fifth notification published before waking
+    // its subscriber.
+    assert_eq!(registry.counter(names::NOTIFICATIONS), 5);
+    assert_eq!(
+        registry.counter(names::DELIVERED),
+        10,
+        "5 to each subscriber"
+    );
+    let bytes = 5 * ("metrics".len() as u64 + 1);
+    assert_eq!(registry.counter(names::BYTES), bytes);
+    let keep_latest = format!("{}{{policy=keep_latest}}", names::DROPPED);
+    assert_eq!(registry.counter(&keep_latest), 4, "4 replaced, 1 kept");
+    assert_eq!(registry.gauge(names::SUBSCRIBERS), 2.0);
+    assert_eq!(registry.gauge(names::CHANNELS), 1.0);
+    assert_eq!(registry.gauge(names::CONNECTED), 1.0);
+    assert_eq!(registry.counter(names::RECONNECTS), 0);
+
+    // The first health ping goes out as the connection comes up; a few
+    // round trips are plenty for its answer to be in.
+    let mut round_trips = 0;
+    while listener.stats().last_ping_rtt.is_none() {
+        round_trips += 1;
+        assert!(round_trips < 100, "no ping answered after 100 round trips");
+        listener.notify("metrics", "tick").await.expect("notify");
+        assert_eq!(next_payload(&mut all).await, "tick");
+    }
+    let rtt = listener.stats().last_ping_rtt.expect("a ping time");
+    let samples = registry.samples(names::PING_RTT);
+    assert!(
+        samples.contains(&rtt.as_secs_f64()),
+        "the histogram {samples:?} lacks the last ping time {rtt:?}"
+    );
+
+    listener.bounce();
+    match all.recv().await {
+        Some(Event::Gap(gap)) => assert!(gap.to_string().contains("reconnected"), "{gap}"),
+        other => panic!("expected a reconnect gap, got {other:?}"),
+    }
+    assert_eq!(registry.counter(names::RECONNECTS), 1);
+    assert_eq!(registry.gauge(names::CONNECTED), 1.0, "connected again");
+
+    listener.close().await;
+    for gauge in [
+        names::SUBSCRIBERS,
+        names::CHANNELS,
+        names::CONNECTED,
+        names::QUEUED,
+    ] {
+        assert_eq!(registry.gauge(gauge), 0.0, "{gauge} after close");
+    }
+    assert_eq!(registry.counter(names::NOTIFICATIONS), 5 + round_trips);
+}
