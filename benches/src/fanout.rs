@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
+use pgnotify_core::OverflowPolicy;
 use pgnotify_core::SubscribeOptions;
-use pgnotify_core::bus::{Bus, BusEvent, SubscriberId};
-use pgnotify_core::{Event, OverflowPolicy};
+use pgnotify_core::bus::{Bus, BusEvent, EventBatch, EventRef, SubscriberId};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::TryRecvError;
 
@@ -103,14 +103,18 @@ pub fn subscribe_options() -> SubscribeOptions {
 }
 
 /// pgnotify: one [`Bus`], fed each chunk with `handle_input`; every
-/// subscriber the bus reports readable then drains its queue in one batch
-/// with `drain_events`, as a subscriber task woken by the driver would.
+/// subscriber the bus reports readable then takes its queue in one zero-copy
+/// batch with `drain_batch` and reads every notification's payload by
+/// reference, as a subscriber task woken by the driver would with
+/// `Subscription::recv_batch`.
 #[derive(Debug)]
 pub struct PgnotifyFanout {
     bus: Bus,
     subscribers: Vec<SubscriberId>,
     now: std::time::Instant,
-    batch: Vec<Event>,
+    batch: EventBatch,
+    /// Payload bytes read, so the reads are not optimised away.
+    payload_bytes: u64,
 }
 
 impl PgnotifyFanout {
@@ -122,12 +126,14 @@ impl PgnotifyFanout {
             bus: listening.bus,
             subscribers: listening.subscribers,
             now: listening.now,
-            batch: Vec::with_capacity(FRAMES_PER_CHUNK),
+            batch: EventBatch::new(),
+            payload_bytes: 0,
         })
     }
 
     /// Parses and dispatches `chunk`, then lets every readable subscriber
-    /// drain; returns the number of items the subscribers took.
+    /// take its batch and read each payload; returns the number of
+    /// notifications the subscribers read.
     pub fn run_chunk(&mut self, chunk: &[u8]) -> usize {
         self.bus.handle_input(self.now, chunk);
         let mut delivered = 0;
@@ -135,11 +141,21 @@ impl PgnotifyFanout {
             if let BusEvent::SubscriberReadable(id) = event {
                 self.batch.clear();
                 self.bus
-                    .drain_events(self.now, id, &mut self.batch, FRAMES_PER_CHUNK);
-                delivered += self.batch.len();
+                    .drain_batch(self.now, id, &mut self.batch, FRAMES_PER_CHUNK);
+                for item in &self.batch {
+                    if let EventRef::Notification(n) = item {
+                        delivered += 1;
+                        self.payload_bytes += n.payload.len() as u64;
+                    }
+                }
             }
         }
         delivered
+    }
+
+    /// Payload bytes the subscribers have read so far.
+    pub fn payload_bytes(&self) -> u64 {
+        self.payload_bytes
     }
 
     /// Notifications discarded or subscriptions closed by overflow so far
@@ -176,6 +192,8 @@ pub struct BroadcastFanout {
     channels: Vec<BaselineChannel>,
     touched: Vec<usize>,
     lagged: u64,
+    /// Payload bytes read, so the reads are not optimised away.
+    payload_bytes: u64,
 }
 
 impl BroadcastFanout {
@@ -202,6 +220,7 @@ impl BroadcastFanout {
             channels,
             touched: Vec::new(),
             lagged: 0,
+            payload_bytes: 0,
         }
     }
 
@@ -234,6 +253,7 @@ impl BroadcastFanout {
                     match receiver.try_recv() {
                         Ok(payload) => {
                             delivered += 1;
+                            self.payload_bytes += payload.len() as u64;
                             drop(payload);
                         }
                         Err(TryRecvError::Lagged(n)) => self.lagged += n,
@@ -243,6 +263,11 @@ impl BroadcastFanout {
             }
         }
         delivered
+    }
+
+    /// Payload bytes the receivers have read so far.
+    pub fn payload_bytes(&self) -> u64 {
+        self.payload_bytes
     }
 
     /// Messages receivers missed because they lagged (zero when the
@@ -266,6 +291,7 @@ mod tests {
         }
         assert_eq!(pgnotify.dropped(), 0);
         assert_eq!(baseline.lagged(), 0);
+        assert_eq!(pgnotify.payload_bytes(), baseline.payload_bytes());
     }
 
     #[test]
