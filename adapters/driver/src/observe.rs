@@ -201,8 +201,7 @@ mod tests {
     fn logged(f: impl FnOnce()) -> Vec<String> {
         let captured = Captured::default();
         tracing::subscriber::with_default(captured.clone(), f);
-        let lines = captured.0.lock().unwrap().clone();
-        lines
+        captured.0.lock().unwrap().clone()
     }
 
     fn bus() -> Bus {
