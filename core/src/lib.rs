@@ -24,6 +24,8 @@
 //! assert_eq!(Gap::Overflow { missed: 3 }.to_string(), "3 notifications dropped by the overflow policy");
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod bus;
 mod channel;
 pub mod config;

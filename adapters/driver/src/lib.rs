@@ -48,6 +48,46 @@
 //! Applications use this crate through a runtime crate (`pgnotify-tokio`,
 //! `pgnotify-smol`, `pgnotify-async-std`), whose `Listener` is this crate's
 //! [`Listener`] with that runtime's [`CurrentRuntime`].
+//!
+//! # Example
+//!
+//! A [`Listener`] on a runtime handed over explicitly (the runtime crates'
+//! `Listener::connect` finds their own):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use pgnotify_driver::{Config, Event, Listener, Runtime};
+//!
+//! # async fn example(runtime: Arc<dyn Runtime>) -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::parse("postgres://app@localhost/app")?;
+//! let listener: Listener = Listener::builder(config).runtime(runtime).connect().await?;
+//! let mut orders = listener.subscribe("orders").await?;
+//! while let Some(event) = orders.recv().await {
+//!     if let Event::Gap(gap) = event {
+//!         println!("{gap}: reload the orders");
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! - `json`: `Subscription::json` decodes payloads as any
+//!   `serde::Deserialize` type (a payload that does not decode is an item
+//!   carrying the error and the raw text, never skipped), and
+//!   `Listener::notify_json` serialises and sends, checking the payload
+//!   limit after serialisation.
+//! - `metrics`: the driver task publishes its statistics through the
+//!   `metrics` facade; [`metrics`] lists the names.
+//! - `futures-io`: `FuturesIo`, a [`Transport`] over any `futures-io`
+//!   stream (for the smol and async-std adapters).
+//!
+//! The driver task reports the connection's life through `tracing`: connects
+//! and reconnects (info), losses and failed attempts (warn), protocol errors
+//! (error), slow health pings (warn), overflow counts per pass (debug).
+
+#![deny(missing_docs)]
 
 mod callback;
 mod connect;

@@ -5,6 +5,50 @@
 //! connection logic, TLS, the driver task, [`Listener`] and
 //! [`Subscription`]) lives once in `pgnotify-driver` and is re-exported here.
 //! It needs tokio's `rt`, `net` and `time` features and nothing more.
+//!
+//! # Example
+//!
+//! One connection for the whole process; each subscription returns once the
+//! server has acknowledged its LISTEN, and its stream says where
+//! notifications may be missing:
+//!
+//! ```no_run
+//! use pgnotify_tokio::{Event, Gap, Listener};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = Listener::connect("postgres://app@localhost/app").await?;
+//! let mut jobs = listener.subscribe("jobs").await?;
+//! listener.notify("jobs", "42").await?;
+//!
+//! while let Some(event) = jobs.recv().await {
+//!     match event {
+//!         Event::Notification(n) => println!("job {} from pid {}", n.payload, n.process_id),
+//!         Event::Gap(Gap::Overflow { missed }) => println!("{missed} dropped: rescan the table"),
+//!         Event::Gap(gap) => println!("{gap}: rescan the table"),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! - `json`: typed payloads, `Subscription::json`
+//!   (decoded values, undecodable payloads as items, gaps) and
+//!   `Listener::notify_json` (the payload limit checked after serialisation).
+//! - `metrics`: counters and gauges through the `metrics` facade; the names
+//!   are in [`metrics`].
+//!
+//! The listener logs its connection's life (connected, lost, reconnected,
+//! failed attempts, slow pings, protocol errors) through `tracing`.
+//!
+//! The crate's `examples/` show a job-queue worker woken with
+//! `OverflowPolicy::KeepLatest`, a cache that resynchronises on gaps, and a
+//! server-sent-events relay (axum) that streams a channel to browsers:
+//! `cargo run -p pgnotify-tokio --example sse_relay` (each starts a throwaway
+//! PostgreSQL when no `DATABASE_URL` is given).
+
+#![deny(missing_docs)]
 
 use std::future::Future;
 use std::io;
