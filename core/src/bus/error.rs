@@ -14,7 +14,9 @@ use crate::{ChannelError, PayloadError};
 pub struct TransportError {
     /// The kind of failure.
     pub kind: TransportErrorKind,
-    /// The driver's description (for example the OS error).
+    /// The driver's description (for example the OS error). For the
+    /// connecting kinds (`Resolve`, `Connect`, `ConnectTimedOut`) it is a
+    /// whole sentence naming the target and is displayed alone.
     pub message: String,
 }
 
@@ -59,8 +61,18 @@ impl fmt::Display for TransportError {
             TransportErrorKind::Closed => "the server closed the connection",
             TransportErrorKind::Io => "the connection failed",
         };
+        let describes_itself = matches!(
+            self.kind,
+            TransportErrorKind::Resolve
+                | TransportErrorKind::Connect
+                | TransportErrorKind::ConnectTimedOut
+        );
         if self.message.is_empty() {
             f.write_str(what)
+        } else if describes_itself {
+            // Connecting fails with a sentence naming the target already
+            // ("could not connect to 10.0.0.1:5432: ..."); don't say it twice.
+            f.write_str(&self.message)
         } else {
             write!(f, "{what}: {}", self.message)
         }
