@@ -5,16 +5,20 @@
 //!
 //! - [`server_bytes()`]: arbitrary server bytes, in arbitrary chunks, at every
 //!   phase of one protocol connection (DESIGN §4, invariant 9);
-//! - [`conninfo()`]: arbitrary connection strings through the parser and back.
+//! - [`conninfo()`]: arbitrary connection strings through the parser and back;
+//! - [`bus_ops()`]: arbitrary API calls, server events and faults through the
+//!   deterministic simulation, the DESIGN §4 invariants checked after every step.
 //!
 //! Each target panics when a property fails, which is what the fuzzer and
 //! the replay test report.
 
+pub mod bus_ops;
 pub mod conninfo;
 pub mod seeds;
 pub mod server_bytes;
 pub mod wire;
 
+pub use bus_ops::bus_ops;
 pub use conninfo::conninfo;
 pub use server_bytes::server_bytes;
 
@@ -22,4 +26,8 @@ pub use server_bytes::server_bytes;
 pub type Target = fn(&[u8]);
 
 /// The targets by name, as their corpus directories are named.
-pub const TARGETS: [(&str, Target); 2] = [("server_bytes", server_bytes), ("conninfo", conninfo)];
+pub const TARGETS: [(&str, Target); 3] = [
+    ("server_bytes", server_bytes),
+    ("conninfo", conninfo),
+    ("bus_ops", bus_ops),
+];

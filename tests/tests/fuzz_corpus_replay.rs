@@ -70,6 +70,12 @@ fn conninfo_corpus_replays_clean() {
 }
 
 #[test]
+fn bus_ops_corpus_replays_clean() {
+    let replayed = replay("bus_ops", target("bus_ops"));
+    assert!(replayed >= seeds::for_target("bus_ops").len());
+}
+
+#[test]
 fn seeds_run_clean_and_are_checked_in() {
     for (target_name, run) in fuzz::TARGETS {
         for (name, bytes) in seeds::for_target(target_name) {

@@ -9,11 +9,12 @@
 use super::server_bytes::{Script, Start, flags, op};
 use super::wire;
 
-/// The seeds of a target, by name (`server_bytes` or `conninfo`).
+/// The seeds of a target, by name (`server_bytes`, `conninfo` or `bus_ops`).
 pub fn for_target(target: &str) -> Vec<(&'static str, Vec<u8>)> {
     match target {
         "server_bytes" => server_bytes(),
         "conninfo" => conninfo(),
+        "bus_ops" => super::bus_ops::seeds(),
         _ => Vec::new(),
     }
 }

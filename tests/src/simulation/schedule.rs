@@ -315,7 +315,7 @@ impl World {
 
     /// Heals every fault, waits for the bus to converge, checks everything
     /// owed, then closes.
-    fn finish(&mut self) -> Result<(), Violation> {
+    pub(crate) fn finish(&mut self) -> Result<(), Violation> {
         for s in &mut self.servers {
             s.clear_faults();
             s.restart();

@@ -886,7 +886,7 @@ impl World {
     }
 
     /// Checks after every step.
-    fn check_step(&mut self) -> Result<(), Violation> {
+    pub(crate) fn check_step(&mut self) -> Result<(), Violation> {
         // Invariant 6: the bus's own gauge of its largest queue.
         let stats = self.bus.stats();
         let bound = self
