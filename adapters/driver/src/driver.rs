@@ -122,7 +122,7 @@ impl Driver {
         let quiet = matches!(input, Input::Command);
         self.feed(&mut state.bus, input, now);
         if self.drain(&mut state, now) || !quiet {
-            self.observer.after_pass(&state.bus);
+            self.observer.after_pass(&state.bus, now);
         }
         drop(state);
         self.wake.drain(..).for_each(Waker::wake);
@@ -167,7 +167,12 @@ impl Driver {
             self.observer.event(&event, &state.bus);
             state.dispatch(event, &mut self.wake);
         }
-        self.deadline = state.bus.poll_timeout();
+        // The observer's deadline publishes the last changes of a burst; a
+        // `handle_timeout` with nothing due is harmless to the bus.
+        self.deadline = match (state.bus.poll_timeout(), self.observer.deadline()) {
+            (Some(bus), Some(observer)) => Some(bus.min(observer)),
+            (bus, observer) => bus.or(observer),
+        };
         self.wants_input = state.bus.wants_input();
         events
     }
@@ -398,7 +403,7 @@ impl Drop for Driver {
             }
         }
         // Before anyone can see the listener stopped: its gauges go back to zero.
-        self.observer.stopped();
+        self.observer.stopped(&state.bus);
         state.lifecycle.driver_stopped = true;
         state.lifecycle.closing = true;
         state.wake_lifecycle(&mut self.wake);

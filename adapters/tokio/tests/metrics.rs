@@ -3,30 +3,77 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use metrics::{
-    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+    SharedString, Unit,
 };
 use pgnotify_testkit::server::TestServer;
 use pgnotify_tokio::metrics as names;
 use pgnotify_tokio::{Event, Listener, OverflowPolicy, SubscribeOptions, Subscription};
+use tokio::sync::Notify;
+
+/// Longer than the listener's publication interval by far.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// One counter or gauge (a gauge holds the bits of an `f64`); every change
+/// is announced on `changed`.
+struct Cell {
+    value: AtomicU64,
+    changed: Arc<Notify>,
+}
+
+impl Cell {
+    fn update(&self, f: impl Fn(u64) -> u64) {
+        let _ = self
+            .value
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(f(v)));
+        self.changed.notify_waiters();
+    }
+}
+
+impl CounterFn for Cell {
+    fn increment(&self, value: u64) {
+        self.update(|v| v + value);
+    }
+    fn absolute(&self, value: u64) {
+        self.update(|v| v.max(value));
+    }
+}
+
+impl GaugeFn for Cell {
+    fn increment(&self, value: f64) {
+        self.update(|v| (f64::from_bits(v) + value).to_bits());
+    }
+    fn decrement(&self, value: f64) {
+        self.update(|v| (f64::from_bits(v) - value).to_bits());
+    }
+    fn set(&self, value: f64) {
+        self.update(|_| value.to_bits());
+    }
+}
 
 /// A histogram's samples.
-#[derive(Default)]
-struct Samples(Mutex<Vec<f64>>);
+struct Samples {
+    values: Mutex<Vec<f64>>,
+    changed: Arc<Notify>,
+}
 
 impl HistogramFn for Samples {
     fn record(&self, value: f64) {
-        self.0.lock().unwrap().push(value);
+        self.values.lock().unwrap().push(value);
+        self.changed.notify_waiters();
     }
 }
 
 /// Every metric registered, by name and labels (`name{label=value}`).
 #[derive(Default)]
 struct Registry {
-    counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    gauges: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    counters: Mutex<HashMap<String, Arc<Cell>>>,
+    gauges: Mutex<HashMap<String, Arc<Cell>>>,
     histograms: Mutex<HashMap<String, Arc<Samples>>>,
+    changed: Arc<Notify>,
 }
 
 fn key_text(key: &Key) -> String {
@@ -42,23 +89,53 @@ fn key_text(key: &Key) -> String {
 }
 
 impl Registry {
+    fn cell(&self, cells: &Mutex<HashMap<String, Arc<Cell>>>, key: &Key) -> Arc<Cell> {
+        let mut cells = cells.lock().unwrap();
+        let cell = cells.entry(key_text(key)).or_insert_with(|| {
+            Arc::new(Cell {
+                value: AtomicU64::new(0),
+                changed: self.changed.clone(),
+            })
+        });
+        cell.clone()
+    }
+
     fn counter(&self, key: &str) -> u64 {
         let counters = self.counters.lock().unwrap();
-        counters.get(key).map_or(0, |c| c.load(Ordering::Relaxed))
+        counters
+            .get(key)
+            .map_or(0, |c| c.value.load(Ordering::Acquire))
     }
 
     fn gauge(&self, key: &str) -> f64 {
         let gauges = self.gauges.lock().unwrap();
         gauges
             .get(key)
-            .map_or(0.0, |g| f64::from_bits(g.load(Ordering::Relaxed)))
+            .map_or(0.0, |g| f64::from_bits(g.value.load(Ordering::Acquire)))
     }
 
     fn samples(&self, key: &str) -> Vec<f64> {
         let histograms = self.histograms.lock().unwrap();
         histograms
             .get(key)
-            .map_or_else(Vec::new, |h| h.0.lock().unwrap().clone())
+            .map_or_else(Vec::new, |h| h.values.lock().unwrap().clone())
+    }
+
+    /// Waits until `settled` holds, woken by every change, for up to
+    /// [`PATIENCE`]; the caller's assertions then say what is missing.
+    async fn until(&self, settled: impl Fn(&Registry) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if settled(self) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -70,18 +147,22 @@ impl Recorder for SharedRegistry {
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let mut counters = self.0.counters.lock().unwrap();
-        Counter::from_arc(counters.entry(key_text(key)).or_default().clone())
+        Counter::from_arc(self.0.cell(&self.0.counters, key))
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        let mut gauges = self.0.gauges.lock().unwrap();
-        Gauge::from_arc(gauges.entry(key_text(key)).or_default().clone())
+        Gauge::from_arc(self.0.cell(&self.0.gauges, key))
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
         let mut histograms = self.0.histograms.lock().unwrap();
-        Histogram::from_arc(histograms.entry(key_text(key)).or_default().clone())
+        let samples = histograms.entry(key_text(key)).or_insert_with(|| {
+            Arc::new(Samples {
+                values: Mutex::new(Vec::new()),
+                changed: self.0.changed.clone(),
+            })
+        });
+        Histogram::from_arc(samples.clone())
     }
 }
 
@@ -127,8 +208,17 @@ async fn a_listener_publishes_its_counters_gauges_and_ping_times_and_withdraws_i
     for i in 0..5 {
         assert_eq!(next_payload(&mut all).await, i.to_string());
     }
-    // The pass that queued the fifth notification published before waking
-    // its subscriber.
+    let keep_latest = format!("{}{{policy=keep_latest}}", names::DROPPED);
+    // Published at most every 100 ms, so the last changes may come a little
+    // after the notifications.
+    registry
+        .until(|r| {
+            r.counter(names::NOTIFICATIONS) == 5
+                && r.counter(names::DELIVERED) == 10
+                && r.counter(&keep_latest) == 4
+                && r.gauge(names::SUBSCRIBERS) == 2.0
+        })
+        .await;
     assert_eq!(registry.counter(names::NOTIFICATIONS), 5);
     assert_eq!(
         registry.counter(names::DELIVERED),
@@ -137,7 +227,6 @@ async fn a_listener_publishes_its_counters_gauges_and_ping_times_and_withdraws_i
     );
     let bytes = 5 * ("metrics".len() as u64 + 1);
     assert_eq!(registry.counter(names::BYTES), bytes);
-    let keep_latest = format!("{}{{policy=keep_latest}}", names::DROPPED);
     assert_eq!(registry.counter(&keep_latest), 4, "4 replaced, 1 kept");
     assert_eq!(registry.gauge(names::SUBSCRIBERS), 2.0);
     assert_eq!(registry.gauge(names::CHANNELS), 1.0);
@@ -154,6 +243,10 @@ async fn a_listener_publishes_its_counters_gauges_and_ping_times_and_withdraws_i
         assert_eq!(next_payload(&mut all).await, "tick");
     }
     let rtt = listener.stats().last_ping_rtt.expect("a ping time");
+    let rtt_seconds = rtt.as_secs_f64();
+    registry
+        .until(|r| r.samples(names::PING_RTT).contains(&rtt_seconds))
+        .await;
     let samples = registry.samples(names::PING_RTT);
     assert!(
         samples.contains(&rtt.as_secs_f64()),
@@ -165,6 +258,7 @@ async fn a_listener_publishes_its_counters_gauges_and_ping_times_and_withdraws_i
         Some(Event::Gap(gap)) => assert!(gap.to_string().contains("reconnected"), "{gap}"),
         other => panic!("expected a reconnect gap, got {other:?}"),
     }
+    // The reconnect is published at once, with the connection's events.
     assert_eq!(registry.counter(names::RECONNECTS), 1);
     assert_eq!(registry.gauge(names::CONNECTED), 1.0, "connected again");
 
