@@ -18,7 +18,7 @@
 //! | connection lost (with the error) | warn; error for a protocol violation |
 //! | connection attempt failed | warn; error when it ends the first round and retrying cannot help |
 //! | listener closed | info |
-//! | overflow policies discarded notifications (counts per policy, per pass) | debug |
+//! | overflow policies discarded notifications (counts per policy, per interval) | debug |
 //! | reading paused / resumed by a full `Backpressure` subscriber | debug |
 //! | a health ping took more than half the ping timeout | warn |
 //! | a subscription ended other than by unsubscribing, a publish failed | debug |
@@ -330,6 +330,25 @@ mod tests {
         });
         assert_eq!(lines.len(), 1, "{lines:#?}");
         assert!(lines[0].starts_with("WARN slow health ping"), "{lines:#?}");
+    }
+
+    #[test]
+    fn statistics_are_looked_at_once_per_interval_and_the_rest_at_its_end() {
+        let bus = bus();
+        let mut observer = Observer::new(&bus);
+        let start = Instant::now();
+        logged(|| {
+            observer.after_pass(&bus, start);
+            assert_eq!(observer.deadline(), None, "nothing left unobserved");
+            observer.after_pass(&bus, start + Duration::from_millis(10));
+            assert_eq!(observer.deadline(), Some(start + OBSERVE_INTERVAL));
+            observer.after_pass(&bus, start + OBSERVE_INTERVAL);
+            assert_eq!(observer.deadline(), None, "observed at the deadline");
+            // A connection event is published with its own pass.
+            observer.event(&BusEvent::Closed, &bus);
+            observer.after_pass(&bus, start + OBSERVE_INTERVAL + Duration::from_millis(1));
+            assert_eq!(observer.deadline(), None);
+        });
     }
 
     #[test]
