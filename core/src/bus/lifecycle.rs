@@ -177,6 +177,11 @@ impl Bus {
 
     /// The LISTENs of a new connection were acknowledged: it is up.
     pub(super) fn on_relistened(&mut self, now: Instant, batch: crate::bus::registry::Batch) {
+        if self.phase.is_closed() {
+            // `close` came while the LISTENs were in flight: its UNLISTEN *
+            // follows them, and the bus stays closing until that answers.
+            return;
+        }
         self.generation += 1;
         self.ever_connected = true;
         self.phase = Phase::Listening;
