@@ -89,6 +89,7 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 mod callback;
 mod connect;
 mod driver;
@@ -106,28 +107,18 @@ mod subscription;
 pub mod tls;
 mod tracker;
 
-pub use callback::CallbackSubscription;
+#[doc(inline)]
+pub use api::*;
 pub use connect::{ConnectError, connect, set_keepalive};
-pub use events::{ConnectionEvent, ConnectionEvents, EVENT_CAPACITY};
-#[cfg(feature = "json")]
-pub use json::{DecodeError, JsonEvent, JsonSubscription, NotifyJsonError};
-pub use listener::{AnyRuntime, CurrentRuntime, Listener, ListenerBuilder, ListenerError};
+pub use events::EVENT_CAPACITY;
+pub use listener::{AnyRuntime, CurrentRuntime, Listener, ListenerBuilder};
 #[cfg(feature = "futures-io")]
 pub use runtime::FuturesIo;
 pub use runtime::{BoxFuture, Runtime, Timer, Transport};
 pub use stream::Stream;
-pub use subscription::{SubscribeError, Subscription};
 pub use tls::{TlsConnector, TlsError, Verification};
-pub use tracker::{DEFAULT_BOUNCE_AFTER, RecoveryTracker, TrackerStats};
 
-pub use pgnotify_core::bus::{
-    BusError, EventBatch, EventRef, NEAR_LIMIT_PAYLOAD_LEN, NotifyError, Stats,
-};
-pub use pgnotify_core::config::{SslMode, SslRootCert};
-pub use pgnotify_core::{
-    ChannelError, Config, ConfigError, EndReason, Event, Gap, Notification, OverflowPolicy,
-    PayloadError, SharedStr, SubscribeOptions,
-};
+pub use pgnotify_core::bus::{EventBatch, EventRef};
 
 /// The `socket2` crate, re-exported so that runtime crates build
 /// [`SockRef`](socket2::SockRef)s for [`Transport::socket`] with the same version.

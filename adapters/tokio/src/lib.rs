@@ -64,17 +64,7 @@ use pgnotify_driver::{BoxFuture, CurrentRuntime, Runtime, Timer, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::runtime::Handle;
 
-/// The names of the metrics a listener publishes with the `metrics` feature.
-pub use pgnotify_driver::metrics;
-pub use pgnotify_driver::{
-    BusError, CallbackSubscription, ChannelError, Config, ConfigError, ConnectionEvent,
-    ConnectionEvents, DEFAULT_BOUNCE_AFTER, EndReason, Event, Gap, ListenerError,
-    NEAR_LIMIT_PAYLOAD_LEN, Notification, NotifyError, OverflowPolicy, PayloadError,
-    RecoveryTracker, SharedStr, SslMode, SslRootCert, Stats, SubscribeError, SubscribeOptions,
-    Subscription, TrackerStats,
-};
-#[cfg(feature = "json")]
-pub use pgnotify_driver::{DecodeError, JsonEvent, JsonSubscription, NotifyJsonError};
+pub use pgnotify_driver::api::*;
 
 /// One PostgreSQL LISTEN connection shared by any number of subscriptions,
 /// on tokio: [`pgnotify_driver::Listener`] with this crate's runtime.

@@ -1,0 +1,26 @@
+//! What an application names: the handles, their options, events and errors.
+//!
+//! Each runtime crate (`pgnotify-tokio`, `pgnotify-smol`,
+//! `pgnotify-async-std`) re-exports this module whole, next to its own
+//! runtime type and its `Listener` and `ListenerBuilder` aliases, so the
+//! list is written once and every runtime offers the same names. The crate
+//! root re-exports it too; the seam for runtimes ([`Runtime`](crate::Runtime),
+//! [`Transport`](crate::Transport), ...) and the generic
+//! [`Listener`](crate::Listener) are only at the root.
+
+pub use crate::callback::CallbackSubscription;
+pub use crate::events::{ConnectionEvent, ConnectionEvents};
+#[cfg(feature = "json")]
+pub use crate::json::{DecodeError, JsonEvent, JsonSubscription, NotifyJsonError};
+pub use crate::listener::ListenerError;
+/// The names of the metrics a listener publishes with the `metrics` feature.
+pub use crate::metrics;
+pub use crate::subscription::{SubscribeError, Subscription};
+pub use crate::tracker::{DEFAULT_BOUNCE_AFTER, RecoveryTracker, TrackerStats};
+
+pub use pgnotify_core::bus::{BusError, NEAR_LIMIT_PAYLOAD_LEN, NotifyError, Stats};
+pub use pgnotify_core::config::{SslMode, SslRootCert};
+pub use pgnotify_core::{
+    ChannelError, Config, ConfigError, EndReason, Event, Gap, Notification, OverflowPolicy,
+    PayloadError, SharedStr, SubscribeOptions,
+};
