@@ -114,12 +114,15 @@ impl Notes {
     }
 
     /// The first notification the bus has not read from `link`, having read
-    /// `read` of them; the next one to be committed if it read them all.
+    /// `read` of them. If it read every one written, the next written comes
+    /// after the last: one already committed but held by a busy backend
+    /// (written at the end of its command) is unread too.
     pub(crate) fn first_unread(&self, link: LinkId, read: usize) -> usize {
-        self.stream
-            .get(&link)
-            .and_then(|s| s.get(read).copied())
-            .unwrap_or(self.all.len())
+        let stream = self.stream.get(&link).map_or(&[][..], Vec::as_slice);
+        match stream.get(read) {
+            Some(&gi) => gi,
+            None => stream.last().map_or(0, |&gi| gi + 1),
+        }
     }
 
     /// The global index of the application notification `(channel, payload)`.
