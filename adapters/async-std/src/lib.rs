@@ -47,17 +47,15 @@
 
 #![deny(missing_docs)]
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_std::net::ToSocketAddrs;
-use pgnotify_driver::{BoxFuture, CurrentRuntime, FuturesIo, Runtime, Timer, Transport};
+use pgnotify_driver::{BoxFuture, CurrentRuntime, Runtime, Timer, Transport, async_io};
 
 pub use pgnotify_driver::api::*;
 
@@ -80,33 +78,19 @@ pub type ListenerBuilder = pgnotify_driver::ListenerBuilder<AsyncStdRuntime>;
 
 /// The async-std implementation of the driver's [`Runtime`].
 ///
-/// The driver's task is spawned with [`async_std::task::spawn`]. Timers
-/// come from `async-io`, the reactor async-std itself runs on.
+/// The driver's task is spawned with [`async_std::task::spawn`]. Sockets
+/// and timers come from `async-io`, the reactor async-std itself runs on
+/// (through `pgnotify_driver::async_io`, shared with smol).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AsyncStdRuntime;
 
 impl Runtime for AsyncStdRuntime {
     fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn Transport>>> {
-        Box::pin(async move {
-            let stream = async_std::net::TcpStream::connect(addr).await?;
-            // PostgreSQL messages are small; never wait to coalesce them.
-            stream.set_nodelay(true)?;
-            Ok(Box::new(FuturesIo(stream)) as Box<dyn Transport>)
-        })
+        async_io::connect_tcp(addr)
     }
 
-    #[cfg(unix)]
     fn connect_unix(&self, path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
-        let path = path.to_owned();
-        Box::pin(async move {
-            let stream = async_std::os::unix::net::UnixStream::connect(path).await?;
-            Ok(Box::new(FuturesIo(stream)) as Box<dyn Transport>)
-        })
-    }
-
-    #[cfg(not(unix))]
-    fn connect_unix(&self, _path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
-        Box::pin(async { Err(io::ErrorKind::Unsupported.into()) })
+        async_io::connect_unix(path)
     }
 
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
@@ -115,25 +99,11 @@ impl Runtime for AsyncStdRuntime {
     }
 
     fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
-        Box::pin(AsyncIoTimer(async_io::Timer::at(deadline)))
+        async_io::new_timer(deadline)
     }
 
     fn spawn(&self, future: BoxFuture<()>) {
         drop(async_std::task::spawn(future));
-    }
-}
-
-/// An async-io timer as a driver [`Timer`].
-#[derive(Debug)]
-struct AsyncIoTimer(async_io::Timer);
-
-impl Timer for AsyncIoTimer {
-    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.0.set_at(deadline);
-    }
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.0).poll(cx).map(drop)
     }
 }
 

@@ -81,7 +81,10 @@
 //! - `metrics`: the driver task publishes its statistics through the
 //!   `metrics` facade; [`metrics`] lists the names.
 //! - `futures-io`: `FuturesIo`, a [`Transport`] over any `futures-io`
-//!   stream (for the smol and async-std adapters).
+//!   stream.
+//! - `async-io` (implies `futures-io`): the `async_io` module, TCP and unix
+//!   connections and timers on the `async-io` reactor, written once for the
+//!   smol and async-std adapters.
 //!
 //! The driver task reports the connection's life through `tracing`: connects
 //! and reconnects (info), losses and failed attempts (warn), protocol errors
@@ -90,6 +93,8 @@
 #![deny(missing_docs)]
 
 pub mod api;
+#[cfg(feature = "async-io")]
+pub mod async_io;
 mod callback;
 mod connect;
 mod driver;

@@ -48,11 +48,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use pgnotify_driver::{BoxFuture, CurrentRuntime, FuturesIo, Runtime, Timer, Transport};
-use smol::future::Future;
+use pgnotify_driver::{BoxFuture, CurrentRuntime, Runtime, Timer, Transport, async_io};
 
 pub use pgnotify_driver::api::*;
 
@@ -77,32 +75,19 @@ pub type ListenerBuilder = pgnotify_driver::ListenerBuilder<SmolRuntime>;
 ///
 /// The driver's task is spawned on smol's global executor
 /// ([`smol::spawn`]), which runs on its own threads: no executor needs to be
-/// driven by the application for pgnotify to make progress.
+/// driven by the application for pgnotify to make progress. Sockets and
+/// timers come from `async-io`, smol's reactor (through
+/// `pgnotify_driver::async_io`, shared with async-std).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SmolRuntime;
 
 impl Runtime for SmolRuntime {
     fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn Transport>>> {
-        Box::pin(async move {
-            let stream = smol::net::TcpStream::connect(addr).await?;
-            // PostgreSQL messages are small; never wait to coalesce them.
-            stream.set_nodelay(true)?;
-            Ok(Box::new(FuturesIo(stream)) as Box<dyn Transport>)
-        })
+        async_io::connect_tcp(addr)
     }
 
-    #[cfg(unix)]
     fn connect_unix(&self, path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
-        let path = path.to_owned();
-        Box::pin(async move {
-            let stream = smol::net::unix::UnixStream::connect(path).await?;
-            Ok(Box::new(FuturesIo(stream)) as Box<dyn Transport>)
-        })
-    }
-
-    #[cfg(not(unix))]
-    fn connect_unix(&self, _path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
-        Box::pin(async { Err(io::ErrorKind::Unsupported.into()) })
+        async_io::connect_unix(path)
     }
 
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
@@ -111,25 +96,11 @@ impl Runtime for SmolRuntime {
     }
 
     fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
-        Box::pin(AsyncIoTimer(smol::Timer::at(deadline)))
+        async_io::new_timer(deadline)
     }
 
     fn spawn(&self, future: BoxFuture<()>) {
         smol::spawn(future).detach();
-    }
-}
-
-/// An async-io timer as a driver [`Timer`].
-#[derive(Debug)]
-struct AsyncIoTimer(smol::Timer);
-
-impl Timer for AsyncIoTimer {
-    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.0.set_at(deadline);
-    }
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.0).poll(cx).map(drop)
     }
 }
 
