@@ -4,9 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::duration::MAX_DURATION;
-use super::error::{ConfigError, REDACTED};
+use super::error::ConfigError;
 use super::host::{DEFAULT_HOST, DEFAULT_PORT, HostSpec};
 use super::keepalive::Keepalive;
+use super::password::Password;
 use super::session_attrs::TargetSessionAttrs;
 use super::tls::{SslMode, SslRootCert};
 use super::{Config, defaults};
@@ -50,12 +51,12 @@ pub const DEFAULT_USER: &str = "postgres";
 /// assert_eq!(config.dbname(), "app");
 /// # Ok::<(), pgnotify_core::config::ConfigError>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 #[must_use]
 pub struct ConfigBuilder {
     pub(crate) hosts: Vec<HostSpec>,
     pub(crate) user: Option<String>,
-    pub(crate) password: Option<String>,
+    pub(crate) password: Option<Password>,
     pub(crate) dbname: Option<String>,
     pub(crate) application_name: Option<String>,
     pub(crate) ssl_mode: Option<SslMode>,
@@ -104,7 +105,7 @@ impl ConfigBuilder {
 
     /// Sets the password (empty means none).
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
+        self.password = Some(Password::new(password));
         self
     }
 
@@ -242,10 +243,10 @@ impl ConfigBuilder {
         check_text("user", &user, false)?;
         check_text("dbname", &dbname, false)?;
         // Empty means "not given", as in a connection string.
-        let password = self.password.filter(|p| !p.is_empty());
+        let password = self.password.filter(|p| !p.as_str().is_empty());
         let application_name = self.application_name.filter(|n| !n.is_empty());
         if let Some(password) = &password {
-            check_text("password", password, true)?;
+            check_text("password", password.as_str(), true)?;
         }
         if let Some(name) = &application_name {
             check_text("application_name", name, true)?;
@@ -310,34 +311,6 @@ impl ConfigBuilder {
             max_frame_len,
             seed: self.seed,
         })
-    }
-}
-
-impl std::fmt::Debug for ConfigBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigBuilder")
-            .field("hosts", &self.hosts)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| REDACTED))
-            .field("dbname", &self.dbname)
-            .field("application_name", &self.application_name)
-            .field("ssl_mode", &self.ssl_mode)
-            .field("ssl_root_cert", &self.ssl_root_cert)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("keepalive", &self.keepalive)
-            .field("target_session_attrs", &self.target_session_attrs)
-            .field("ping_interval", &self.ping_interval)
-            .field("ping_timeout", &self.ping_timeout)
-            .field("backoff_min", &self.backoff_min)
-            .field("backoff_max", &self.backoff_max)
-            .field("backoff_reset_after", &self.backoff_reset_after)
-            .field("publish_timeout", &self.publish_timeout)
-            .field("listen_check_every", &self.listen_check_every)
-            .field("queue_capacity", &self.queue_capacity)
-            .field("overflow_policy", &self.overflow_policy)
-            .field("max_frame_len", &self.max_frame_len)
-            .field("seed", &self.seed)
-            .finish()
     }
 }
 

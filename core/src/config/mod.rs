@@ -77,6 +77,7 @@ mod host;
 mod keepalive;
 mod keyvalue;
 mod params;
+mod password;
 mod render;
 mod session_attrs;
 mod tls;
@@ -99,8 +100,8 @@ pub use tls::{SslMode, SslRootCert};
 
 use crate::SubscribeOptions;
 use env::EnvDefaults;
-use error::REDACTED;
 use params::Params;
+use password::Password;
 
 /// The defaults of pgnotify's own settings.
 pub mod defaults {
@@ -145,11 +146,11 @@ pub mod defaults {
 /// assert_eq!(config.to_conninfo().parse::<Config>()?, config);
 /// # Ok::<(), pgnotify_core::config::ConfigError>(())
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Config {
     hosts: Vec<HostSpec>,
     user: String,
-    password: Option<String>,
+    password: Option<Password>,
     dbname: String,
     application_name: Option<String>,
     ssl_mode: SslMode,
@@ -274,7 +275,7 @@ impl Config {
 
     /// The password, if any.
     pub fn password(&self) -> Option<&str> {
-        self.password.as_deref()
+        self.password.as_ref().map(Password::as_str)
     }
 
     /// The database name.
@@ -459,32 +460,5 @@ impl fmt::Display for Config {
     /// password replaced by `<redacted>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&render::conninfo(self, true))
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("hosts", &self.hosts)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| REDACTED))
-            .field("dbname", &self.dbname)
-            .field("application_name", &self.application_name)
-            .field("ssl_mode", &self.ssl_mode)
-            .field("ssl_root_cert", &self.ssl_root_cert)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("keepalive", &self.keepalive)
-            .field("target_session_attrs", &self.target_session_attrs)
-            .field("ping_interval", &self.ping_interval)
-            .field("ping_timeout", &self.ping_timeout)
-            .field("backoff_min", &self.backoff_min)
-            .field("backoff_max", &self.backoff_max)
-            .field("backoff_reset_after", &self.backoff_reset_after)
-            .field("publish_timeout", &self.publish_timeout)
-            .field("listen_check_every", &self.listen_check_every)
-            .field("subscribe_options", &self.subscribe_options)
-            .field("max_frame_len", &self.max_frame_len)
-            .field("seed", &self.seed)
-            .finish()
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::builder::ConfigBuilder;
 use super::error::ConfigError;
+use super::password::Password;
 use super::tls::SslRootCert;
 use super::{Config, duration, host};
 use crate::OverflowPolicy;
@@ -125,7 +126,7 @@ impl Params {
                 self.port = text;
             }
             "user" => b.user = text,
-            "password" => b.password = text,
+            "password" => b.password = text.map(Password::new),
             "dbname" => b.dbname = text,
             "application_name" => b.application_name = text,
             "sslmode" => b.ssl_mode = given.then(|| value.parse()).transpose()?,

@@ -40,7 +40,7 @@ pub(crate) fn conninfo(config: &Config, redact: bool) -> String {
         push_pair(
             &mut out,
             "password",
-            if redact { REDACTED } else { password },
+            if redact { REDACTED } else { password.as_str() },
         );
     }
     push_pair(&mut out, "dbname", &config.dbname);
