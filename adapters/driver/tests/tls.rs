@@ -93,6 +93,27 @@ async fn handshake(
     Ok(binding)
 }
 
+/// Handshakes as `host` with `connector`, which must fail; `why` says why.
+async fn rejected(
+    runtime: &dyn Runtime,
+    fixture: &Fixture,
+    connector: &TlsConnector,
+    host: &str,
+    why: &str,
+) -> TlsError {
+    handshake(runtime, fixture, connector, host)
+        .await
+        .expect_err(why)
+}
+
+/// Asserts that `error` is the certificate error `expected`.
+fn assert_certificate_error(error: &TlsError, expected: rustls::CertificateError) {
+    assert!(
+        matches!(error, TlsError::Certificate { error, .. } if *error == expected),
+        "expected the certificate error {expected:?}, got {error:?}"
+    );
+}
+
 fn connector(verification: Verification, roots: Option<PathBuf>) -> TlsConnector {
     TlsConnector::new(verification, roots.map(SslRootCert::File).as_ref())
         .expect("a TLS configuration")
@@ -148,19 +169,9 @@ fn verify_ca_rejects_a_certificate_from_another_ca() {
         Box::pin(async move {
             let fixture = fixture();
             let connector = connector(Verification::Chain, Some(fixture.other_ca_file.clone()));
-            let error = handshake(&*runtime, fixture, &connector, "db.test")
-                .await
-                .expect_err("verify-ca with a CA that did not sign the certificate");
-            assert!(
-                matches!(
-                    error,
-                    TlsError::Certificate {
-                        error: rustls::CertificateError::UnknownIssuer,
-                        ..
-                    }
-                ),
-                "expected an unknown-issuer error, got {error:?}"
-            );
+            let why = "verify-ca with a CA that did not sign the certificate";
+            let error = rejected(&*runtime, fixture, &connector, "db.test", why).await;
+            assert_certificate_error(&error, rustls::CertificateError::UnknownIssuer);
             assert_eq!(
                 error.to_string(),
                 "the server certificate for \"db.test\" is not signed by a trusted root certificate"
@@ -192,9 +203,8 @@ fn verify_full_rejects_a_host_name_the_certificate_does_not_carry() {
         Box::pin(async move {
             let fixture = fixture();
             let connector = connector(Verification::Full, Some(fixture.ca_file.clone()));
-            let error = handshake(&*runtime, fixture, &connector, "other.test")
-                .await
-                .expect_err("verify-full for a name the certificate lacks");
+            let why = "verify-full for a name the certificate lacks";
+            let error = rejected(&*runtime, fixture, &connector, "other.test", why).await;
             assert_eq!(
                 error.to_string(),
                 "the server certificate is not valid for host name \"other.test\""
@@ -209,19 +219,9 @@ fn verify_full_rejects_a_certificate_from_another_ca_even_for_its_name() {
         Box::pin(async move {
             let fixture = fixture();
             let connector = connector(Verification::Full, Some(fixture.other_ca_file.clone()));
-            let error = handshake(&*runtime, fixture, &connector, "db.test")
-                .await
-                .expect_err("verify-full with the wrong CA");
-            assert!(
-                matches!(
-                    error,
-                    TlsError::Certificate {
-                        error: rustls::CertificateError::UnknownIssuer,
-                        ..
-                    }
-                ),
-                "expected an unknown-issuer error, got {error:?}"
-            );
+            let why = "verify-full with the wrong CA";
+            let error = rejected(&*runtime, fixture, &connector, "db.test", why).await;
+            assert_certificate_error(&error, rustls::CertificateError::UnknownIssuer);
         })
     });
 }
@@ -291,9 +291,8 @@ fn require_with_an_explicit_root_cert_verifies_the_chain_like_libpq() {
             let wrong = SslRootCert::File(fixture.other_ca_file.clone());
             let connector = TlsConnector::for_ssl_mode(SslMode::Require, Some(&wrong)).unwrap();
             assert_eq!(connector.verification(), Verification::Chain);
-            let error = handshake(&*runtime, fixture, &connector, "db.test")
-                .await
-                .expect_err("require with a root certificate that did not sign");
+            let why = "require with a root certificate that did not sign";
+            let error = rejected(&*runtime, fixture, &connector, "db.test", why).await;
             assert!(matches!(error, TlsError::Certificate { .. }), "{error:?}");
 
             let right = SslRootCert::File(fixture.ca_file.clone());
@@ -312,19 +311,9 @@ fn verify_ca_rejects_a_different_ca_with_the_issuers_name() {
             let fixture = fixture();
             let roots = Some(fixture.same_name_ca_file.clone());
             let connector = connector(Verification::Chain, roots);
-            let error = handshake(&*runtime, fixture, &connector, "db.test")
-                .await
-                .expect_err("verify-ca with an impostor CA of the same name");
-            assert!(
-                matches!(
-                    error,
-                    TlsError::Certificate {
-                        error: rustls::CertificateError::BadSignature,
-                        ..
-                    }
-                ),
-                "expected a bad-signature error, got {error:?}"
-            );
+            let why = "verify-ca with an impostor CA of the same name";
+            let error = rejected(&*runtime, fixture, &connector, "db.test", why).await;
+            assert_certificate_error(&error, rustls::CertificateError::BadSignature);
             assert!(error.to_string().contains("did not sign it"), "{error}");
         })
     });
