@@ -8,13 +8,16 @@ mod support;
 
 use std::sync::Arc;
 
+use pgnotify_async_std::AsyncStdRuntime;
 use pgnotify_core::config::HostSpec;
 use pgnotify_core::{ChannelError, Config, PayloadError};
 use pgnotify_driver::{
-    BusError, EndReason, Event, EventBatch, EventRef, Gap, ListenerError, NotifyError,
-    OverflowPolicy, Runtime, SubscribeError, SubscribeOptions,
+    BusError, CurrentRuntime, EndReason, Event, EventBatch, EventRef, Gap, ListenerError,
+    NotifyError, OverflowPolicy, Runtime, SubscribeError, SubscribeOptions,
 };
+use pgnotify_smol::SmolRuntime;
 use pgnotify_testkit::server::{AuthMethod, TestServer};
+use pgnotify_tokio::TokioRuntime;
 use support::{
     Listener, config, eventually, join_all, listen, next, next_notification, on_each_runtime,
     within,
@@ -258,6 +261,22 @@ async fn publish_numbers(listener: &Listener, channel: &str, count: u32) {
     }
 }
 
+/// Subscribes to `channel` with room for 3 and `policy`, then publishes
+/// `1..=10` on it: 7 more than fit.
+async fn overflowed(
+    listener: &Listener,
+    channel: &str,
+    policy: OverflowPolicy,
+) -> pgnotify_driver::Subscription {
+    let options = SubscribeOptions::new().capacity(3).policy(policy);
+    let sub = listener
+        .subscribe_with(channel, options)
+        .await
+        .expect("subscribe");
+    publish_numbers(listener, channel, 10).await;
+    sub
+}
+
 /// Everything readable now, as text (`"3"` for a notification, `"gap 7"`).
 async fn read_all(
     rt: &Arc<dyn Runtime>,
@@ -282,40 +301,22 @@ fn every_overflow_policy_reports_exactly_what_it_dropped() {
     on_each_runtime(|rt| async move {
         let rt = &rt;
         let listener = listen(rt, config(&server.url(), "overflow")).await;
-        let options = |policy| SubscribeOptions::new().capacity(3).policy(policy);
-
-        let mut oldest = listener
-            .subscribe_with("oldest", options(OverflowPolicy::DropOldest))
-            .await
-            .expect("subscribe");
-        publish_numbers(&listener, "oldest", 10).await;
+        let mut oldest = overflowed(&listener, "oldest", OverflowPolicy::DropOldest).await;
         assert_eq!(
             read_all(rt, &mut oldest, 4).await,
             ["gap 7", "8", "9", "10"]
         );
 
-        let mut newest = listener
-            .subscribe_with("newest", options(OverflowPolicy::DropNewest))
-            .await
-            .expect("subscribe");
-        publish_numbers(&listener, "newest", 10).await;
+        let mut newest = overflowed(&listener, "newest", OverflowPolicy::DropNewest).await;
         assert_eq!(read_all(rt, &mut newest, 3).await, ["1", "2", "3"]);
         // The count of the dropped ones stands before the next accepted.
         listener.notify("newest", "11").await.expect("notify");
         assert_eq!(read_all(rt, &mut newest, 2).await, ["gap 7", "11"]);
 
-        let mut latest = listener
-            .subscribe_with("latest", options(OverflowPolicy::KeepLatest))
-            .await
-            .expect("subscribe");
-        publish_numbers(&listener, "latest", 10).await;
+        let mut latest = overflowed(&listener, "latest", OverflowPolicy::KeepLatest).await;
         assert_eq!(read_all(rt, &mut latest, 2).await, ["gap 9", "10"]);
 
-        let mut close = listener
-            .subscribe_with("close", options(OverflowPolicy::Close))
-            .await
-            .expect("subscribe");
-        publish_numbers(&listener, "close", 10).await;
+        let mut close = overflowed(&listener, "close", OverflowPolicy::Close).await;
         assert_eq!(read_all(rt, &mut close, 3).await, ["1", "2", "3"]);
         assert_eq!(within(rt, "the end", close.recv()).await, None);
         assert_eq!(close.end_reason(), Some(EndReason::Overflowed));
@@ -342,14 +343,7 @@ fn recv_batch_hands_a_burst_over_in_order_with_its_gaps_then_ends() {
     on_each_runtime(|rt| async move {
         let rt = &rt;
         let listener = listen(rt, config(&server.url(), "batch")).await;
-        let options = SubscribeOptions::new()
-            .capacity(3)
-            .policy(OverflowPolicy::DropOldest);
-        let mut sub = listener
-            .subscribe_with("batch", options)
-            .await
-            .expect("subscribe");
-        publish_numbers(&listener, "batch", 10).await;
+        let mut sub = overflowed(&listener, "batch", OverflowPolicy::DropOldest).await;
         let mut batch = EventBatch::new();
         let mut items = Vec::new();
         while items.len() < 4 {
@@ -554,6 +548,27 @@ fn notify_reports_one_result_per_call() {
     });
 }
 
+/// Connects with `R`'s own `Listener::connect` (the runtime it is awaited
+/// on) and sees one notification come back with `payload`.
+async fn connect_on_current_runtime<R: CurrentRuntime>(url: &str, payload: &str) {
+    let listener = pgnotify_driver::Listener::<R>::connect(url)
+        .await
+        .expect("connect");
+    let mut sub = listener.subscribe("rt").await.expect("subscribe");
+    listener.notify("rt", payload).await.expect("notify");
+    assert_eq!(
+        &*sub
+            .recv()
+            .await
+            .expect("an item")
+            .notification()
+            .expect("n")
+            .payload,
+        payload
+    );
+    listener.close().await;
+}
+
 #[test]
 fn each_runtime_crate_connects_on_the_current_runtime() {
     let server = TestServer::new().expect("a server");
@@ -562,60 +577,12 @@ fn each_runtime_crate_connects_on_the_current_runtime() {
         .enable_all()
         .build()
         .expect("tokio")
-        .block_on(async {
-            let listener = pgnotify_tokio::Listener::connect(&url)
-                .await
-                .expect("connect");
-            let mut sub = listener.subscribe("rt").await.expect("subscribe");
-            listener.notify("rt", "tokio").await.expect("notify");
-            assert_eq!(
-                &*sub
-                    .recv()
-                    .await
-                    .expect("an item")
-                    .notification()
-                    .expect("n")
-                    .payload,
-                "tokio"
-            );
-            listener.close().await;
-        });
-    smol::block_on(async {
-        let listener = pgnotify_smol::Listener::connect(&url)
-            .await
-            .expect("connect");
-        let mut sub = listener.subscribe("rt").await.expect("subscribe");
-        listener.notify("rt", "smol").await.expect("notify");
-        assert_eq!(
-            &*sub
-                .recv()
-                .await
-                .expect("an item")
-                .notification()
-                .expect("n")
-                .payload,
-            "smol"
-        );
-        listener.close().await;
-    });
-    async_std::task::block_on(async {
-        let listener = pgnotify_async_std::Listener::connect(&url)
-            .await
-            .expect("connect");
-        let mut sub = listener.subscribe("rt").await.expect("subscribe");
-        listener.notify("rt", "async-std").await.expect("notify");
-        assert_eq!(
-            &*sub
-                .recv()
-                .await
-                .expect("an item")
-                .notification()
-                .expect("n")
-                .payload,
-            "async-std"
-        );
-        listener.close().await;
-    });
+        .block_on(connect_on_current_runtime::<TokioRuntime>(&url, "tokio"));
+    smol::block_on(connect_on_current_runtime::<SmolRuntime>(&url, "smol"));
+    async_std::task::block_on(connect_on_current_runtime::<AsyncStdRuntime>(
+        &url,
+        "async-std",
+    ));
     let no_runtime = std::thread::spawn(move || {
         smol::block_on(pgnotify_tokio::Listener::connect(&server.url())).map(drop)
     })
