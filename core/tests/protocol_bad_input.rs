@@ -20,6 +20,16 @@ fn after_ready(bytes: Vec<u8>) -> ProtocolError {
     protocol_error(params(), &[trust_startup(), server(bytes)])
 }
 
+/// The error when the server answers `command`, once connected, with `bytes`.
+fn in_reply_to(command: impl Fn(&mut Connection) + 'static, bytes: Vec<u8>) -> ProtocolError {
+    protocol_error(params(), &[trust_startup(), call(command), server(bytes)])
+}
+
+/// A `SELECT 1` in flight, for the replies that need a query to answer.
+fn simple_query(c: &mut Connection) {
+    c.simple_query("SELECT 1".into());
+}
+
 #[test]
 fn a_frame_longer_than_the_cap_fails_from_its_header_alone() {
     let mut p = params();
@@ -103,15 +113,8 @@ fn messages_pgnotify_never_asks_for_are_unexpected() {
     for tag in [
         b'G', b'H', b'W', b'd', b'c', b'n', b's', b't', b'3', b'V', b'v',
     ] {
-        let script = [
-            trust_startup(),
-            call(|c| {
-                c.simple_query("SELECT 1".into());
-            }),
-            server(frame(tag, &[])),
-        ];
         assert_eq!(
-            protocol_error(params(), &script),
+            in_reply_to(simple_query, frame(tag, &[])),
             ProtocolError::Unexpected {
                 tag,
                 phase: Phase::Ready
@@ -122,106 +125,63 @@ fn messages_pgnotify_never_asks_for_are_unexpected() {
 
 #[test]
 fn a_data_row_before_its_row_description_is_malformed() {
-    let script = [
-        trust_startup(),
-        call(|c| {
-            c.simple_query("SELECT 1".into());
-        }),
-        server(data_row(&[Some("1")])),
-    ];
     assert!(matches!(
-        protocol_error(params(), &script),
+        in_reply_to(simple_query, data_row(&[Some("1")])),
         ProtocolError::Malformed { tag: b'D', .. }
     ));
 }
 
 #[test]
 fn a_data_row_with_the_wrong_column_count_is_malformed() {
-    let script = [
-        trust_startup(),
-        call(|c| {
-            c.simple_query("SELECT 1".into());
-        }),
-        server(cat(&[
-            row_description(&["a"]),
-            data_row(&[Some("1"), Some("2")]),
-        ])),
-    ];
+    let reply = cat(&[row_description(&["a"]), data_row(&[Some("1"), Some("2")])]);
     assert!(matches!(
-        protocol_error(params(), &script),
+        in_reply_to(simple_query, reply),
         ProtocolError::Malformed { tag: b'D', .. }
     ));
 }
 
 #[test]
 fn parse_complete_for_a_simple_query_is_unexpected() {
-    let script = [
-        trust_startup(),
-        call(|c| {
-            c.simple_query("SELECT 1".into());
-        }),
-        server(parse_complete()),
-    ];
     assert!(matches!(
-        protocol_error(params(), &script),
+        in_reply_to(simple_query, parse_complete()),
         ProtocolError::Unexpected { tag: b'1', .. }
     ));
 }
 
 #[test]
 fn a_second_parse_complete_in_one_publish_is_unexpected() {
-    let script = [
-        trust_startup(),
-        call(|c| {
-            c.publish("a", "b");
-        }),
-        server(cat(&[parse_complete(), parse_complete()])),
-    ];
+    let publish = |c: &mut Connection| {
+        c.publish("a", "b");
+    };
     assert!(matches!(
-        protocol_error(params(), &script),
+        in_reply_to(publish, cat(&[parse_complete(), parse_complete()])),
         ProtocolError::Unexpected { tag: b'1', .. }
     ));
 }
 
 #[test]
 fn invalid_utf8_where_text_is_required_is_reported() {
-    let mut bad_channel = 1i32.to_be_bytes().to_vec();
-    bad_channel.extend_from_slice(b"ch\xff\0payload\0");
-    assert_eq!(
-        after_ready(frame(b'A', &bad_channel)),
-        ProtocolError::InvalidUtf8 {
-            what: "notification channel"
-        }
-    );
+    let notification_from_pid_1 = |body: &[u8]| frame(b'A', &[&1i32.to_be_bytes(), body].concat());
+    for (bytes, what) in [
+        (
+            notification_from_pid_1(b"ch\xff\0payload\0"),
+            "notification channel",
+        ),
+        (
+            notification_from_pid_1(b"ch\0\xc3\0"),
+            "notification payload",
+        ),
+        (frame(b'S', b"name\0\xff\0"), "parameter value"),
+    ] {
+        assert_eq!(after_ready(bytes), ProtocolError::InvalidUtf8 { what });
+    }
 
-    let mut bad_payload = 1i32.to_be_bytes().to_vec();
-    bad_payload.extend_from_slice(b"ch\0\xc3\0");
+    let reply = cat(&[
+        row_description(&["a"]),
+        frame(b'D', &[0, 1, 0, 0, 0, 1, 0xff]),
+    ]);
     assert_eq!(
-        after_ready(frame(b'A', &bad_payload)),
-        ProtocolError::InvalidUtf8 {
-            what: "notification payload"
-        }
-    );
-
-    assert_eq!(
-        after_ready(frame(b'S', b"name\0\xff\0")),
-        ProtocolError::InvalidUtf8 {
-            what: "parameter value"
-        }
-    );
-
-    let script = [
-        trust_startup(),
-        call(|c| {
-            c.simple_query("SELECT 1".into());
-        }),
-        server(cat(&[
-            row_description(&["a"]),
-            frame(b'D', &[0, 1, 0, 0, 0, 1, 0xff]),
-        ])),
-    ];
-    assert_eq!(
-        protocol_error(params(), &script),
+        in_reply_to(simple_query, reply),
         ProtocolError::InvalidUtf8 { what: "row value" }
     );
 }
