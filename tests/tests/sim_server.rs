@@ -141,6 +141,14 @@ fn fatal(code: &str, message: &str) -> Msg {
     }
 }
 
+/// What a backend ended by `pg_terminate_backend` or a fast shutdown sends.
+fn terminated_by_administrator() -> Msg {
+    fatal(
+        "57P01",
+        "terminating connection due to administrator command",
+    )
+}
+
 fn complete(tag: &str) -> Msg {
     Msg::Complete(tag.into())
 }
@@ -196,11 +204,18 @@ impl Sim {
         });
     }
 
+    /// Accepts a connection and sends the startup message of user `app`;
+    /// the replies are left to read.
+    fn start_as_app(&mut self) -> ConnId {
+        let conn = self.server.accept(self.now).expect("accepts");
+        self.start(conn, &[("user", "app")]);
+        conn
+    }
+
     /// Accepts and authenticates a trusted connection, discarding the
     /// startup replies.
     fn connect(&mut self) -> ConnId {
-        let conn = self.server.accept(self.now).expect("accepts");
-        self.start(conn, &[("user", "app")]);
+        let conn = self.start_as_app();
         let replies = self.read(conn);
         assert_eq!(
             replies.last(),
@@ -310,14 +325,12 @@ fn cleartext_password_is_checked() {
         ..SimConfig::default()
     };
     let mut sim = Sim::new(config);
-    let good = sim.server.accept(sim.now).unwrap();
-    sim.start(good, &[("user", "app")]);
+    let good = sim.start_as_app();
     assert_eq!(sim.read(good), [Msg::AuthCleartext]);
     sim.send(good, |b| frontend::password_message(b"pw", b).unwrap());
     assert_eq!(sim.read(good).last(), Some(&Msg::Ready));
 
-    let bad = sim.server.accept(sim.now).unwrap();
-    sim.start(bad, &[("user", "app")]);
+    let bad = sim.start_as_app();
     sim.read(bad);
     sim.send(bad, |b| frontend::password_message(b"nope", b).unwrap());
     assert_eq!(
@@ -339,8 +352,7 @@ fn md5_password_is_checked_against_the_salted_hash() {
         ..SimConfig::default()
     };
     let mut sim = Sim::new(config);
-    let conn = sim.server.accept(sim.now).unwrap();
-    sim.start(conn, &[("user", "app")]);
+    let conn = sim.start_as_app();
     let [Msg::AuthMd5(salt)] = sim.read(conn)[..] else {
         panic!("expected an MD5 request")
     };
@@ -380,8 +392,7 @@ fn same_seed_gives_the_same_bytes_and_another_seed_other_pids() {
             },
             ..SimConfig::default()
         });
-        let conn = sim.server.accept(sim.now).unwrap();
-        sim.start(conn, &[("user", "app")]);
+        let conn = sim.start_as_app();
         sim.raw(conn)
     };
     assert_eq!(run(3), run(3));
@@ -809,8 +820,7 @@ fn startup_fault_is_fatal() {
         FaultPoint::Startup,
         SqlError::error("57P03", "the database system is starting up"),
     );
-    let conn = sim.server.accept(sim.now).unwrap();
-    sim.start(conn, &[("user", "app")]);
+    let conn = sim.start_as_app();
     assert_eq!(
         sim.read(conn),
         [fatal("57P03", "the database system is starting up")]
@@ -824,8 +834,7 @@ fn hot_standby_rejects_listen_and_notify_and_reports_promotion() {
         role: ServerRole::Standby,
         ..SimConfig::default()
     });
-    let conn = sim.server.accept(sim.now).unwrap();
-    sim.start(conn, &[("user", "app")]);
+    let conn = sim.start_as_app();
     assert!(
         sim.read(conn)
             .contains(&Msg::Param("in_hot_standby".into(), "on".into()))
@@ -872,13 +881,7 @@ fn terminated_backend_sends_57p01_then_ends_and_stops_listening() {
     sim.query(conn, "LISTEN c");
     sim.server.terminate(conn, sim.now);
     assert!(sim.server.is_open(conn), "open until the FATAL is read");
-    assert_eq!(
-        sim.read(conn),
-        [fatal(
-            "57P01",
-            "terminating connection due to administrator command"
-        )]
-    );
+    assert_eq!(sim.read(conn), [terminated_by_administrator()]);
     assert!(!sim.server.is_open(conn));
     assert!(sim.server.listening_channels(conn).is_empty());
     sim.server.notify_external(sim.now, "c", "").unwrap();
@@ -893,13 +896,7 @@ fn shutdown_ends_every_backend_and_refuses_until_restart() {
     let b = sim.connect();
     sim.server.shutdown(sim.now, ShutdownMode::Fast);
     for conn in [a, b] {
-        assert_eq!(
-            sim.read(conn),
-            [fatal(
-                "57P01",
-                "terminating connection due to administrator command"
-            )]
-        );
+        assert_eq!(sim.read(conn), [terminated_by_administrator()]);
         assert!(!sim.server.is_open(conn));
     }
     assert!(sim.server.accept(sim.now).is_err());
