@@ -211,8 +211,11 @@ impl Bus {
     /// attempt.
     pub(super) fn connection_lost(&mut self, now: Instant, error: BusError) {
         if self.phase.is_closed() {
-            // Losing the connection while closing just finishes the close.
-            self.finish_close();
+            // Losing the connection while closing just finishes the close,
+            // once: one read may fail a command and then the connection.
+            if !matches!(self.phase, Phase::Closed) {
+                self.finish_close();
+            }
             return;
         }
         let was_listening = self.phase.is_listening();
