@@ -18,7 +18,9 @@ pub use crate::metrics;
 pub use crate::subscription::{SubscribeError, Subscription};
 pub use crate::tracker::{DEFAULT_BOUNCE_AFTER, RecoveryTracker, TrackerStats};
 
-pub use pgnotify_core::bus::{BusError, NEAR_LIMIT_PAYLOAD_LEN, NotifyError, Stats};
+pub use pgnotify_core::bus::{
+    BusError, EventBatch, EventRef, NEAR_LIMIT_PAYLOAD_LEN, NotifyError, Stats,
+};
 pub use pgnotify_core::config::{SslMode, SslRootCert};
 pub use pgnotify_core::{
     ChannelError, Config, ConfigError, EndReason, Event, Gap, Notification, OverflowPolicy,

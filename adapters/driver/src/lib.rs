@@ -123,8 +123,6 @@ pub use runtime::{BoxFuture, Runtime, Timer, Transport};
 pub use stream::Stream;
 pub use tls::{TlsConnector, TlsError, Verification};
 
-pub use pgnotify_core::bus::{EventBatch, EventRef};
-
 /// The `socket2` crate, re-exported so that runtime crates build
 /// [`SockRef`](socket2::SockRef)s for [`Transport::socket`] with the same version.
 pub use socket2;
