@@ -249,7 +249,11 @@ impl Bus {
                 error,
                 first_attempt: !self.ever_connected && round_complete,
             });
-            if round_complete { self.backoff.next_delay() } else { Duration::ZERO }
+            if round_complete {
+                self.backoff.next_delay()
+            } else {
+                Duration::ZERO
+            }
         };
         if delay.is_zero() {
             self.start_attempt(now);

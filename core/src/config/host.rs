@@ -1,8 +1,8 @@
 //! [`HostSpec`], and turning libpq's `host`, `hostaddr` and `port` lists
 //! into one.
 
-use std::fmt;
 use core::net::IpAddr;
+use std::fmt;
 use std::path::PathBuf;
 
 use super::error::ConfigError;
