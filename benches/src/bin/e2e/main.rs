@@ -120,6 +120,10 @@ pub(crate) use on_runtime;
 
 fn main() {
     let args = Args::parse().unwrap_or_else(|e| exit_with(&e));
+    if ["help", "--help", "-h"].contains(&args.figure.as_str()) {
+        print!("{HELP}");
+        return;
+    }
     if args.figure == "memory-child" {
         // A child process of `memory`: one implementation, measured alone.
         memory::child(&args);
