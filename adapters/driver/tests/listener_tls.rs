@@ -10,7 +10,8 @@
 #![allow(clippy::result_large_err)]
 
 mod common;
-mod support;
+
+use common::support;
 
 use std::path::Path;
 use std::time::Duration;

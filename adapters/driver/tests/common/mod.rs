@@ -4,40 +4,18 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
 
-use pgnotify_driver::{Runtime, Stream};
+use pgnotify_driver::Stream;
 
-/// A test body, run once per runtime.
-pub type Body = fn(Arc<dyn Runtime>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+#[path = "../support/mod.rs"]
+pub mod support;
 
-/// Runs `body` on tokio, smol and async-std in turn, naming the runtime if it panics.
-pub fn on_every_runtime(body: Body) {
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let runtime = Arc::new(pgnotify_tokio::TokioRuntime::from_handle(
-        tokio.handle().clone(),
-    ));
-    with_name("tokio", || tokio.block_on(body(runtime)));
-    with_name("smol", || {
-        smol::block_on(body(Arc::new(pgnotify_smol::SmolRuntime)))
-    });
-    with_name("async-std", || {
-        async_std::task::block_on(body(Arc::new(pgnotify_async_std::AsyncStdRuntime)))
-    });
-}
-
-fn with_name(name: &str, run: impl FnOnce()) {
-    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-        eprintln!("failed on the {name} runtime");
-        std::panic::resume_unwind(panic);
-    }
-}
+/// Runs a test body on tokio, smol and async-std in turn, naming the runtime
+/// if it panics (one definition, shared with the listener suites).
+#[allow(unused_imports)] // not every test crate that includes this module uses it
+pub use support::on_each_runtime as on_every_runtime;
 
 /// A CA and a server certificate it signed, all PEM.
 pub struct Pki {
