@@ -92,8 +92,28 @@ impl DataRow<'_> {
     }
 }
 
-/// Decodes one frame.
-pub(crate) fn decode<'a>(tag: u8, body: &'a Body<'_>) -> Result<Message<'a>, ProtocolError> {
+/// The channel name of the last notification decoded from borrowed input,
+/// so that a burst on one channel shares one copy of the name instead of
+/// copying (and validating) it for every notification.
+#[derive(Debug, Default)]
+pub(crate) struct LastChannel(Option<SharedStr>);
+
+impl LastChannel {
+    /// The cached name, when it is `name`.
+    fn get(&self, name: &[u8]) -> Option<SharedStr> {
+        self.0
+            .as_ref()
+            .filter(|last| last.as_str().as_bytes() == name)
+            .cloned()
+    }
+}
+
+/// Decodes one frame; `channels` caches the last notification's channel.
+pub(crate) fn decode<'a>(
+    tag: u8,
+    body: &'a Body<'_>,
+    channels: &mut LastChannel,
+) -> Result<Message<'a>, ProtocolError> {
     let mut r = Reader::new(tag, body.as_slice());
     let message = match tag {
         b'R' => Message::Authentication(auth_request(&mut r)?),
@@ -116,7 +136,7 @@ pub(crate) fn decode<'a>(tag: u8, body: &'a Body<'_>) -> Result<Message<'a>, Pro
         b'A' => {
             // Decoded from the frame itself so that it can share its bytes.
             r.rest();
-            Message::Notification(notification(body)?)
+            Message::Notification(notification(body, channels)?)
         }
         b'T' => {
             let columns = r.u16()?;
@@ -212,39 +232,52 @@ fn server_error(r: &mut Reader<'_>) -> Result<ServerError, ProtocolError> {
     Ok(e)
 }
 
-/// Decodes a NotificationResponse so that channel and payload share one
-/// allocation: the frame's own when it was gathered into one (no copy), or a
-/// single copy of both texts when it is borrowed from the input.
-fn notification(body: &Body<'_>) -> Result<Notification, ProtocolError> {
+/// Decodes a NotificationResponse. A frame gathered across inputs into its
+/// own allocation is shared as it is (channel and payload point into it, no
+/// copy). A frame borrowed from the input on the same channel as the last
+/// one costs one allocation, a copy of the payload (never cloned on the way
+/// to a single subscriber, so `Bytes` never allocates its shared header), and
+/// shares the cached channel name; on another channel, one copy of both
+/// texts is made and its channel becomes the cached one.
+fn notification(
+    body: &Body<'_>,
+    channels: &mut LastChannel,
+) -> Result<Notification, ProtocolError> {
     let mut r = Reader::new(b'A', body.as_slice());
     let process_id = r.i32()?;
-    let channel_start = r.pos;
-    let channel_len = r.cstr()?.len();
-    let payload_start = r.pos;
-    let payload_len = r.cstr()?.len();
+    let texts_start = r.pos;
+    let channel = r.cstr()?;
+    let payload = r.cstr()?;
     r.finish()?;
-    let (shared, channel_start, payload_start) = match body {
-        Body::Owned(bytes) => (bytes.clone(), channel_start, payload_start),
-        Body::Borrowed(slice) => {
-            let start = channel_start;
-            let end = payload_start.saturating_add(payload_len);
-            let copied = Bytes::copy_from_slice(slice.get(start..end).unwrap_or_default());
-            (copied, 0, payload_start.saturating_sub(start))
-        }
+    let utf8 = |bytes: Bytes, what| {
+        SharedStr::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8 { what })
     };
-    let text = |start: usize, len: usize, what| {
-        let range = start..start.saturating_add(len);
-        if range.end > shared.len() {
-            return Err(ProtocolError::Malformed {
-                tag: b'A',
-                what: "text out of range",
-            });
-        }
-        SharedStr::from_utf8(shared.slice(range)).map_err(|_| ProtocolError::InvalidUtf8 { what })
+    let (channel, payload) = match body {
+        // `channel` and `payload` were read from `bytes` itself, so
+        // `slice_ref` finds them inside it.
+        Body::Owned(bytes) => (
+            utf8(bytes.slice_ref(channel), "notification channel")?,
+            bytes.slice_ref(payload),
+        ),
+        Body::Borrowed(slice) => match channels.get(channel) {
+            Some(cached) => (cached, Bytes::copy_from_slice(payload)),
+            None => {
+                // `channel\0payload`: the body from the channel on, without
+                // the payload's terminator (the body ends with it).
+                let texts = slice.get(texts_start..).unwrap_or_default();
+                let texts = texts.split_last().map_or(texts, |(_, rest)| rest);
+                let shared = Bytes::copy_from_slice(texts);
+                let name = shared.slice(..channel.len());
+                let payload = shared.slice(channel.len().saturating_add(1)..);
+                let name = utf8(name, "notification channel")?;
+                channels.0 = Some(name.clone());
+                (name, payload)
+            }
+        },
     };
     Ok(Notification {
-        channel: text(channel_start, channel_len, "notification channel")?,
-        payload: text(payload_start, payload_len, "notification payload")?,
+        channel,
+        payload: utf8(payload, "notification payload")?,
         process_id,
     })
 }
@@ -336,22 +369,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn borrowed_notification_copies_both_texts_into_one_allocation() {
-        let body = b"\0\0\0\x07chan\0hello\0";
-        let n = notification(&Body::Borrowed(body)).unwrap();
+    fn borrowed_notifications_on_one_channel_share_the_channel_copy() {
+        let mut channels = LastChannel::default();
+        let first = notification(&Body::Borrowed(b"\0\0\0\x07chan\0hello\0"), &mut channels);
+        let second = notification(&Body::Borrowed(b"\0\0\0\x08chan\0world\0"), &mut channels);
+        let (first, second) = (first.unwrap(), second.unwrap());
         assert_eq!(
-            (n.channel.as_str(), n.payload.as_str(), n.process_id),
-            ("chan", "hello", 7)
+            (
+                second.channel.as_str(),
+                second.payload.as_str(),
+                second.process_id
+            ),
+            ("chan", "world", 8)
         );
-        let ch = n.channel.as_bytes().as_ptr() as usize;
-        let pl = n.payload.as_bytes().as_ptr() as usize;
-        assert_eq!(pl - ch, 5, "payload follows the channel in the same buffer");
+        assert_eq!(
+            first.channel.as_bytes().as_ptr(),
+            second.channel.as_bytes().as_ptr(),
+            "the second notification reuses the first one's channel name"
+        );
+    }
+
+    #[test]
+    fn borrowed_notification_on_another_channel_gets_its_own_name() {
+        let mut channels = LastChannel::default();
+        let first = notification(&Body::Borrowed(b"\0\0\0\x07chan\0a\0"), &mut channels);
+        let other = notification(&Body::Borrowed(b"\0\0\0\x07other\0b\0"), &mut channels);
+        assert_eq!(first.unwrap().channel.as_str(), "chan");
+        assert_eq!(other.unwrap().channel.as_str(), "other");
+    }
+
+    #[test]
+    fn borrowed_notification_with_invalid_utf8_channel_is_rejected() {
+        let mut channels = LastChannel::default();
+        assert!(matches!(
+            notification(&Body::Borrowed(b"\0\0\0\x07\xff\0p\0"), &mut channels),
+            Err(ProtocolError::InvalidUtf8 {
+                what: "notification channel"
+            })
+        ));
     }
 
     #[test]
     fn owned_notification_shares_the_frame() {
         let frame = Bytes::from_static(b"\0\0\0\x07c\0p\0");
-        let n = notification(&Body::Owned(frame.clone())).unwrap();
+        let n = notification(&Body::Owned(frame.clone()), &mut LastChannel::default()).unwrap();
         assert_eq!(
             n.payload.as_bytes().as_ptr(),
             frame.as_ptr().wrapping_add(6)
@@ -361,7 +422,10 @@ mod tests {
     #[test]
     fn notification_without_terminator_is_malformed() {
         assert!(matches!(
-            notification(&Body::Borrowed(b"\0\0\0\x07chan\0hello")),
+            notification(
+                &Body::Borrowed(b"\0\0\0\x07chan\0hello"),
+                &mut LastChannel::default()
+            ),
             Err(ProtocolError::Malformed { tag: b'A', .. })
         ));
     }

@@ -36,7 +36,7 @@ pub use backend::TransactionStatus;
 pub use error::{AuthError, ConnectionError, ProtocolError, ServerError};
 
 use auth::{Authenticator, Credentials, Step};
-use backend::Message;
+use backend::{LastChannel, Message};
 use commands::{Commands, Request};
 use frame::{Frame, FrameReader};
 
@@ -262,6 +262,8 @@ pub struct Connection {
     params: StartupParams,
     state: State,
     reader: FrameReader,
+    /// The last notification's channel, shared by the next on the same one.
+    last_channel: LastChannel,
     out: BytesMut,
     events: VecDeque<ConnectionEvent>,
     auth: Authenticator,
@@ -278,6 +280,7 @@ impl Connection {
     pub fn new(params: StartupParams) -> Self {
         let mut conn = Self {
             reader: FrameReader::new(params.max_frame_len),
+            last_channel: LastChannel::default(),
             state: State::SslResponse,
             params,
             out: BytesMut::new(),
@@ -535,7 +538,7 @@ impl Connection {
 
     fn handle_frame(&mut self, frame: Frame<'_>) -> Result<(), ConnectionError> {
         let tag = frame.tag;
-        let message = backend::decode(tag, &frame.body)?;
+        let message = backend::decode(tag, &frame.body, &mut self.last_channel)?;
         let unexpected = ProtocolError::Unexpected {
             tag,
             phase: self.state.phase(),
