@@ -225,6 +225,8 @@ impl Bus {
             self.transport_open = false;
         }
         self.fail_in_flight(error.clone());
+        // They become ready with everyone else's re-LISTEN.
+        self.ready_after_held.clear();
         self.registry.connection_lost();
         self.pinger.stop();
         self.pending_ping_channel = None;

@@ -139,6 +139,12 @@ pub struct Bus {
     events: VecDeque<BusEvent>,
     /// Since when reading has been paused by a full `Backpressure` subscriber.
     paused_since: Option<Instant>,
+    /// Subscribers to an already LISTENed channel that joined while input
+    /// was held back: ready once the held events are handled.
+    ready_after_held: Vec<SubscriberId>,
+    /// The latest time any input carried, for work resumed by a call that
+    /// carries none (`unsubscribe`).
+    latest_now: Instant,
     stats: Stats,
 }
 
@@ -167,6 +173,8 @@ impl Bus {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             paused_since: None,
+            latest_now: now,
+            ready_after_held: Vec::new(),
             stats: Stats::default(),
             config,
         };
@@ -198,9 +206,12 @@ impl Bus {
     /// is full: the server then buffers in its own notification queue.
     ///
     /// Only a listening connection is paused: a new connection is always
-    /// read until its LISTENs are acknowledged, or it could never start up;
-    /// a full queue may then take one more read's notifications (the bound
-    /// is documented on the queue: `capacity + n`).
+    /// read until its LISTENs are acknowledged, or it could never start up.
+    /// Whatever a read brings after the pause begins stays decoded inside
+    /// the connection, unhandled, until a drain resumes it, so a full queue
+    /// holds at most `capacity + n` (n: the notifications of the one read
+    /// that filled it) however many reconnects happen meanwhile. A driver
+    /// must honour this: input fed while paused is buffered, not handled.
     pub fn wants_input(&self) -> bool {
         self.paused_since.is_none() || !self.phase.is_listening()
     }
@@ -277,7 +288,14 @@ impl Bus {
             return Ok(id);
         }
         if self.registry.add(channel, id) && self.phase.is_listening() {
-            self.subscribers.mark_ready(id, &mut self.events);
+            if self.holding_input() {
+                // Events the connection already decoded are held back by a
+                // full `Backpressure` queue; they were sent before this
+                // subscriber joined, so it becomes ready once they are handled.
+                self.ready_after_held.push(id);
+            } else {
+                self.subscribers.mark_ready(id, &mut self.events);
+            }
         }
         self.send_registry_changes();
         Ok(id)
@@ -432,6 +450,7 @@ impl Bus {
 
     /// Time has passed; act on whatever is due. Harmless when nothing is.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.latest_now = self.latest_now.max(now);
         self.lifecycle_timeout(now);
         let mut expired = Vec::new();
         self.publishes.expire(now, |id, e| expired.push((id, e)));
@@ -555,7 +574,8 @@ impl Bus {
     /// at the end, so every other event sees the notifications that came
     /// before it already queued.
     fn process_connection(&mut self, now: Instant) {
-        while let Some(event) = self.conn.as_mut().and_then(Connection::poll_event) {
+        self.latest_now = self.latest_now.max(now);
+        while let Some(event) = self.next_connection_event() {
             if let ConnectionEvent::Notification(n) = event {
                 self.on_notification(now, n);
                 continue;
@@ -587,6 +607,11 @@ impl Bus {
             }
         }
         self.flush_fan_out(now);
+        if !self.holding_input() && !self.ready_after_held.is_empty() {
+            for id in std::mem::take(&mut self.ready_after_held) {
+                self.subscribers.mark_ready(id, &mut self.events);
+            }
+        }
     }
 
     fn on_notification(&mut self, now: Instant, n: Notification) {
@@ -642,13 +667,30 @@ impl Bus {
             return;
         }
         if let Some(since) = self.paused_since.take() {
-            if let Some(now) = now {
-                self.stats.paused_for += now.saturating_duration_since(since);
-                self.pinger.resume(now);
-            } else {
-                self.pinger.resume(since);
-            }
+            let now = now.unwrap_or(self.latest_now).max(since);
+            self.stats.paused_for += now.saturating_duration_since(since);
+            self.pinger.resume(now);
+            // Handle what the connection decoded but the pause held back.
+            self.process_connection(now);
         }
+    }
+
+    /// The connection's next decoded event, unless reading is paused on a
+    /// listening connection: then the rest of the last read stays with the
+    /// connection until a drain resumes it. That keeps a full `Backpressure`
+    /// queue from taking more than the one read that filled it, however
+    /// many reconnects happen meanwhile. A connection that is still starting
+    /// up is always handled, or it could never re-LISTEN.
+    fn next_connection_event(&mut self) -> Option<ConnectionEvent> {
+        if self.holding_input() {
+            return None;
+        }
+        self.conn.as_mut().and_then(Connection::poll_event)
+    }
+
+    /// Whether input is held back: reading is paused on a listening connection.
+    fn holding_input(&self) -> bool {
+        self.paused_since.is_some() && self.phase.is_listening()
     }
 
     fn on_command_complete(

@@ -217,6 +217,11 @@ impl Subscribers {
             let Some(s) = self.table.get_mut(&id) else {
                 continue;
             };
+            if !s.ready {
+                // Joined while input was held back (`Bus::subscribe`): what
+                // the connection read before it joined is not its own.
+                continue;
+            }
             let pushed = match &s.filter {
                 None => s.queue.push_span(segment, 0..count),
                 Some(filter) => {
