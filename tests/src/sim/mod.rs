@@ -100,7 +100,7 @@ mod frontend;
 mod log;
 mod outbox;
 mod reply;
-mod rng;
+pub(crate) mod rng;
 mod server;
 mod sql;
 

@@ -3,22 +3,21 @@
 
 use std::time::Duration;
 
-/// A small seedable generator; not for cryptography.
+use crate::sim::rng::Rng;
+
+/// A small seedable generator; not for cryptography. The simulated
+/// server's SplitMix64 underneath, with the schedule's own helpers on top.
 #[derive(Debug, Clone)]
-pub(crate) struct SimRng(u64);
+pub(crate) struct SimRng(Rng);
 
 impl SimRng {
     pub(crate) fn new(seed: u64) -> Self {
         // Spread nearby seeds apart before the first draw.
-        Self(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+        Self(Rng::new(seed ^ 0x5DEE_CE66_D1CE_4E5B))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (`0` when `n == 0`).
