@@ -158,7 +158,8 @@ pub enum ConnectionEvent {
     StartTls,
     /// Startup finished (the first ReadyForQuery); held commands are sent now.
     Ready,
-    /// A notification; channel and payload share one allocation.
+    /// A notification; a burst on one channel shares one copy of the channel
+    /// name, and each payload is its own exact-size copy.
     Notification(Notification),
     /// A NoticeResponse (a warning or information from the server).
     Notice(ServerError),
