@@ -90,8 +90,9 @@ enum Purpose {
 /// 3. sleeps until [`poll_timeout`](Self::poll_timeout) or the next input,
 ///    reading the socket only while [`wants_input`](Self::wants_input).
 ///
-/// Subscribers take their items with [`drain_events`](Self::drain_events), in
-/// batches.
+/// Subscribers take their items in batches, with
+/// [`drain_batch`](Self::drain_batch) (shared, no copy per item) or
+/// [`drain_events`](Self::drain_events) (cloned into a `Vec<Event>`).
 ///
 /// The methods fall into four kinds, as in quinn-proto: getters on `&self`;
 /// `handle_*` for input from the network or the timer; application commands;

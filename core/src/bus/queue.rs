@@ -262,15 +262,17 @@ impl SubscriberQueue {
     /// Whether the bus must stop reading the socket for this queue: it is a
     /// `Backpressure` queue, still open, and full.
     ///
-    /// The bus checks this between chunks of input and reads the next chunk
-    /// only when no queue blocks. A chunk already read is pushed whole, so a
+    /// The bus checks this after each run of notifications it queues; once
+    /// a queue blocks, the rest of the read stays unhandled in a listening
+    /// connection and nothing more is read until a drain releases it. So a
     /// `Backpressure` queue holds at most `capacity - 1 + n` notifications
     /// (and `max_bytes - 1 + b` bytes), where `n` and `b` are the
-    /// notifications and bytes for this subscriber in one chunk: the
-    /// overshoot is bounded by the driver's read size. A new connection is
-    /// read even while a queue blocks (it could not start up otherwise), so
-    /// after a reconnection a full queue may take the notifications of the
-    /// one chunk that acknowledges the new LISTENs: at most `capacity + n`.
+    /// notifications and bytes for this subscriber in the one read that
+    /// filled it: the overshoot is bounded by the driver's read size. A new
+    /// connection is read even while a queue blocks (it could not start up
+    /// otherwise), but only until its LISTENs are acknowledged; the rest of
+    /// that read is held too, so however many reconnects happen a full
+    /// queue holds at most `capacity + n` (see `Bus::wants_input`).
     pub(crate) fn blocks_input(&self) -> bool {
         self.policy == OverflowPolicy::Backpressure && self.end.is_none() && self.is_full()
     }
