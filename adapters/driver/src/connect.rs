@@ -147,6 +147,7 @@ pub fn set_keepalive(
             params = params.with_time(idle);
             any = true;
         }
+        // The platforms where socket2 can set the probe interval and count.
         #[cfg(any(
             target_os = "linux",
             target_os = "android",
@@ -156,22 +157,15 @@ pub fn set_keepalive(
             target_os = "netbsd",
             target_os = "windows"
         ))]
-        if let Some(interval) = keepalive.interval {
-            params = params.with_interval(interval);
-            any = true;
-        }
-        #[cfg(any(
-            target_os = "linux",
-            target_os = "android",
-            target_os = "macos",
-            target_os = "ios",
-            target_os = "freebsd",
-            target_os = "netbsd",
-            target_os = "windows"
-        ))]
-        if let Some(count) = keepalive.count {
-            params = params.with_retries(count);
-            any = true;
+        {
+            if let Some(interval) = keepalive.interval {
+                params = params.with_interval(interval);
+                any = true;
+            }
+            if let Some(count) = keepalive.count {
+                params = params.with_retries(count);
+                any = true;
+            }
         }
         if any {
             socket
