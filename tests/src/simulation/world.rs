@@ -64,6 +64,20 @@ pub(crate) struct Link {
     pub(crate) up_since: Option<Instant>,
 }
 
+impl Link {
+    /// Counts a chunk of `n` bytes as moved, shortened to where the link is
+    /// to be cut; returns its length and whether the cut is reached.
+    fn advance(&mut self, n: usize) -> (usize, bool) {
+        let cut = self.cut_at.is_some_and(|at| self.moved + n as u64 >= at);
+        let n = match self.cut_at.filter(|_| cut) {
+            Some(at) => at.saturating_sub(self.moved) as usize,
+            None => n,
+        };
+        self.moved += n as u64;
+        (n, cut)
+    }
+}
+
 /// A publish and what became of it.
 #[derive(Debug)]
 struct Publish {
@@ -742,17 +756,13 @@ impl World {
             return Ok(false);
         }
         let available = link.up.len();
-        let mut n = self.chunk_len(available);
+        let n = self.chunk_len(available);
         let Some(link) = &mut self.link else {
             return Ok(false);
         };
-        let cut = link.cut_at.is_some_and(|at| link.moved + n as u64 >= at);
-        if let Some(at) = link.cut_at.filter(|_| cut) {
-            n = at.saturating_sub(link.moved) as usize;
-        }
+        let (n, cut) = link.advance(n);
         let (host, conn) = link.id;
         let bytes: Vec<u8> = link.up.drain(..n).collect();
-        link.moved += n as u64;
         let mut listen_queries = 0;
         link.client_scan.feed(&bytes, |kind, body| {
             let sql = String::from_utf8_lossy(body);
@@ -797,16 +807,12 @@ impl World {
             return Ok(false);
         }
         let available = link.down.len();
-        let mut n = self.chunk_len(available);
+        let n = self.chunk_len(available);
         let Some(link) = &mut self.link else {
             return Ok(false);
         };
-        let cut = link.cut_at.is_some_and(|at| link.moved + n as u64 >= at);
-        if let Some(at) = link.cut_at.filter(|_| cut) {
-            n = at.saturating_sub(link.moved) as usize;
-        }
+        let (n, cut) = link.advance(n);
         let bytes: Vec<u8> = link.down.drain(..n).collect();
-        link.moved += n as u64;
         let mut notifications = 0;
         link.server_scan.feed(&bytes, |kind, _| {
             if kind == b'A' {
