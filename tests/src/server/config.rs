@@ -107,9 +107,11 @@ pub(crate) fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// `name` as a double-quoted SQL identifier.
+/// `name` as a double-quoted SQL identifier (the core's quoting).
 pub(crate) fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    let mut quoted = String::with_capacity(name.len() + 2);
+    pgnotify_core::push_quoted_identifier(&mut quoted, name);
+    quoted
 }
 
 /// `value` as a libpq key=value connection-string value.
