@@ -7,8 +7,10 @@
 //! exact for what the filter keeps.
 //!
 //! The fan-out pays one branch per subscriber without a filter (the
-//! subscriber's `Option<Filter>` is `None`), and nothing is allocated for a
-//! filtered delivery either: the predicate borrows the shared notification.
+//! subscriber's `Option<Filter>` is `None`). The predicate borrows the shared
+//! notification and allocates nothing; a subscriber that keeps all of a run's
+//! notifications shares the channel's segment, and one that keeps only some
+//! queues a segment of its own holding those (one allocation per run).
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};

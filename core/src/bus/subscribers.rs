@@ -1,5 +1,5 @@
 //! The subscriber table: each subscriber's queue, readiness and the
-//! fan-out of one notification to the subscribers of its channel.
+//! fan-out of one channel's segment to the ready subscribers of that channel.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
