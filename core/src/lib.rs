@@ -33,7 +33,9 @@ mod event;
 pub mod protocol;
 mod text;
 
-pub use bus::policy::{DEFAULT_CAPACITY, OverflowPolicy, SubscribeOptions, UnknownPolicy};
+pub use bus::policy::{
+    DEFAULT_CAPACITY, DEFAULT_STALL_LIMIT, OverflowPolicy, SubscribeOptions, UnknownPolicy,
+};
 pub use channel::{
     ChannelError, MAX_CHANNEL_LEN, MAX_PAYLOAD_LEN, PayloadError, push_quoted_identifier,
     validate_channel, validate_payload,

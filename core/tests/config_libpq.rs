@@ -255,6 +255,17 @@ fn accepted() -> Vec<(&'static str, ConfigBuilder)> {
                 .backoff_max(Duration::from_secs(1)),
         ),
         ("max_frame_size=2MiB", base().max_frame_len(2 << 20)),
+        (
+            "stall_limit=250ms server_queue_limit=0.001",
+            base()
+                .stall_limit(Duration::from_millis(250))
+                .server_queue_limit(0.001),
+        ),
+        ("server_queue_limit=25%", base().server_queue_limit(0.25)),
+        (
+            "overflow_policy=absorb",
+            base().overflow_policy(pgnotify_core::OverflowPolicy::Absorb),
+        ),
     ]
 }
 
@@ -426,11 +437,35 @@ fn refused() -> Vec<(&'static str, ConfigError)> {
             invalid("queue_capacity", "many", "expected a number of items"),
         ),
         (
+            "server_queue_limit=0",
+            invalid(
+                "server_queue_limit",
+                "0",
+                "expected a fraction above 0 and at most 1, e.g. 0.5 or 50%",
+            ),
+        ),
+        (
+            "server_queue_limit=150%",
+            invalid(
+                "server_queue_limit",
+                "150%",
+                "expected a fraction above 0 and at most 1, e.g. 0.5 or 50%",
+            ),
+        ),
+        (
+            "stall_limit=soon",
+            invalid(
+                "stall_limit",
+                "soon",
+                "expected a whole number with an optional unit (ns, us, ms, s, m, h), e.g. 500ms, 5s, 2m; a plain number is seconds",
+            ),
+        ),
+        (
             "overflow_policy=sometimes",
             invalid(
                 "overflow_policy",
                 "sometimes",
-                "expected drop-oldest, drop-newest, keep-latest, close or backpressure",
+                "expected absorb, drop-oldest, drop-newest, keep-latest, close or backpressure",
             ),
         ),
         (

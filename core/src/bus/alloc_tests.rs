@@ -218,7 +218,10 @@ fn memory_per_idle_subscriber_and_per_channel() {
 #[test]
 fn full_queue_memory_is_its_capacity_and_does_not_grow() {
     let segment = segment_of([parsed_notification("jobs", "payload")]);
-    let mut q = SubscriberQueue::new(&SubscribeOptions::new().capacity(1000));
+    let options = SubscribeOptions::new()
+        .policy(crate::OverflowPolicy::DropOldest)
+        .capacity(1000);
+    let mut q = SubscriberQueue::new(&options);
     let before = live_bytes();
     for _ in 0..1000 {
         q.push_span(&segment, 0..1);

@@ -72,6 +72,15 @@ impl Bus {
             .unwrap_or_else(|| self.config.ping_interval() + self.config.ping_timeout())
     }
 
+    /// Where the current (or next) attempt connects.
+    pub(super) fn connect_target(&self) -> ConnectTarget {
+        ConnectTarget {
+            host: self.current_host().clone(),
+            connect_timeout: self.config.connect_timeout(),
+            keepalive: self.config.keepalive().clone(),
+        }
+    }
+
     pub(super) fn startup_params(&self) -> StartupParams {
         StartupParams {
             user: self.config.user().to_owned(),
@@ -108,11 +117,7 @@ impl Bus {
 
     /// Asks the driver to connect to the current host.
     pub(super) fn start_attempt(&mut self, now: Instant) {
-        let target = ConnectTarget {
-            host: self.current_host().clone(),
-            connect_timeout: self.config.connect_timeout(),
-            keepalive: self.config.keepalive().clone(),
-        };
+        let target = self.connect_target();
         self.actions.push_back(Action::Connect(target));
         self.transport_open = true;
         self.phase = Phase::Connecting {

@@ -13,9 +13,11 @@
 
 mod backoff;
 mod batch;
+pub mod consumption;
 mod error;
 mod fanout;
 mod filter;
+mod guard;
 mod lifecycle;
 mod output;
 mod ping;
@@ -31,7 +33,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 pub use batch::{EventBatch, EventRef, IntoIter as EventBatchIntoIter, Iter as EventBatchIter};
+pub use consumption::Consumption;
 pub use error::{BusError, NotifyError, TransportError, TransportErrorKind};
+pub use guard::{QueueUsageSession, ServerQueueCheck, SessionStatus};
 pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, TlsTarget};
 pub use registry::SubscriberId;
 pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
@@ -43,6 +47,7 @@ use crate::{
 };
 use backoff::Backoff;
 use fanout::PendingFanOut;
+use guard::ServerGuard;
 use lifecycle::Phase;
 use ping::Pinger;
 use publish::{PublishQueue, WaitingPublish};
@@ -138,8 +143,11 @@ pub struct Bus {
     commands: HashMap<CommandId, Purpose>,
     actions: VecDeque<Action>,
     events: VecDeque<BusEvent>,
-    /// Since when reading has been paused by a full `Backpressure` subscriber.
+    /// Since when reading has been paused by a full `Backpressure` or
+    /// absorbing `Absorb` subscriber.
     paused_since: Option<Instant>,
+    /// Watches the server's notification queue while `Absorb` pauses.
+    guard: ServerGuard,
     /// Subscribers to an already LISTENed channel that joined while input
     /// was held back: ready once the held events are handled.
     ready_after_held: Vec<SubscriberId>,
@@ -174,6 +182,7 @@ impl Bus {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             paused_since: None,
+            guard: ServerGuard::default(),
             latest_now: now,
             ready_after_held: Vec::new(),
             stats: Stats::default(),
@@ -204,7 +213,9 @@ impl Bus {
 
     /// Whether the driver should read the socket. False while a subscriber
     /// with [`OverflowPolicy::Backpressure`](crate::OverflowPolicy::Backpressure)
-    /// is full: the server then buffers in its own notification queue.
+    /// or [`OverflowPolicy::Absorb`](crate::OverflowPolicy::Absorb) is full
+    /// (an `Absorb` one only until its stall limit or the server guard
+    /// releases it): the server then buffers in its own notification queue.
     ///
     /// Only a listening connection is paused: a new connection is always
     /// read until its LISTENs are acknowledged, or it could never start up.
@@ -261,6 +272,9 @@ impl Bus {
         stats.last_ping_rtt = self.pinger.last_rtt();
         stats.pings_sent = self.pinger.sent_total();
         stats.reading_paused = self.paused_since.is_some();
+        if let Some(since) = self.paused_since {
+            stats.paused_for += self.latest_now.saturating_duration_since(since);
+        }
         stats
     }
 
@@ -453,6 +467,7 @@ impl Bus {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.latest_now = self.latest_now.max(now);
         self.lifecycle_timeout(now);
+        self.absorb_timeout(now);
         let mut expired = Vec::new();
         self.publishes.expire(now, |id, e| expired.push((id, e)));
         for (id, e) in expired {
@@ -475,6 +490,8 @@ impl Bus {
             self.phase.deadline(),
             self.healthy_at,
             self.publishes.next_deadline(),
+            self.subscribers.next_stall_deadline(),
+            self.guard.deadline(),
             if self.phase.is_listening() {
                 self.pinger.next_timeout()
             } else {
@@ -508,7 +525,7 @@ impl Bus {
         out: &mut Vec<Event>,
         max: usize,
     ) -> SubscriberStatus {
-        let status = self.subscribers.drain(id, out, max);
+        let status = self.subscribers.drain(now, id, out, max);
         self.update_backpressure_after_change(Some(now));
         status
     }
@@ -528,12 +545,92 @@ impl Bus {
         out: &mut EventBatch,
         max: usize,
     ) -> SubscriberStatus {
-        let status = self.subscribers.drain_batch(id, out, max);
+        let status = self.subscribers.drain_batch(now, id, out, max);
         self.update_backpressure_after_change(Some(now));
         status
     }
 
+    /// [`drain_batch`](Self::drain_batch) for a driver that hands the items
+    /// to the application one at a time: the notifications handed over stay
+    /// charged to the subscriber's capacity until the driver reports them
+    /// consumed through the subscriber's [`Consumption`]
+    /// ([`take_consumption`](Self::take_consumption)). So the capacity
+    /// bounds what the application has not yet taken, wherever it sits.
+    pub fn lend_batch(
+        &mut self,
+        now: Instant,
+        id: SubscriberId,
+        out: &mut EventBatch,
+        max: usize,
+    ) -> SubscriberStatus {
+        let status = self.subscribers.lend_batch(now, id, out, max);
+        self.update_backpressure_after_change(Some(now));
+        status
+    }
+
+    /// The handle through which a driver reports what the application
+    /// consumed of the items [lent](Self::lend_batch) to subscriber `id`.
+    /// Given once per subscriber (there must be one writer); `None` after
+    /// that or for an unknown subscriber.
+    pub fn take_consumption(&mut self, id: SubscriberId) -> Option<Consumption> {
+        self.subscribers.take_consumption(id)
+    }
+
+    /// The result of an [`Action::CheckServerQueue`]: the fraction of the
+    /// server's notification queue in use, or why it could not be read.
+    ///
+    /// Above [`Config::server_queue_limit`] every absorbing subscriber is
+    /// released (it drops what does not fit, counted exactly) and reading
+    /// resumes; otherwise the next check is scheduled while the pause
+    /// lasts. A failed check changes nothing but is retried.
+    pub fn handle_server_queue_usage(&mut self, now: Instant, usage: Result<f64, String>) {
+        self.latest_now = self.latest_now.max(now);
+        self.guard.finished();
+        self.stats.guard_checks += 1;
+        match usage {
+            Ok(fraction) => {
+                let ppm = (fraction * 1_000_000.0).round().clamp(0.0, 1_000_000.0) as u32;
+                self.stats.server_queue_usage_ppm = Some(ppm);
+                if ppm > self.config.server_queue_limit_ppm() {
+                    let released = self.subscribers.release_absorbing();
+                    self.stats.guard_releases += released;
+                }
+            }
+            Err(e) => self.stats.guard_failures_last = Some(e),
+        }
+        self.update_backpressure_after_change(Some(now));
+        if self.subscribers.any_absorbing() {
+            self.guard
+                .arm(now, crate::config::defaults::SERVER_GUARD_INTERVAL);
+        }
+    }
+
     // ------------------------------------------------------------- internals
+
+    /// The stall limits and the server guard of `Absorb` subscribers.
+    fn absorb_timeout(&mut self, now: Instant) {
+        let released = self.subscribers.release_stalled(now);
+        if released > 0 {
+            self.stats.stalled_releases += released;
+            self.update_backpressure_after_change(Some(now));
+        }
+        if self.paused_since.is_some() && self.guard.start_if_due(now) {
+            let check = ServerQueueCheck {
+                connect: self.connect_target(),
+                tls: self.tls_target(),
+                startup: self.startup_params(),
+            };
+            self.actions.push_back(Action::CheckServerQueue(check));
+        }
+    }
+
+    fn tls_target(&self) -> TlsTarget {
+        TlsTarget {
+            server_name: self.current_host_name(),
+            ssl_mode: self.config.ssl_mode(),
+            root_cert: self.config.ssl_root_cert_setting().cloned(),
+        }
+    }
 
     fn send_publish(&mut self, id: PublishId, channel: &str, payload: &str) {
         if let Some(conn) = self.conn.as_mut() {
@@ -583,11 +680,9 @@ impl Bus {
             }
             self.flush_fan_out(now);
             match event {
-                ConnectionEvent::StartTls => self.actions.push_back(Action::StartTls(TlsTarget {
-                    server_name: self.current_host_name(),
-                    ssl_mode: self.config.ssl_mode(),
-                    root_cert: self.config.ssl_root_cert_setting().cloned(),
-                })),
+                ConnectionEvent::StartTls => {
+                    self.actions.push_back(Action::StartTls(self.tls_target()))
+                }
                 ConnectionEvent::Ready => self.on_startup_complete(now),
                 ConnectionEvent::CommandComplete { id, result } => {
                     self.on_command_complete(now, id, result)
@@ -648,8 +743,14 @@ impl Bus {
             ..
         } = self;
         pending.flush(|slot, segment| {
-            let ended =
-                subscribers.fan_out(registry.ready_at(slot), &segment, own_pid, events, stats);
+            let ended = subscribers.fan_out(
+                now,
+                registry.ready_at(slot),
+                &segment,
+                own_pid,
+                events,
+                stats,
+            );
             for (id, channel) in ended {
                 registry.remove(&channel, id);
             }
@@ -658,6 +759,10 @@ impl Bus {
         if self.subscribers.backpressured() > 0 && self.paused_since.is_none() {
             self.paused_since = Some(now);
             self.pinger.pause();
+        }
+        if self.paused_since.is_some() && self.subscribers.any_absorbing() {
+            self.guard
+                .arm(now, crate::config::defaults::SERVER_GUARD_INTERVAL);
         }
     }
 
@@ -668,6 +773,7 @@ impl Bus {
             return;
         }
         if let Some(since) = self.paused_since.take() {
+            self.guard.disarm();
             let now = now.unwrap_or(self.latest_now).max(since);
             self.stats.paused_for += now.saturating_duration_since(since);
             self.pinger.resume(now);

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::EndReason;
 use crate::bus::error::{BusError, NotifyError};
+use crate::bus::guard::ServerQueueCheck;
 use crate::bus::registry::SubscriberId;
 use crate::config::{HostSpec, Keepalive, SslMode, SslRootCert};
 
@@ -33,6 +34,15 @@ pub enum Action {
     /// Flush what `poll_transmit` gave, then close the transport. The bus
     /// already knows; no `handle_closed` is needed.
     Disconnect,
+    /// Reading is paused for an absorbing subscriber: open a second, short
+    /// session with these settings, run it with
+    /// [`ServerQueueCheck::session`](crate::bus::ServerQueueCheck::session)
+    /// and report its result with
+    /// [`Bus::handle_server_queue_usage`](crate::bus::Bus::handle_server_queue_usage)
+    /// (see the server guard on [`OverflowPolicy::Absorb`](crate::OverflowPolicy::Absorb)).
+    /// The listening connection is not touched. A driver that cannot run it
+    /// should report an error, so the bus keeps its schedule.
+    CheckServerQueue(ServerQueueCheck),
 }
 
 /// Where and how to open a transport.

@@ -44,6 +44,22 @@
 //!   already says the stream is incomplete.
 //! - `Backpressure`: nothing is ever discarded. The queue may hold more than
 //!   its capacity (see [`SubscriberQueue::blocks_input`] for the bound).
+//! - `Absorb`: `Backpressure` until the bus [releases](SubscriberQueue::release)
+//!   the queue (stall limit, server guard); a released queue is `DropNewest`
+//!   until its consumer takes something, then absorbs again.
+//!
+//! # Capacity counts what is lent
+//!
+//! Items handed to a driver with [`lend_batch`](SubscriberQueue::lend_batch)
+//! stay charged to the capacity until the consumer reports them consumed
+//! (see [`consumption`](crate::bus::consumption)): every policy works
+//! against `capacity - outstanding` (and `max_bytes - outstanding bytes`),
+//! so what the application has not yet taken, wherever it sits, never
+//! exceeds the capacity, and overflow is counted exactly at that bound.
+//! `DropOldest` then discards the oldest notifications *not yet lent*; with
+//! the whole capacity lent, every arrival is the oldest such and is
+//! discarded. `KeepLatest` is the exception: it always keeps its newest
+//! notification, since its point is to wake the consumer with the latest.
 //!
 //! Between two notifications at most one `Overflow` and one `Reconnected`
 //! gap are produced, the `Overflow` first, whatever order the drops and the
@@ -73,8 +89,10 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use crate::bus::batch::{EventBatch, Part};
+use crate::bus::consumption::{Consumption, Lent};
 use crate::bus::segment::{self, Gaps, Segment};
 use crate::{EndReason, Event, Gap, OverflowPolicy, SubscribeOptions};
 
@@ -169,6 +187,17 @@ pub(crate) struct SubscriberQueue {
     capacity: usize,
     max_bytes: Option<usize>,
     policy: OverflowPolicy,
+    /// `Absorb`: how long the queue may stay full with nothing consumed.
+    stall_limit: Duration,
+    /// `Absorb`: the bus released the queue (stall limit or server guard):
+    /// it drops instead of holding the connection until its consumer takes
+    /// something.
+    released: bool,
+    /// `Absorb`: since when the queue has held the connection, and what the
+    /// consumer had consumed then (progress restarts the clock).
+    full_since: Option<(Instant, u64)>,
+    /// Items lent to the driver and not yet consumed.
+    lent: Lent,
     end: Option<EndReason>,
     /// A wake-up was asked for since the consumer last found the queue empty.
     signalled: bool,
@@ -195,6 +224,10 @@ impl SubscriberQueue {
             capacity,
             max_bytes: options.capacity_bytes(),
             policy,
+            stall_limit: options.stall_limit_duration(),
+            released: false,
+            full_since: None,
+            lent: Lent::default(),
             end: None,
             signalled: false,
             wake: false,
@@ -254,9 +287,84 @@ impl SubscriberQueue {
         self.dropped
     }
 
-    /// Whether the queue is at or over its item or byte capacity.
+    /// Whether the queue is at or over its item or byte capacity (counting
+    /// what is lent and not yet consumed).
     pub(crate) fn is_full(&self) -> bool {
-        self.len >= self.capacity || self.max_bytes.is_some_and(|max| self.bytes >= max)
+        let (capacity, max_bytes) = self.limits();
+        self.len >= capacity || max_bytes.is_some_and(|max| self.bytes >= max)
+    }
+
+    /// The room for queued notifications: the capacities less what is lent
+    /// and not yet consumed (`KeepLatest` always has room for its newest).
+    fn limits(&self) -> (usize, Option<usize>) {
+        if self.policy == OverflowPolicy::KeepLatest {
+            return (self.capacity, self.max_bytes);
+        }
+        let (items, bytes) = self.lent.outstanding();
+        (
+            self.capacity.saturating_sub(items),
+            self.max_bytes.map(|max| max.saturating_sub(bytes)),
+        )
+    }
+
+    /// The consumer's end of the lent-items accounting, the first time it is
+    /// asked for.
+    pub(crate) fn take_consumption(&mut self) -> Option<Consumption> {
+        self.lent.take_consumption()
+    }
+
+    /// Notifications lent and not yet reported consumed.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.lent.outstanding().0
+    }
+
+    // ---- Absorb: stall limit and release
+
+    /// Whether this is an `Absorb` queue holding the connection.
+    pub(crate) fn absorbing(&self) -> bool {
+        self.policy == OverflowPolicy::Absorb && self.blocks_input()
+    }
+
+    /// Starts the stall clock when an `Absorb` queue begins to hold the
+    /// connection.
+    pub(crate) fn note_holding(&mut self, now: Instant) {
+        if self.full_since.is_none() {
+            self.full_since = Some((now, self.lent.consumed()));
+        }
+    }
+
+    /// When the stall limit runs out, if this queue is absorbing.
+    pub(crate) fn stall_deadline(&self) -> Option<Instant> {
+        let (since, _) = self.full_since?;
+        self.absorbing().then(|| since + self.stall_limit)
+    }
+
+    /// At the stall deadline: whether the consumer made no progress since
+    /// the clock started (then the bus releases the queue); otherwise the
+    /// clock starts again from `now`.
+    pub(crate) fn stalled(&mut self, now: Instant) -> bool {
+        let Some((since, consumed)) = self.full_since else {
+            return false;
+        };
+        if now < since + self.stall_limit {
+            return false;
+        }
+        let progress = self.lent.consumed();
+        if progress != consumed {
+            self.full_since = Some((now, progress));
+            return false;
+        }
+        true
+    }
+
+    /// Stops an `Absorb` queue from holding the connection: it drops what
+    /// does not fit (the newest, counted in a gap) until its consumer takes
+    /// something. Returns whether it was absorbing.
+    pub(crate) fn release(&mut self) -> bool {
+        let was = self.absorbing();
+        self.released = true;
+        self.full_since = None;
+        was
     }
 
     /// Whether the bus must stop reading the socket for this queue: it is a
@@ -274,7 +382,12 @@ impl SubscriberQueue {
     /// that read is held too, so however many reconnects happen a full
     /// queue holds at most `capacity + n` (see `Bus::wants_input`).
     pub(crate) fn blocks_input(&self) -> bool {
-        self.policy == OverflowPolicy::Backpressure && self.end.is_none() && self.is_full()
+        let holds = match self.policy {
+            OverflowPolicy::Backpressure => true,
+            OverflowPolicy::Absorb => !self.released,
+            _ => false,
+        };
+        holds && self.end.is_none() && self.is_full()
     }
 
     /// Why the queue ended, if it has (items may still be readable).
@@ -311,7 +424,16 @@ impl SubscriberQueue {
                     ..Pushed::default()
                 }
             }
-            OverflowPolicy::DropNewest => self.push_what_fits(segment, range),
+            OverflowPolicy::Absorb if !self.released => {
+                self.append(segment, range);
+                Pushed {
+                    queued: count,
+                    ..Pushed::default()
+                }
+            }
+            OverflowPolicy::DropNewest | OverflowPolicy::Absorb => {
+                self.push_what_fits(segment, range)
+            }
             OverflowPolicy::Close => {
                 let fit = self.fitting_prefix(segment, range.clone());
                 self.append(segment, range.start..range.start + fit);
@@ -406,6 +528,7 @@ impl SubscriberQueue {
     /// [`finished`](Self::finished) for whether more can come).
     #[cfg(test)]
     pub(crate) fn pop(&mut self) -> Option<Event> {
+        self.consumer_took();
         let event = self.pop_one();
         self.after_drain();
         event
@@ -418,6 +541,9 @@ impl SubscriberQueue {
     /// One call per wake-up hands a batch over, so a subscriber's task takes
     /// one lock per batch rather than per item.
     pub(crate) fn drain_into(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
+        if max > 0 {
+            self.consumer_took();
+        }
         let mut taken = 0;
         while taken < max {
             match self.pop_one() {
@@ -430,10 +556,24 @@ impl SubscriberQueue {
         taken
     }
 
+    /// [`drain_batch`](Self::drain_batch), with the notifications handed
+    /// over still charged to the capacity until the consumer reports them
+    /// consumed through its [`Consumption`].
+    pub(crate) fn lend_batch(&mut self, out: &mut EventBatch, max: usize) -> usize {
+        let (len, bytes) = (self.len, self.bytes);
+        let taken = self.drain_batch(out, max);
+        self.lent
+            .lend((len - self.len) as u64, (bytes - self.bytes) as u64);
+        taken
+    }
+
     /// Moves up to `max` items into `out` by handing over whole spans, and
     /// returns how many (gaps count as items). No reference count is touched
     /// except for a span cut by `max` (one increment).
     pub(crate) fn drain_batch(&mut self, out: &mut EventBatch, max: usize) -> usize {
+        if max > 0 {
+            self.consumer_took();
+        }
         let mut taken = 0;
         while taken < max {
             let Some(front) = self.spans.front_mut() else {
@@ -489,20 +629,26 @@ impl SubscriberQueue {
 
     // ---- internals
 
+    /// The consumer came for items: it is alive, so a released `Absorb`
+    /// queue absorbs again and its stall clock stops.
+    fn consumer_took(&mut self) {
+        self.released = false;
+        self.full_since = None;
+    }
+
     fn has_room_for(&self, len: usize, bytes: usize, size: usize) -> bool {
-        len < self.capacity
-            && (len == 0
-                || self
-                    .max_bytes
-                    .is_none_or(|max| bytes.saturating_add(size) <= max))
+        let (capacity, max_bytes) = self.limits();
+        len < capacity
+            && (len == 0 || max_bytes.is_none_or(|max| bytes.saturating_add(size) <= max))
     }
 
     /// How many notifications of `segment[range]`, from its start, fit one
     /// after another.
     fn fitting_prefix(&self, segment: &Segment, range: Range<u32>) -> u32 {
-        let room = self.capacity.saturating_sub(self.len);
+        let (capacity, max_bytes) = self.limits();
+        let room = capacity.saturating_sub(self.len);
         let count = (range.end - range.start) as usize;
-        if self.max_bytes.is_none() {
+        if max_bytes.is_none() {
             return count.min(room) as u32;
         }
         let (mut len, mut bytes) = (self.len, self.bytes);
@@ -521,7 +667,8 @@ impl SubscriberQueue {
     /// counts the others in the tail, in order.
     fn push_what_fits(&mut self, segment: &Segment, range: Range<u32>) -> Pushed {
         let mut pushed = Pushed::default();
-        if self.max_bytes.is_none() {
+        let (capacity, max_bytes) = self.limits();
+        if max_bytes.is_none() {
             let fit = self.fitting_prefix(segment, range.clone());
             self.append(segment, range.start..range.start + fit);
             let rejected = u64::from(range.end - range.start - fit);
@@ -547,7 +694,7 @@ impl SubscriberQueue {
             // `i` does not fit: queue the run before it, count it in the tail.
             self.append(segment, run..i);
             pushed.queued += u64::from(i - run);
-            let rejected = if queued_len >= self.capacity {
+            let rejected = if queued_len >= capacity {
                 // Full by count: nothing after it fits either.
                 range.end - i
             } else {
@@ -574,8 +721,9 @@ impl SubscriberQueue {
     /// The cut is computed first, so the buffer never holds a span more than
     /// the capacity.
     fn push_dropping_oldest(&mut self, segment: &Segment, range: Range<u32>) -> u64 {
+        let (capacity, max_bytes) = self.limits();
         let fits = |len: usize, bytes: usize| {
-            len <= self.capacity && (len <= 1 || self.max_bytes.is_none_or(|max| bytes <= max))
+            len <= capacity && (len <= 1 || max_bytes.is_none_or(|max| bytes <= max))
         };
         let mut len = self.len + (range.end - range.start) as usize;
         let mut bytes = self.bytes + segment::bytes(segment, range.clone());
@@ -989,6 +1137,134 @@ mod tests {
         assert_eq!(q.dropped(), 1);
     }
 
+    /// Reads a lent batch the way a driver's `recv` does: each item taken
+    /// is reported consumed.
+    fn lend_and_read(
+        q: &mut SubscriberQueue,
+        consumption: &mut Consumption,
+        take: usize,
+    ) -> Vec<String> {
+        let mut batch = EventBatch::new();
+        q.lend_batch(&mut batch, usize::MAX);
+        let mut out = Vec::new();
+        for _ in 0..take {
+            match batch.pop_front() {
+                Some(Event::Notification(n)) => {
+                    consumption.record(1, n.size() as u64);
+                    out.push(format!("n{}", n.payload));
+                }
+                Some(Event::Gap(Gap::Overflow { missed })) => out.push(format!("o{missed}")),
+                Some(Event::Gap(Gap::Reconnected { generation })) => {
+                    out.push(format!("r{generation}"))
+                }
+                None => break,
+            }
+        }
+        // What was not taken stays with the "driver": put it back in front
+        // of what the queue reads next, for the transcript.
+        while let Some(event) = batch.pop_front() {
+            match event {
+                Event::Notification(n) => {
+                    consumption.record(1, n.size() as u64);
+                    out.push(format!("n{}", n.payload));
+                }
+                Event::Gap(Gap::Overflow { missed }) => out.push(format!("o{missed}")),
+                Event::Gap(Gap::Reconnected { generation }) => out.push(format!("r{generation}")),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn absorb_holds_the_connection_without_dropping_until_released() {
+        let mut q = queue(OverflowPolicy::Absorb, 2);
+        push_range(&mut q, 1..=3);
+        assert!(q.blocks_input(), "full: reading must pause");
+        assert!(q.absorbing());
+        assert_eq!(q.len(), 3, "the read that filled it is kept whole");
+        assert!(q.release());
+        assert!(!q.blocks_input(), "released: reading resumes");
+        push_range(&mut q, 4..=6);
+        let t = read_all(&mut q);
+        assert_eq!(t, ["n1", "n2", "n3", "o3"]);
+        assert_accounted(&t, 6);
+        // Having taken something, it absorbs again.
+        push_range(&mut q, 7..=8);
+        assert!(q.blocks_input());
+        assert_eq!(read_all(&mut q), ["n7", "n8"]);
+    }
+
+    #[test]
+    fn absorb_stalls_only_when_nothing_is_consumed_for_the_limit() {
+        let limit = std::time::Duration::from_secs(5);
+        let options = SubscribeOptions::new().capacity(2).stall_limit(limit);
+        let mut q = SubscriberQueue::new(&options);
+        let mut consumption = q.take_consumption().unwrap();
+        let t0 = Instant::now();
+        push_range(&mut q, 1..=2);
+        q.note_holding(t0);
+        assert_eq!(q.stall_deadline(), Some(t0 + limit));
+        assert!(!q.stalled(t0 + limit / 2));
+        // Progress through lent items restarts the clock.
+        let mut batch = EventBatch::new();
+        q.lend_batch(&mut batch, usize::MAX);
+        q.note_holding(t0);
+        push_range(&mut q, 3..=4);
+        q.note_holding(t0);
+        consumption.record(1, 3);
+        assert!(!q.stalled(t0 + limit), "it consumed one: not stalled");
+        assert_eq!(q.stall_deadline(), Some(t0 + 2 * limit));
+        assert!(q.stalled(t0 + 2 * limit), "nothing more consumed");
+    }
+
+    #[test]
+    fn capacity_counts_what_is_lent_and_not_yet_consumed() {
+        for policy in [OverflowPolicy::DropNewest, OverflowPolicy::DropOldest] {
+            let mut q = queue(policy, 4);
+            let mut consumption = q.take_consumption().unwrap();
+            push_range(&mut q, 1..=4);
+            // The consumer takes the batch and reads one, then stalls.
+            let mut batch = EventBatch::new();
+            q.lend_batch(&mut batch, usize::MAX);
+            let first = batch.pop_front().and_then(|e| e.notification().cloned());
+            consumption.record(1, first.map_or(0, |n| n.size() as u64));
+            assert_eq!(q.outstanding(), 3);
+            push_range(&mut q, 5..=10);
+            assert_eq!(q.len(), 1, "{policy}: room for one beside the three held");
+            let mut t = vec!["n1".to_owned()];
+            t.extend(batch.into_iter().map(|e| match e {
+                Event::Notification(n) => format!("n{}", n.payload),
+                Event::Gap(g) => format!("{g:?}"),
+            }));
+            consumption.record(3, 9);
+            t.extend(read_all(&mut q));
+            assert_accounted(&t, 10);
+            let delivered = t.iter().filter(|i| i.starts_with('n')).count();
+            assert_eq!(
+                delivered, 5,
+                "{policy}: one read, then exactly the capacity: {t:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn drop_oldest_with_the_whole_capacity_lent_drops_each_arrival() {
+        let mut q = queue(OverflowPolicy::DropOldest, 2);
+        let mut consumption = q.take_consumption().unwrap();
+        push_range(&mut q, 1..=2);
+        let mut batch = EventBatch::new();
+        q.lend_batch(&mut batch, usize::MAX);
+        push_range(&mut q, 3..=5);
+        assert_eq!(q.len(), 0, "every arrival is the oldest not yet lent");
+        consumption.record(2, 6);
+        push_range(&mut q, 6..=6);
+        let mut t = vec!["n1".to_owned(), "n2".to_owned()];
+        t.extend(lend_and_read(&mut q, &mut consumption, usize::MAX));
+        assert_eq!(t, ["n1", "n2", "o3", "n6"]);
+        assert_accounted(&t, 6);
+        drop(batch);
+    }
+
     #[test]
     fn close_capacity_one_exactly_full_is_not_overflow() {
         let mut q = queue(OverflowPolicy::Close, 1);
@@ -1045,7 +1321,10 @@ mod tests {
     #[test]
     fn byte_capacity_drops_oldest_until_the_new_item_fits() {
         // Each note(i) for one-digit i is 3 bytes ("ch" + digit).
-        let options = SubscribeOptions::new().capacity(100).max_bytes(7);
+        let options = SubscribeOptions::new()
+            .policy(OverflowPolicy::DropOldest)
+            .capacity(100)
+            .max_bytes(7);
         let mut q = SubscriberQueue::new(&options);
         push_range(&mut q, 1..=2);
         assert_eq!(q.bytes(), 6);
@@ -1344,7 +1623,8 @@ mod tests {
             }
             let size = n.size();
             match self.policy {
-                OverflowPolicy::Backpressure => self.enqueue(n),
+                // An `Absorb` queue that is never released is `Backpressure`.
+                OverflowPolicy::Backpressure | OverflowPolicy::Absorb => self.enqueue(n),
                 OverflowPolicy::DropNewest if self.has_room_for(size) => self.enqueue(n),
                 OverflowPolicy::DropNewest => self.tail.missed += 1,
                 OverflowPolicy::Close if self.has_room_for(size) => self.enqueue(n),

@@ -37,7 +37,8 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Notifications discarded by the `DropOldest` policy.
     pub dropped_oldest: u64,
-    /// Notifications discarded by the `DropNewest` policy.
+    /// Notifications discarded by the `DropNewest` policy, and by released
+    /// `Absorb` subscribers.
     pub dropped_newest: u64,
     /// Notifications replaced under the `KeepLatest` policy.
     pub replaced_latest: u64,
@@ -63,10 +64,26 @@ pub struct Stats {
     pub pings_sent: u64,
     /// Mismatches between `pg_listening_channels()` and the registry, repaired.
     pub listen_mismatches: u64,
-    /// Whether reading is paused because a `Backpressure` subscriber is full (gauge).
+    /// Whether reading is paused because a `Backpressure` or absorbing
+    /// `Absorb` subscriber is full (gauge).
     pub reading_paused: bool,
-    /// Total time reading was paused by `Backpressure`.
+    /// Total time reading was paused, the current pause included.
     pub paused_for: Duration,
+    /// Notifications lent to subscribers' async layers and not yet
+    /// consumed by the application (gauge; they count against capacity).
+    pub lent_items: usize,
+    /// `Absorb` subscribers that consumed nothing within their stall limit
+    /// and stopped holding the connection.
+    pub stalled_releases: u64,
+    /// `Absorb` subscribers released by the server guard.
+    pub guard_releases: u64,
+    /// Server-queue checks that reported back (successful or not).
+    pub guard_checks: u64,
+    /// The last `pg_notification_queue_usage()` the guard read, in parts
+    /// per million of the server's queue.
+    pub server_queue_usage_ppm: Option<u32>,
+    /// Why the last failed server-queue check failed.
+    pub guard_failures_last: Option<String>,
     /// Publishes that succeeded.
     pub published: u64,
     /// Publishes that failed (any reason).

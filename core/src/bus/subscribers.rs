@@ -3,8 +3,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
 
 use crate::bus::batch::EventBatch;
+use crate::bus::consumption::Consumption;
 use crate::bus::filter::Filter;
 use crate::bus::output::{BusEvent, SubscriberStatus};
 use crate::bus::queue::{Pushed, SubscriberQueue};
@@ -45,7 +47,7 @@ struct Subscriber {
     owes_reconnect_gap: bool,
     /// `SubscriberReadable` was sent and the queue not drained since.
     readable_signalled: bool,
-    /// Counted in `Subscribers::backpressured`.
+    /// Listed in `Subscribers::holding`.
     holding_back: bool,
 }
 
@@ -54,9 +56,10 @@ struct Subscriber {
 pub(crate) struct Subscribers {
     next_id: u64,
     table: HashMap<SubscriberId, Subscriber, BuildHasherDefault<IdHasher>>,
-    /// How many `Backpressure` subscribers are full: reading is paused while
-    /// this is non-zero.
-    backpressured: usize,
+    /// The full `Backpressure` and absorbing `Absorb` subscribers: reading
+    /// is paused while there is any. Short (usually empty), so a scan is
+    /// cheaper than an index.
+    holding: Vec<SubscriberId>,
     /// Builds the segments of filtered subscribers that keep only some
     /// notifications, reusing one buffer.
     scratch: SegmentBuilder,
@@ -86,7 +89,7 @@ impl Subscribers {
     pub(crate) fn remove(&mut self, id: SubscriberId) -> Option<SharedStr> {
         let sub = self.table.remove(&id)?;
         if sub.holding_back {
-            self.backpressured -= 1;
+            self.holding.retain(|&h| h != id);
         }
         sub.queue.end_reason().is_none().then_some(sub.channel)
     }
@@ -102,8 +105,70 @@ impl Subscribers {
         }
     }
 
+    /// How many subscribers hold the connection (reading is paused while
+    /// any does).
     pub(crate) fn backpressured(&self) -> usize {
-        self.backpressured
+        self.holding.len()
+    }
+
+    /// Whether an `Absorb` subscriber is among those holding the connection
+    /// (the server guard then watches the server's queue).
+    pub(crate) fn any_absorbing(&self) -> bool {
+        self.holding
+            .iter()
+            .any(|id| self.table.get(id).is_some_and(|s| s.queue.absorbing()))
+    }
+
+    /// The earliest stall deadline of an absorbing subscriber.
+    pub(crate) fn next_stall_deadline(&self) -> Option<Instant> {
+        self.holding
+            .iter()
+            .filter_map(|id| self.table.get(id)?.queue.stall_deadline())
+            .min()
+    }
+
+    /// Releases every absorbing subscriber that consumed nothing within its
+    /// stall limit; returns how many.
+    pub(crate) fn release_stalled(&mut self, now: Instant) -> u64 {
+        let mut released = 0;
+        for id in self.holding.clone() {
+            let Some(s) = self.table.get_mut(&id) else {
+                continue;
+            };
+            if s.queue.absorbing() && s.queue.stalled(now) {
+                s.queue.release();
+                released += 1;
+                self.stop_holding(id);
+            }
+        }
+        released
+    }
+
+    /// Releases every absorbing subscriber (the server guard tripped);
+    /// returns how many.
+    pub(crate) fn release_absorbing(&mut self) -> u64 {
+        let mut released = 0;
+        for id in self.holding.clone() {
+            if let Some(s) = self.table.get_mut(&id) {
+                if s.queue.release() {
+                    released += 1;
+                    self.stop_holding(id);
+                }
+            }
+        }
+        released
+    }
+
+    fn stop_holding(&mut self, id: SubscriberId) {
+        if let Some(s) = self.table.get_mut(&id) {
+            s.holding_back = false;
+        }
+        self.holding.retain(|&h| h != id);
+    }
+
+    /// The consumer's end of `id`'s lent-items accounting, once.
+    pub(crate) fn take_consumption(&mut self, id: SubscriberId) -> Option<Consumption> {
+        self.table.get_mut(&id)?.queue.take_consumption()
     }
 
     pub(crate) fn mark_ready(&mut self, id: SubscriberId, events: &mut VecDeque<BusEvent>) {
@@ -130,7 +195,7 @@ impl Subscribers {
         s.queue.end(reason);
         if s.holding_back {
             s.holding_back = false;
-            self.backpressured -= 1;
+            self.holding.retain(|&h| h != id);
         }
         events.push_back(BusEvent::SubscriberEnded(id, reason));
         Some(s.channel.clone())
@@ -205,6 +270,7 @@ impl Subscribers {
     /// queues a segment of its own holding those (one allocation per run).
     pub(crate) fn fan_out(
         &mut self,
+        now: Instant,
         ids: &[SubscriberId],
         segment: &Segment,
         own_pid: Option<i32>,
@@ -250,7 +316,8 @@ impl Subscribers {
             }
             if s.queue.blocks_input() && !s.holding_back {
                 s.holding_back = true;
-                self.backpressured += 1;
+                s.queue.note_holding(now);
+                self.holding.push(id);
             }
             signal_readable(id, s, events);
         }
@@ -261,6 +328,7 @@ impl Subscribers {
     /// spans, no clone per item).
     pub(crate) fn drain_batch(
         &mut self,
+        now: Instant,
         id: SubscriberId,
         out: &mut EventBatch,
         max: usize,
@@ -269,12 +337,29 @@ impl Subscribers {
             return SubscriberStatus::Unknown;
         };
         s.queue.drain_batch(out, max);
-        self.after_drain(id)
+        self.after_drain(now, id)
+    }
+
+    /// [`drain_batch`](Self::drain_batch), the notifications staying charged
+    /// to `id`'s capacity until its consumer reports them consumed.
+    pub(crate) fn lend_batch(
+        &mut self,
+        now: Instant,
+        id: SubscriberId,
+        out: &mut EventBatch,
+        max: usize,
+    ) -> SubscriberStatus {
+        let Some(s) = self.table.get_mut(&id) else {
+            return SubscriberStatus::Unknown;
+        };
+        s.queue.lend_batch(out, max);
+        self.after_drain(now, id)
     }
 
     /// Moves up to `max` items of `id` into `out`.
     pub(crate) fn drain(
         &mut self,
+        now: Instant,
         id: SubscriberId,
         out: &mut Vec<Event>,
         max: usize,
@@ -283,19 +368,23 @@ impl Subscribers {
             return SubscriberStatus::Unknown;
         };
         s.queue.drain_into(out, max);
-        self.after_drain(id)
+        self.after_drain(now, id)
     }
 
     /// Re-arms the readable signal and releases backpressure after `id`'s
     /// consumer took items; returns its status.
-    fn after_drain(&mut self, id: SubscriberId) -> SubscriberStatus {
+    fn after_drain(&mut self, now: Instant, id: SubscriberId) -> SubscriberStatus {
         if let Some(s) = self.table.get_mut(&id) {
             if s.queue.is_empty() {
                 s.readable_signalled = false;
             }
-            if s.holding_back && !s.queue.blocks_input() {
-                s.holding_back = false;
-                self.backpressured -= 1;
+            if s.holding_back {
+                if s.queue.blocks_input() {
+                    // Still full after taking some: the stall clock starts again.
+                    s.queue.note_holding(now);
+                } else {
+                    self.stop_holding(id);
+                }
             }
         }
         self.status(id)
@@ -311,6 +400,7 @@ impl Subscribers {
                 stats.subscribers += 1;
             }
             stats.queued_items += s.queue.len();
+            stats.lent_items += s.queue.outstanding();
             stats.queued_bytes += s.queue.bytes();
             stats.largest_queue = stats.largest_queue.max(s.queue.len());
         }

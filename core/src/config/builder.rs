@@ -73,6 +73,9 @@ pub struct ConfigBuilder {
     pub(crate) listen_check_every: u32,
     pub(crate) queue_capacity: Option<usize>,
     pub(crate) overflow_policy: OverflowPolicy,
+    pub(crate) stall_limit: Option<Duration>,
+    /// Parts per million of the server's notification queue.
+    pub(crate) server_queue_limit: Option<u32>,
     pub(crate) max_frame_len: Option<usize>,
     pub(crate) seed: Option<u64>,
 }
@@ -209,6 +212,26 @@ impl ConfigBuilder {
         self
     }
 
+    /// Sets the stall limit of [`Absorb`](OverflowPolicy::Absorb)
+    /// subscribers that ask for no options of their own (default
+    /// [`DEFAULT_STALL_LIMIT`](crate::DEFAULT_STALL_LIMIT)).
+    pub fn stall_limit(mut self, limit: Duration) -> Self {
+        self.stall_limit = Some(limit);
+        self
+    }
+
+    /// Sets the server guard: while reading is paused, full
+    /// [`Absorb`](OverflowPolicy::Absorb) subscribers stop holding the
+    /// connection once the server's `pg_notification_queue_usage()` is
+    /// above `fraction` (0 < fraction <= 1; default
+    /// [`defaults::SERVER_QUEUE_LIMIT`](super::defaults::SERVER_QUEUE_LIMIT)).
+    /// Values outside that range are clamped.
+    pub fn server_queue_limit(mut self, fraction: f64) -> Self {
+        let ppm = (fraction * 1_000_000.0).round().clamp(1.0, 1_000_000.0);
+        self.server_queue_limit = Some(ppm as u32);
+        self
+    }
+
     /// Sets the overflow policy subscribers get when they ask for none.
     pub fn overflow_policy(mut self, policy: OverflowPolicy) -> Self {
         self.overflow_policy = policy;
@@ -307,7 +330,15 @@ impl ConfigBuilder {
             listen_check_every: self.listen_check_every,
             subscribe_options: SubscribeOptions::new()
                 .capacity(queue_capacity)
-                .policy(self.overflow_policy),
+                .policy(self.overflow_policy)
+                .stall_limit(bounded(
+                    "stall_limit",
+                    self.stall_limit,
+                    crate::DEFAULT_STALL_LIMIT,
+                )?),
+            server_queue_limit_ppm: self
+                .server_queue_limit
+                .unwrap_or(defaults::SERVER_QUEUE_LIMIT_PPM),
             max_frame_len,
             seed: self.seed,
         })

@@ -49,7 +49,9 @@
 //! | `publish_timeout` | 5s | how long a publish waits for a connection |
 //! | `listen_check_every` | 0 (off) | compare `pg_listening_channels()` with the registry every N pings |
 //! | `queue_capacity` | 1024 | default subscriber queue capacity, in items |
-//! | `overflow_policy` | `drop-oldest` | default [`OverflowPolicy`](crate::OverflowPolicy) |
+//! | `overflow_policy` | `absorb` | default [`OverflowPolicy`](crate::OverflowPolicy) |
+//! | `stall_limit` | 5s | how long a full `absorb` subscriber may consume nothing before it drops instead of pausing the listener |
+//! | `server_queue_limit` | 0.5 | while paused, stop pausing for `absorb` subscribers once `pg_notification_queue_usage()` is above this fraction (or `50%`) |
 //! | `max_frame_size` | 1MiB | the largest server message accepted, in bytes (or `KiB`, `MiB`) |
 //! | `jitter_seed` | 0 | seed of the backoff jitter |
 //!
@@ -119,6 +121,12 @@ pub mod defaults {
     pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(30);
     /// How long a publish waits for a connection: 5 s.
     pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The server guard's threshold: half of the server's notification
+    /// queue (0.5), in parts per million.
+    pub const SERVER_QUEUE_LIMIT_PPM: u32 = 500_000;
+    /// How often the server guard reads `pg_notification_queue_usage()`
+    /// while reading is paused: 1 s.
+    pub const SERVER_GUARD_INTERVAL: Duration = Duration::from_secs(1);
     /// The largest server message accepted: 1 MiB.
     pub const MAX_FRAME_LEN: usize = 1024 * 1024;
 }
@@ -166,6 +174,7 @@ pub struct Config {
     publish_timeout: Duration,
     listen_check_every: u32,
     subscribe_options: SubscribeOptions,
+    server_queue_limit_ppm: u32,
     max_frame_len: usize,
     seed: Option<u64>,
 }
@@ -258,6 +267,8 @@ impl Config {
             listen_check_every: self.listen_check_every,
             queue_capacity: Some(self.subscribe_options.capacity_items()),
             overflow_policy: self.subscribe_options.overflow_policy(),
+            stall_limit: Some(self.subscribe_options.stall_limit_duration()),
+            server_queue_limit: Some(self.server_queue_limit_ppm),
             max_frame_len: Some(self.max_frame_len),
             seed: self.seed,
         }
@@ -373,6 +384,20 @@ impl Config {
         self.subscribe_options.clone()
     }
 
+    /// The server guard's threshold, as a fraction of the server's
+    /// notification queue: while reading is paused and
+    /// `pg_notification_queue_usage()` is above it, full
+    /// [`Absorb`](crate::OverflowPolicy::Absorb) subscribers stop holding
+    /// the connection.
+    pub fn server_queue_limit(&self) -> f64 {
+        f64::from(self.server_queue_limit_ppm) / 1_000_000.0
+    }
+
+    /// [`server_queue_limit`](Self::server_queue_limit) in parts per million.
+    pub fn server_queue_limit_ppm(&self) -> u32 {
+        self.server_queue_limit_ppm
+    }
+
     /// The largest server message accepted, in bytes.
     pub fn max_frame_len(&self) -> usize {
         self.max_frame_len
@@ -440,6 +465,7 @@ impl Default for Config {
             publish_timeout: defaults::PUBLISH_TIMEOUT,
             listen_check_every: 0,
             subscribe_options: SubscribeOptions::default(),
+            server_queue_limit_ppm: defaults::SERVER_QUEUE_LIMIT_PPM,
             max_frame_len: defaults::MAX_FRAME_LEN,
             seed: None,
         }

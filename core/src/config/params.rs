@@ -12,7 +12,7 @@ use super::{Config, duration, host};
 use crate::OverflowPolicy;
 
 /// Every parameter a connection string may hold, libpq's first.
-pub const PARAMETERS: [&str; 27] = [
+pub const PARAMETERS: [&str; 29] = [
     "host",
     "hostaddr",
     "port",
@@ -38,6 +38,8 @@ pub const PARAMETERS: [&str; 27] = [
     "listen_check_every",
     "queue_capacity",
     "overflow_policy",
+    "stall_limit",
+    "server_queue_limit",
     "max_frame_size",
     "jitter_seed",
 ];
@@ -194,12 +196,17 @@ impl Params {
                         ConfigError::invalid(
                             name,
                             value,
-                            "expected drop-oldest, drop-newest, keep-latest, close or backpressure",
+                            "expected absorb, drop-oldest, drop-newest, keep-latest, close or \
+                             backpressure",
                         )
                     })?
                 } else {
                     OverflowPolicy::default()
                 };
+            }
+            "stall_limit" => b.stall_limit = dur(name, value)?,
+            "server_queue_limit" => {
+                b.server_queue_limit = given.then(|| fraction(name, value)).transpose()?;
             }
             "max_frame_size" => b.max_frame_len = given.then(|| bytes(name, value)).transpose()?,
             "jitter_seed" => {
@@ -313,5 +320,29 @@ mod tests {
                 })
             );
         }
+    }
+}
+
+/// A fraction written `0.5` or `50%`, in parts per million, from 1 ppm to
+/// the whole (1 or 100%).
+fn fraction(name: &str, value: &str) -> Result<u32, ConfigError> {
+    let text = value.trim();
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(percent) => (percent.trim(), 10_000.0),
+        None => (text, 1_000_000.0),
+    };
+    let ppm = number
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(|f| (f * scale).round())
+        .filter(|ppm| (1.0..=1_000_000.0).contains(ppm));
+    match ppm {
+        Some(ppm) => Ok(ppm as u32),
+        None => Err(ConfigError::invalid(
+            name,
+            value,
+            "expected a fraction above 0 and at most 1, e.g. 0.5 or 50%",
+        )),
     }
 }

@@ -133,6 +133,17 @@ pub(crate) fn conninfo(config: &Config, redact: bool) -> String {
             options.overflow_policy().name(),
         );
     }
+    if options.stall_limit_duration() != crate::DEFAULT_STALL_LIMIT {
+        push_pair(
+            &mut out,
+            "stall_limit",
+            &duration::format(options.stall_limit_duration()),
+        );
+    }
+    if config.server_queue_limit_ppm != defaults::SERVER_QUEUE_LIMIT_PPM {
+        let fraction = f64::from(config.server_queue_limit_ppm) / 1_000_000.0;
+        push_pair(&mut out, "server_queue_limit", &fraction.to_string());
+    }
     if config.max_frame_len != defaults::MAX_FRAME_LEN {
         push_pair(
             &mut out,

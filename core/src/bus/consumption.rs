@@ -1,0 +1,143 @@
+//! Items lent to a subscriber's async layer and not yet consumed by the
+//! application, so that a queue's capacity bounds them too.
+//!
+//! A driver takes a subscriber's items in batches (one lock per batch) and
+//! hands them to the application one by one. Until the application has
+//! taken an item, the item is still "in the queue" as far as the capacity
+//! is concerned: otherwise a stalled reader could hold a whole batch *and*
+//! a full queue, twice the capacity, with no overflow counted (issue 21).
+//!
+//! So a batch taken with [`Bus::lend_batch`](crate::bus::Bus::lend_batch)
+//! stays charged to the subscriber's capacity, and the driver reports what
+//! the application consumed through the subscriber's [`Consumption`]: two
+//! plain atomic stores per item, written by one thread and read by the bus
+//! only when it queues for that subscriber, so reporting costs no lock and
+//! no contended cache line.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Running totals of what the application consumed, shared between the
+/// consumer (the only writer) and the bus.
+#[derive(Debug, Default)]
+struct Totals {
+    items: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// The consumer's end: records what the application took of the items lent
+/// to it, so the bus can charge only what is still held.
+///
+/// Made by [`Bus::take_consumption`](crate::bus::Bus::take_consumption),
+/// once per subscriber. There is one writer per subscriber, so recording is
+/// a load-free store of the consumer's own running totals.
+///
+/// ```
+/// use std::time::Instant;
+/// use pgnotify_core::bus::Bus;
+/// use pgnotify_core::config::Config;
+///
+/// let mut bus = Bus::new(Config::default(), Instant::now());
+/// let id = bus.subscribe("jobs", Default::default()).unwrap();
+/// let mut consumption = bus.take_consumption(id).unwrap();
+/// assert!(bus.take_consumption(id).is_none(), "one consumer per subscriber");
+/// consumption.record(1, 16); // the application took a 16-byte notification
+/// ```
+#[derive(Debug)]
+pub struct Consumption {
+    totals: Arc<Totals>,
+    items: u64,
+    bytes: u64,
+}
+
+impl Consumption {
+    /// Records that the application took `items` notifications holding
+    /// `bytes` of text ([`Notification::size`](crate::Notification::size)).
+    pub fn record(&mut self, items: u64, bytes: u64) {
+        self.items += items;
+        self.bytes += bytes;
+        // Bytes first, items last with Release: a reader that sees the new
+        // item count (Acquire) sees bytes at least as new.
+        self.totals.bytes.store(self.bytes, Ordering::Relaxed);
+        self.totals.items.store(self.items, Ordering::Release);
+    }
+}
+
+/// The bus's end: what was lent and how much of it is still held.
+#[derive(Debug, Default)]
+pub(crate) struct Lent {
+    totals: Option<Arc<Totals>>,
+    items: u64,
+    bytes: u64,
+}
+
+impl Lent {
+    /// The consumer's end, the first time it is asked for.
+    pub(crate) fn take_consumption(&mut self) -> Option<Consumption> {
+        if self.totals.is_some() {
+            return None;
+        }
+        let totals = Arc::new(Totals::default());
+        self.totals = Some(totals.clone());
+        Some(Consumption {
+            totals,
+            items: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Records `items` notifications of `bytes` lent to the consumer.
+    pub(crate) fn lend(&mut self, items: u64, bytes: u64) {
+        self.items += items;
+        self.bytes += bytes;
+    }
+
+    /// Notifications and bytes lent and not yet consumed.
+    pub(crate) fn outstanding(&self) -> (usize, usize) {
+        let Some(totals) = &self.totals else {
+            return (0, 0);
+        };
+        let items = totals.items.load(Ordering::Acquire);
+        let bytes = totals.bytes.load(Ordering::Relaxed);
+        (
+            self.items.saturating_sub(items) as usize,
+            self.bytes.saturating_sub(bytes) as usize,
+        )
+    }
+
+    /// How many notifications the consumer has reported consumed so far;
+    /// a change means it is making progress.
+    pub(crate) fn consumed(&self) -> u64 {
+        self.totals
+            .as_ref()
+            .map_or(0, |t| t.items.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outstanding_is_what_was_lent_minus_what_was_recorded() {
+        let mut lent = Lent::default();
+        assert_eq!(lent.outstanding(), (0, 0), "nothing lent yet");
+        let mut consumption = lent.take_consumption().unwrap();
+        assert!(lent.take_consumption().is_none());
+        lent.lend(5, 50);
+        assert_eq!(lent.outstanding(), (5, 50));
+        consumption.record(2, 20);
+        assert_eq!(lent.outstanding(), (3, 30));
+        assert_eq!(lent.consumed(), 2);
+        consumption.record(3, 30);
+        assert_eq!(lent.outstanding(), (0, 0));
+    }
+
+    #[test]
+    fn recording_more_than_lent_never_underflows() {
+        let mut lent = Lent::default();
+        let mut consumption = lent.take_consumption().unwrap();
+        consumption.record(1, 10);
+        assert_eq!(lent.outstanding(), (0, 0));
+    }
+}
