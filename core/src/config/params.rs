@@ -294,6 +294,30 @@ fn bytes(name: &str, value: &str) -> Result<usize, ConfigError> {
         .ok_or_else(|| ConfigError::invalid(name, value, EXPECTED))
 }
 
+/// A fraction written `0.5` or `50%`, in parts per million, from 1 ppm to
+/// the whole (1 or 100%).
+fn fraction(name: &str, value: &str) -> Result<u32, ConfigError> {
+    let text = value.trim();
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(percent) => (percent.trim(), 10_000.0),
+        None => (text, 1_000_000.0),
+    };
+    let ppm = number
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(|f| (f * scale).round())
+        .filter(|ppm| (1.0..=1_000_000.0).contains(ppm));
+    match ppm {
+        Some(ppm) => Ok(ppm as u32),
+        None => Err(ConfigError::invalid(
+            name,
+            value,
+            "expected a fraction above 0 and at most 1, e.g. 0.5 or 50%",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,29 +344,5 @@ mod tests {
                 })
             );
         }
-    }
-}
-
-/// A fraction written `0.5` or `50%`, in parts per million, from 1 ppm to
-/// the whole (1 or 100%).
-fn fraction(name: &str, value: &str) -> Result<u32, ConfigError> {
-    let text = value.trim();
-    let (number, scale) = match text.strip_suffix('%') {
-        Some(percent) => (percent.trim(), 10_000.0),
-        None => (text, 1_000_000.0),
-    };
-    let ppm = number
-        .parse::<f64>()
-        .ok()
-        .filter(|f| f.is_finite())
-        .map(|f| (f * scale).round())
-        .filter(|ppm| (1.0..=1_000_000.0).contains(ppm));
-    match ppm {
-        Some(ppm) => Ok(ppm as u32),
-        None => Err(ConfigError::invalid(
-            name,
-            value,
-            "expected a fraction above 0 and at most 1, e.g. 0.5 or 50%",
-        )),
     }
 }
