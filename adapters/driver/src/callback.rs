@@ -275,7 +275,7 @@ async fn run<F, Fut>(
             if finish.control.poll_stop(cx) {
                 return Poll::Ready(Next::Stop);
             }
-            subscription.poll_recv(cx).map(|item| match item {
+            subscription.poll_recv_held(cx).map(|item| match item {
                 Some(event) => Next::Item(event),
                 None => Next::End(subscription.end_reason().unwrap_or(EndReason::BusClosed)),
             })
@@ -283,10 +283,14 @@ async fn run<F, Fut>(
         .await;
         match next {
             Next::Item(event) => {
+                // The item counts against the capacity until its handler
+                // is done with it.
+                let consumed = event.notification().map(|n| n.size());
                 if !call_catching_panics(&mut handler, event).await {
                     finish.control.panics.fetch_add(1, Ordering::Relaxed);
                     shared.lock().bus.record_handler_panic();
                 }
+                subscription.consumed_size(consumed);
             }
             Next::Stop => break EndReason::Unsubscribed,
             Next::End(reason) => break reason,

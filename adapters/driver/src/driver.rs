@@ -42,6 +42,12 @@ const READ_CHUNK: usize = 64 * 1024;
 /// socket cannot starve the other tasks on its thread.
 const PASSES_PER_POLL: usize = 32;
 
+/// Chunks read per poll before the task yields: a flood must not keep the
+/// subscribers it wakes (or the future given to `block_on`) from running,
+/// or a dropping policy would discard what they could have taken. Four
+/// chunks (256 KiB) keep the per-chunk batching that makes a drain fast.
+const READS_PER_POLL: usize = 4;
+
 /// A finished TLS handshake: the stream back, and the channel-binding data.
 type Handshake = (Stream, Result<Option<Vec<u8>>, TlsError>);
 
@@ -201,6 +207,10 @@ impl Driver {
                 ),
             },
             Action::Disconnect => self.disconnect(),
+            Action::CheckServerQueue(check) => {
+                let tls = self.connector(&check.tls);
+                crate::guard::spawn_check(&self.shared, check, tls);
+            }
             // Actions added to the core later are unknown to this driver.
             _ => {}
         }
@@ -368,14 +378,20 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        let mut reads = 0;
         for _ in 0..PASSES_PER_POLL {
             let Poll::Ready(input) = this.poll_input(cx) else {
                 return Poll::Pending;
             };
+            let read = matches!(input, Input::Data(_));
             this.step(input);
             if this.finished {
                 this.disconnect();
                 return Poll::Ready(());
+            }
+            reads += usize::from(read);
+            if reads == READS_PER_POLL {
+                break;
             }
         }
         cx.waker().wake_by_ref();

@@ -99,6 +99,7 @@ mod callback;
 mod connect;
 mod driver;
 mod events;
+mod guard;
 #[cfg(feature = "json")]
 mod json;
 mod listener;

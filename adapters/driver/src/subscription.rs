@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use pgnotify_core::bus::{EventBatch, SubscriberId, SubscriberStatus};
+use pgnotify_core::bus::{Consumption, EventBatch, EventRef, SubscriberId, SubscriberStatus};
 use pgnotify_core::{ChannelError, EndReason, Event, SubscribeOptions};
 
 use crate::shared::{Shared, SubscriberSlot, store_waker};
@@ -33,6 +33,14 @@ use crate::shared::{Shared, SubscriberSlot, store_waker};
 /// [`recv_batch`](Self::recv_batch) hands the batch over to be read by
 /// reference. It is `Send` and may move between tasks.
 ///
+/// # Capacity
+///
+/// The subscription's capacity ([`SubscribeOptions::capacity`]) bounds
+/// everything delivered to it that the application has not yet taken: the
+/// listener's queue *and* the batch buffered here. An item counts until
+/// `recv` (or the stream) returns it, or `recv_batch` hands it over; the
+/// overflow policy acts exactly at that bound.
+///
 /// # Dropping
 ///
 /// Dropping a subscription unsubscribes at once: nothing more is queued for
@@ -43,8 +51,11 @@ pub struct Subscription {
     shared: Arc<Shared>,
     id: SubscriberId,
     channel: String,
-    /// The batch taken from the bus and not yet yielded.
+    /// The batch taken from the bus and not yet yielded; its notifications
+    /// still count against the capacity until yielded.
     batch: EventBatch,
+    /// Reports to the bus what the application took of `batch`.
+    consumption: Option<Consumption>,
     end: Option<EndReason>,
 }
 
@@ -102,20 +113,21 @@ impl Subscription {
         channel: &str,
         options: Option<SubscribeOptions>,
     ) -> Result<Self, SubscribeError> {
-        let id = shared.command(|state, _| {
+        let (id, consumption) = shared.command(|state, _| {
             if state.lifecycle.closing {
                 return Err(SubscribeError::Closed);
             }
             let options = options.unwrap_or_else(|| state.bus.config().default_subscribe_options());
             let id = state.bus.subscribe(channel, options)?;
             state.subscribers.insert(id, SubscriberSlot::default());
-            Ok(id)
+            Ok((id, state.bus.take_consumption(id)))
         })?;
         Ok(Self {
             shared: shared.clone(),
             id,
             channel: channel.to_owned(),
             batch: EventBatch::new(),
+            consumption,
             end: None,
         })
     }
@@ -169,20 +181,47 @@ impl Subscription {
     /// Polls for the next item, registering the task to be woken when one
     /// arrives.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let polled = self.poll_recv_held(cx);
+        if let Poll::Ready(Some(event)) = &polled {
+            self.consumed(event);
+        }
+        polled
+    }
+
+    /// [`poll_recv`](Self::poll_recv) without reporting the item consumed:
+    /// a callback reports it with [`consumed`](Self::consumed) once its
+    /// handler has finished with it, so the item it works on counts
+    /// against the capacity.
+    pub(crate) fn poll_recv_held(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         if let Some(event) = self.batch.pop_front() {
             return Poll::Ready(Some(event));
         }
         if self.end.is_some() {
             return Poll::Ready(None);
         }
-        if self.take_batch(cx) {
-            // A full `Backpressure` queue was drained: reading may resume.
+        if self.take_batch(cx, true) {
+            // A full queue was drained: reading may resume.
             self.shared.wake_driver();
         }
         match self.batch.pop_front() {
             Some(event) => Poll::Ready(Some(event)),
             None if self.end.is_some() => Poll::Ready(None),
             None => Poll::Pending,
+        }
+    }
+
+    /// Reports a notification of `size` bytes (or a gap: `None`) consumed.
+    pub(crate) fn consumed_size(&mut self, size: Option<usize>) {
+        if let (Some(size), Some(consumption)) = (size, self.consumption.as_mut()) {
+            consumption.record(1, size as u64);
+        }
+    }
+
+    /// Reports `event`, taken from the lent batch, consumed by the
+    /// application: it no longer counts against the capacity.
+    pub(crate) fn consumed(&mut self, event: &Event) {
+        if let (Event::Notification(n), Some(consumption)) = (event, self.consumption.as_mut()) {
+            consumption.record(1, n.size() as u64);
         }
     }
 
@@ -220,9 +259,22 @@ impl Subscription {
     /// Polls for the next items, appending them all to `out` (see
     /// [`recv_batch`](Self::recv_batch)); `Ready(0)` when the stream has ended.
     pub fn poll_recv_batch(&mut self, cx: &mut Context<'_>, out: &mut EventBatch) -> Poll<usize> {
-        if self.batch.is_empty() && self.end.is_none() && self.take_batch(cx) {
-            // A full `Backpressure` queue was drained: reading may resume.
-            self.shared.wake_driver();
+        if self.batch.is_empty() {
+            // Taken straight for the caller: nothing is lent.
+            if self.end.is_none() && self.take_batch(cx, false) {
+                // A full queue was drained: reading may resume.
+                self.shared.wake_driver();
+            }
+        } else if let Some(consumption) = self.consumption.as_mut() {
+            // Lent to an earlier `recv`; handed over now.
+            let (items, bytes) = self
+                .batch
+                .iter()
+                .filter_map(EventRef::notification)
+                .fold((0, 0), |(items, bytes), n| {
+                    (items + 1, bytes + n.size() as u64)
+                });
+            consumption.record(items, bytes);
         }
         let taken = self.batch.len();
         if taken > 0 {
@@ -237,14 +289,22 @@ impl Subscription {
     }
 
     /// Moves everything queued for this subscriber into `batch` under one
-    /// lock; registers the task's waker when there is nothing. Returns
-    /// whether the driver must be woken because reading may resume.
-    fn take_batch(&mut self, cx: &Context<'_>) -> bool {
+    /// lock (`lend`: still charged to the capacity until yielded);
+    /// registers the task's waker when there is nothing. Returns whether
+    /// the driver must be woken because reading may resume.
+    fn take_batch(&mut self, cx: &Context<'_>, lend: bool) -> bool {
         let mut state = self.shared.lock();
         let paused = !state.bus.wants_input();
-        let status = state
-            .bus
-            .drain_batch(Instant::now(), self.id, &mut self.batch, usize::MAX);
+        let now = Instant::now();
+        let status = if lend {
+            state
+                .bus
+                .lend_batch(now, self.id, &mut self.batch, usize::MAX)
+        } else {
+            state
+                .bus
+                .drain_batch(now, self.id, &mut self.batch, usize::MAX)
+        };
         match status {
             SubscriberStatus::Ended(reason) => self.end = Some(reason),
             SubscriberStatus::Unknown => self.end = Some(EndReason::BusClosed),

@@ -742,6 +742,7 @@ impl Bus {
             stats,
             ..
         } = self;
+        self.pinger.notifications_arrived(now);
         pending.flush(|slot, segment| {
             let ended = subscribers.fan_out(
                 now,

@@ -15,6 +15,11 @@ pub(crate) fn ping_channel(pid: i32) -> String {
     format!("pgnotify.ping.{pid}")
 }
 
+/// How many ping timeouts a ping may wait in all while notifications keep
+/// arriving ahead of its answer (a burst the server queued before it read
+/// the ping).
+const BACKLOG_ALLOWANCE: u32 = 4;
+
 /// The outcome of a ping deadline passing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PingFailure {
@@ -29,6 +34,9 @@ struct Outstanding {
     sent_at: Instant,
     /// `None` while reading is paused on purpose: an unread pong proves nothing.
     deadline: Option<Instant>,
+    /// How far notifications arriving may push `deadline` (see
+    /// [`Pinger::notifications_arrived`]).
+    latest: Option<Instant>,
     first: bool,
     command_done: bool,
 }
@@ -90,6 +98,7 @@ impl Pinger {
         self.outstanding = Some(Outstanding {
             sent_at: now,
             deadline: (!paused).then(|| now + self.timeout),
+            latest: (!paused).then(|| now + BACKLOG_ALLOWANCE * self.timeout),
             first: self.sent_on_connection == 0,
             command_done: false,
         });
@@ -130,6 +139,20 @@ impl Pinger {
     pub(crate) fn resume(&mut self, now: Instant) {
         if let Some(out) = &mut self.outstanding {
             out.deadline = Some(now + self.timeout);
+            out.latest = Some(now + BACKLOG_ALLOWANCE * self.timeout);
+        }
+    }
+
+    /// Notifications are still arriving: the server is busy writing a
+    /// backlog it queued before it could read the ping, and the pong stands
+    /// behind it. The deadline moves to a full timeout from now, but never
+    /// past [`BACKLOG_ALLOWANCE`] timeouts from when it started, so a
+    /// connection that floods and never answers is still replaced.
+    pub(crate) fn notifications_arrived(&mut self, now: Instant) {
+        if let Some(out) = &mut self.outstanding
+            && let (Some(deadline), Some(latest)) = (out.deadline, out.latest)
+        {
+            out.deadline = Some(deadline.max(now + self.timeout).min(latest));
         }
     }
 

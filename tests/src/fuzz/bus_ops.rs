@@ -87,7 +87,7 @@ pub mod world_flags {
 #[non_exhaustive]
 pub enum Op {
     /// `[c, p, k]`: subscribe to `CHANNELS[c % 8]` with a `(c >> 4) % 3`
-    /// consumer (fast, slow, never), policy `OverflowPolicy::ALL[p % 5]`,
+    /// consumer (fast, slow, never), policy `OverflowPolicy::ALL[p % 6]`,
     /// byte limit `(p >> 4) % 4` (none, 64, 500, 4096), capacity
     /// `[1, 1, 2, 3, 4, 8, 64, 1024][k % 8]` and drain batch
     /// `[1, 2, 5, 64][(k >> 4) % 4]`.

@@ -129,7 +129,11 @@ impl SubModel {
             // Reading stops once full, but the chunk being read is pushed
             // whole (`capacity - 1 + n`), and a new connection is read while
             // full until its LISTENs are acknowledged (`capacity + n`).
-            OverflowPolicy::Backpressure => self.capacity as u64 + chunk_notifications.max(1),
+            // An `Absorb` queue holds like `Backpressure` until released,
+            // then takes nothing more while full.
+            OverflowPolicy::Backpressure | OverflowPolicy::Absorb => {
+                self.capacity as u64 + chunk_notifications.max(1)
+            }
             _ => self.capacity as u64,
         }
     }
@@ -253,9 +257,12 @@ impl SubModel {
         if emptied {
             checks.hit(6);
             let bound = self.item_bound(chunk_notifications);
-            let over_bytes = self.policy != OverflowPolicy::Backpressure
-                && notifications > 1
-                && self.max_bytes.is_some_and(|max| bytes > max);
+            let holds = matches!(
+                self.policy,
+                OverflowPolicy::Backpressure | OverflowPolicy::Absorb
+            );
+            let over_bytes =
+                !holds && notifications > 1 && self.max_bytes.is_some_and(|max| bytes > max);
             if notifications > bound || over_bytes {
                 return Err(Violation::new(
                     6,

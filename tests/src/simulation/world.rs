@@ -36,6 +36,10 @@ pub struct WorldOptions {
     pub read_write: bool,
 }
 
+/// The size of the simulated server's notification queue, for the server
+/// guard: a backlog of this many bytes not yet read by the bus is "full".
+const SIM_SERVER_QUEUE: usize = 256 * 1024;
+
 /// One bus connection as the network sees it.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -445,6 +449,16 @@ impl World {
                 self.sync()?;
                 self.link = None;
                 self.servers[host].disconnect(conn);
+            }
+            Action::CheckServerQueue(_) => {
+                // The server guard's second session. The simulated server's
+                // notification queue is modelled by what it has written to
+                // the bus and the bus has not read: SIM_SERVER_QUEUE bytes
+                // make it full.
+                let backlog = self.link.as_ref().map_or(0, |l| l.down.len());
+                let usage = backlog as f64 / SIM_SERVER_QUEUE as f64;
+                self.bus
+                    .handle_server_queue_usage(self.now, Ok(usage.min(1.0)));
             }
             Action::StartTls(_) => {
                 return Err(Violation::new(
