@@ -184,6 +184,13 @@ impl Subscription {
         let polled = self.poll_recv_held(cx);
         if let Poll::Ready(Some(event)) = &polled {
             self.consumed(event);
+            if self.batch.is_empty() && self.end.is_none() && self.take_batch(cx, true) {
+                // The batch is used up: come back for more now rather than
+                // at the next call, so the bus learns at once that the
+                // lent items were consumed (a full queue stops holding
+                // the connection). Same one lock per batch.
+                self.shared.wake_driver();
+            }
         }
         polled
     }
