@@ -1180,6 +1180,19 @@ impl World {
         Ok(())
     }
 
+    /// Terminates the current connection's backend as `pg_terminate_backend`
+    /// does (FATAL 57P01, then close); false if there is no connection.
+    pub fn terminate_backend(&mut self) -> Result<bool, Violation> {
+        let Some((host, conn)) = self.link_id() else {
+            return Ok(false);
+        };
+        self.servers[host].terminate(conn, self.now);
+        self.stats.fault("backend terminated");
+        self.sync()?;
+        self.pump()?;
+        Ok(true)
+    }
+
     /// Black-holes the current connection.
     pub fn black_hole(&mut self) -> Result<(), Violation> {
         if let Some(link) = &mut self.link
