@@ -39,7 +39,10 @@
 //! So a backend terminated every 20 s reconnects at once every time, and a
 //! server that accepts connections and then drops them at once is still
 //! backed off from up to `backoff_max`: at most one attempt per
-//! `backoff_max / 2` once the window is capped, never a hot loop.
+//! `backoff_max / 2` once the window is capped, never a hot loop. (A server
+//! that answers the ping and only then drops every connection is retried at
+//! once each time, paced by its own handshake round trips: each of those
+//! connections did deliver, so they are not counted as failures.)
 //!
 //! Until this rule, the backoff reset only after a connection had stayed up
 //! `backoff_reset_after` (30 s). A backend killed every 20 s never got
