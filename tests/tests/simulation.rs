@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use pgnotify_core::OverflowPolicy;
+use pgnotify_testkit::sim::{FaultPoint, SqlError};
 use pgnotify_testkit::simulation::{
     ConsumerKind, SeedKind, World, WorldOptions, replay_command, run_seed, run_seeds,
 };
@@ -120,6 +121,133 @@ fn backoff_in_an_outage_starts_immediately_then_stays_within_min_and_max() {
     assert!(
         world.bus().stats().connected,
         "expected to reconnect after the restart"
+    );
+    world.close_and_check().expect("close");
+}
+
+/// Issue 21: a backend terminated every 20 s (virtual) for five minutes,
+/// with every reconnect succeeding at once. Each connection answers its
+/// first ping long before the next kill, so each loss retries at once and
+/// no backoff delay accumulates, although 20 s is below
+/// `backoff_reset_after` (which used to be the only way the backoff reset).
+#[test]
+fn backend_terminated_every_20_s_reconnects_at_once_every_time() {
+    // Seed 8 draws the defaults: backoff 100 ms to 10 s, reset after 30 s.
+    let mut world = quiet_world(8);
+    let every = Duration::from_secs(20);
+    let reset_after = world.bus().config().backoff_reset_after();
+    assert!(
+        reset_after > every,
+        "the seed must draw backoff_reset_after above {every:?} to pin the rule, got {reset_after:?}"
+    );
+    // One attempt in the simulation: connect latency, startup and the
+    // re-LISTEN, a few milliseconds of virtual time; the smallest backoff
+    // window after the first retry starts at backoff_min (10 ms or more).
+    let one_attempt = Duration::from_millis(10);
+    let kills = 15;
+    for kill in 1..=kills {
+        world.drive_for(every).expect("runs");
+        assert!(
+            world.terminate_backend().expect("terminate"),
+            "kill {kill}: connected"
+        );
+        world.drive_for(one_attempt).expect("reconnects");
+        let stats = world.bus().stats();
+        assert!(
+            stats.connected && stats.generation == kill + 1,
+            "kill {kill}: expected connection {} up within {one_attempt:?}, got {stats:?}",
+            kill + 1
+        );
+    }
+    world.drive_for(every).expect("runs");
+    let delays = world.backoff_delays().to_vec();
+    println!("backoff_reset_after {reset_after:?}; delays after {kills} kills: {delays:?}");
+    assert_eq!(
+        delays,
+        vec![Duration::ZERO; kills as usize],
+        "expected every reconnect immediate (no backoff accumulating)"
+    );
+    assert_eq!(world.bus().stats().connect_failures, 0);
+    world.close_and_check().expect("close");
+}
+
+/// Issue 21: a server that accepts, acknowledges the LISTENs and then dies
+/// before answering the first ping (its NOTIFY fails FATAL) never proves
+/// itself, so every loss counts: the delay grows to `backoff_max` and the
+/// attempt rate stays bounded. Once the server behaves, the first answered
+/// ping resets the backoff and the next loss retries at once.
+#[test]
+fn server_that_dies_before_the_first_ping_answer_is_backed_off_to_the_maximum() {
+    let mut world = quiet_world(8);
+    let min = world.bus().config().backoff_min();
+    let max = world.bus().config().backoff_max();
+    for _ in 0..10_000 {
+        world.servers_mut()[0].fail_next(
+            FaultPoint::Notify,
+            SqlError::fatal(
+                "57P01",
+                "terminating connection due to administrator command",
+            ),
+        );
+    }
+    assert!(world.terminate_backend().expect("terminate"), "connected");
+    let span = Duration::from_secs(300);
+    world.drive_for(span).expect("flaps");
+    let delays = world.backoff_delays().to_vec();
+    println!(
+        "backoff_min {min:?}, backoff_max {max:?}; {} attempts in {span:?} while flapping, \
+         the first ten after delays of {:?}",
+        delays.len(),
+        &delays[..delays.len().min(10)]
+    );
+    assert!(
+        delays.len() >= 5,
+        "expected the flapping connections to come up and die, got {delays:?}"
+    );
+    assert_eq!(delays[0], Duration::ZERO, "the first retry is immediate");
+    for (i, d) in delays.iter().enumerate().skip(1) {
+        assert!(
+            *d >= min && *d <= max,
+            "retry {i}: expected a delay in [{min:?}, {max:?}] (no reset while flapping), got {delays:?}"
+        );
+    }
+    // The window doubles from [min, 2 min] until it is [max/2, max]: after
+    // that many retries every delay is at least max/2.
+    let doublings = (max.as_secs_f64() / min.as_secs_f64()).log2().ceil() as usize;
+    for (i, d) in delays.iter().enumerate().skip(doublings + 1) {
+        assert!(
+            *d >= max / 2,
+            "retry {i}: expected the backoff grown to [{:?}, {max:?}], got {delays:?}",
+            max / 2
+        );
+    }
+    // So the attempts over the span are bounded by the capped rate.
+    let bound = doublings + 2 + (span.as_secs_f64() / (max / 2).as_secs_f64()) as usize;
+    assert!(
+        delays.len() <= bound,
+        "expected at most {bound} attempts in {span:?}, got {}",
+        delays.len()
+    );
+    assert!(
+        world.bus().stats().generation as usize >= delays.len(),
+        "expected each attempt to come up before dying, got {:?}",
+        world.bus().stats()
+    );
+
+    // The server behaves again: the next connection proves itself, and a
+    // loss after that retries at once.
+    world.servers_mut()[0].clear_faults();
+    world
+        .drive_for(max + Duration::from_secs(1))
+        .expect("recovers");
+    assert!(world.bus().stats().connected, "expected to reconnect");
+    let before = world.backoff_delays().len();
+    assert!(world.terminate_backend().expect("terminate"), "connected");
+    world.drive_for(Duration::from_secs(1)).expect("reconnects");
+    assert_eq!(
+        world.backoff_delays()[before..],
+        [Duration::ZERO],
+        "expected the retry after a proved connection immediate"
     );
     world.close_and_check().expect("close");
 }

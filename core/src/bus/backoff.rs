@@ -21,6 +21,42 @@
 //! delay, so its bounds for attempt `n` are not fixed, which makes invariant 7
 //! hard to check. Equal jitter keeps a known window per attempt and still
 //! spreads a fleet of listeners that lost the same server over half of it.
+//!
+//! # What counts: failures, not time
+//!
+//! The retry number `n` counts failures since the server last proved it
+//! works. A connection proves it when it has come up, had every channel's
+//! LISTEN acknowledged, **and answered a health ping** (the first ping goes
+//! out as soon as the LISTENs are acknowledged, so this takes one round trip
+//! more). Then the backoff starts over: when that connection is lost, the
+//! next attempt is immediate again, however short the connection's life.
+//! What makes the delay grow is only
+//!
+//! - an attempt that fails (refused, startup error, timeout, read-only
+//!   server), once every host has been tried, and
+//! - a connection that is lost before its first ping is answered.
+//!
+//! So a backend terminated every 20 s reconnects at once every time, and a
+//! server that accepts connections and then drops them at once is still
+//! backed off from up to `backoff_max`: at most one attempt per
+//! `backoff_max / 2` once the window is capped, never a hot loop. (A server
+//! that answers the ping and only then drops every connection is retried at
+//! once each time, paced by its own handshake round trips: each of those
+//! connections did deliver, so they are not counted as failures.)
+//!
+//! Until this rule, the backoff reset only after a connection had stayed up
+//! `backoff_reset_after` (30 s). A backend killed every 20 s never got
+//! there, so each reconnect waited longer than the last (to a median of
+//! 5.2 s, max 10 s, over five minutes), although every attempt succeeded at
+//! once. Elapsed time says little about a server; an answered ping says it
+//! delivers notifications.
+//!
+//! `backoff_reset_after` remains as the proof for a connection that cannot
+//! answer a ping although it works: while reading is paused on purpose for a
+//! `Backpressure` subscriber, the answer sits unread (and the ping's
+//! deadline is suspended). A connection that stays listening that long
+//! counts as proved too. It is never needed when pings are read, and it
+//! keeps existing connection strings valid.
 
 use std::time::Duration;
 
@@ -61,8 +97,9 @@ impl SplitMix64 {
 /// The delays between reconnect attempts.
 ///
 /// The bus asks for [`next_delay`](Self::next_delay) each time an attempt
-/// fails or a connection is lost, and calls [`reset`](Self::reset) only once
-/// a connection has stayed healthy for `backoff_reset_after`, so a server
+/// fails or a connection is lost, and calls [`reset`](Self::reset) once a
+/// connection has proved the server works (answered a ping, or stayed
+/// listening for `backoff_reset_after`; see the module docs), so a server
 /// that accepts connections and then drops them at once still gets backed
 /// off from.
 #[derive(Clone, Debug)]

@@ -190,6 +190,8 @@ impl Bus {
         self.generation += 1;
         self.ever_connected = true;
         self.phase = Phase::Listening;
+        // Not proved yet: that takes a ping answer (the first ping goes out
+        // now), or `backoff_reset_after` listening with none readable.
         self.healthy_at = Some(now + self.config.backoff_reset_after());
         let ready = self.registry.ack(batch);
         let generation = self.generation;
@@ -203,6 +205,16 @@ impl Bus {
         }
         self.events.push_back(BusEvent::Connected { generation });
         self.send_registry_changes();
+    }
+
+    /// The connection has proved the server works: it answered a ping (or
+    /// stayed listening for `backoff_reset_after`). The backoff starts over,
+    /// so the next loss retries at once; a connection lost before this
+    /// point counts as one more failure.
+    pub(super) fn connection_proved(&mut self) {
+        if self.healthy_at.take().is_some() {
+            self.backoff.reset();
+        }
     }
 
     /// A connection attempt failed while its transport is open (so the
@@ -272,8 +284,7 @@ impl Bus {
     /// Acts on the lifecycle's timers.
     pub(super) fn lifecycle_timeout(&mut self, now: Instant) {
         if self.healthy_at.is_some_and(|at| now >= at) {
-            self.healthy_at = None;
-            self.backoff.reset();
+            self.connection_proved();
         }
         match self.phase {
             Phase::Waiting { until } if now >= until => self.start_attempt(now),

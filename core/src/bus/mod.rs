@@ -127,7 +127,8 @@ pub struct Bus {
     generation: u64,
     ever_connected: bool,
     backoff: Backoff,
-    /// When the current connection will have been healthy long enough to reset the backoff.
+    /// Set while the current connection has not yet proved the server works
+    /// (see `backoff.rs`): when it will count as proved without a ping answer.
     healthy_at: Option<Instant>,
     registry: ChannelRegistry,
     /// Whether a registry batch is in flight (one at a time keeps acks simple).
@@ -712,7 +713,9 @@ impl Bus {
 
     fn on_notification(&mut self, now: Instant, n: Notification) {
         if self.pinger.channel() == Some(&*n.channel) && Some(n.process_id) == self.backend_pid() {
-            self.pinger.answered(now);
+            if self.pinger.answered(now) {
+                self.connection_proved();
+            }
             return;
         }
         self.stats.notifications_received += 1;

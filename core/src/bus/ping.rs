@@ -5,6 +5,11 @@
 //! connection's LISTEN. That is why the first ping right after connecting
 //! detects a transaction-pooling proxy, where LISTEN and NOTIFY land on
 //! different server sessions. Pings also keep `idle_session_timeout` away.
+//!
+//! The first answer on a connection is also its proof that the server works
+//! (see `backoff.rs`): the first ping goes out as soon as the LISTENs are
+//! acknowledged, so a healthy connection proves itself one round trip after
+//! it comes up, with no ping beyond the ones liveness already sends.
 
 use std::time::{Duration, Instant};
 
@@ -113,12 +118,16 @@ impl Pinger {
         self.sent_on_connection
     }
 
-    /// The ping's notification arrived.
-    pub(crate) fn answered(&mut self, now: Instant) {
-        if let Some(out) = self.outstanding.take() {
-            self.last_rtt = Some(now.saturating_duration_since(out.sent_at));
-            self.next_at = Some(now + self.interval);
-        }
+    /// The ping's notification arrived; returns whether it answered the
+    /// outstanding ping (a connection that answers one has proved itself,
+    /// which resets the reconnect backoff).
+    pub(crate) fn answered(&mut self, now: Instant) -> bool {
+        let Some(out) = self.outstanding.take() else {
+            return false;
+        };
+        self.last_rtt = Some(now.saturating_duration_since(out.sent_at));
+        self.next_at = Some(now + self.interval);
+        true
     }
 
     /// The ping's NOTIFY command completed (its notification may still be on the way).
@@ -212,7 +221,11 @@ mod tests {
             Some("NOTIFY \"pgnotify.ping.42\"")
         );
         assert_eq!(p.due(t0, false), None, "one ping at a time");
-        p.answered(t0 + Duration::from_millis(3));
+        assert!(p.answered(t0 + Duration::from_millis(3)));
+        assert!(
+            !p.answered(t0 + Duration::from_millis(4)),
+            "a second answer to the same ping answers nothing"
+        );
         assert_eq!(p.last_rtt(), Some(Duration::from_millis(3)));
         assert_eq!(
             p.next_timeout(),

@@ -185,8 +185,12 @@ impl ConfigBuilder {
         self
     }
 
-    /// Sets how long a connection must stay healthy before the backoff
-    /// starts again from the minimum.
+    /// Sets how long a connection must stay listening to count as proved
+    /// when no ping answer can be read (reading paused for `Backpressure`).
+    ///
+    /// A connection normally proves itself sooner, by answering its first
+    /// health ping; either way the backoff then starts over. See
+    /// [`Config::backoff_reset_after`](crate::Config::backoff_reset_after).
     pub fn backoff_reset_after(mut self, healthy: Duration) -> Self {
         self.backoff_reset_after = Some(healthy);
         self

@@ -45,7 +45,7 @@
 //! | `ping_timeout` | 5s | replace the connection if a ping is unanswered this long |
 //! | `backoff_min` | 100ms | the shortest wait between reconnect attempts (after the first, immediate one) |
 //! | `backoff_max` | 10s | the longest wait (at least `backoff_min`) |
-//! | `backoff_reset_after` | 30s | healthy time after which the backoff starts again from the minimum |
+//! | `backoff_reset_after` | 30s | a connection also counts as proved (backoff starts over) after listening this long with no ping answer readable (reading paused for `Backpressure`); normally its first ping answer proves it first |
 //! | `publish_timeout` | 5s | how long a publish waits for a connection |
 //! | `listen_check_every` | 0 (off) | compare `pg_listening_channels()` with the registry every N pings |
 //! | `queue_capacity` | 1024 | default subscriber queue capacity, in items |
@@ -117,7 +117,8 @@ pub mod defaults {
     pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
     /// The longest reconnect backoff: 10 s.
     pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
-    /// Healthy time before the backoff resets: 30 s.
+    /// Listening time that proves a connection whose ping answer cannot be
+    /// read: 30 s.
     pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(30);
     /// How long a publish waits for a connection: 5 s.
     pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -362,7 +363,16 @@ impl Config {
         self.backoff_max
     }
 
-    /// How long a connection must stay healthy before the backoff resets.
+    /// How long a connection must stay listening to count as proved when
+    /// no ping answer can be read.
+    ///
+    /// The backoff starts over (the next retry is immediate) once a
+    /// connection has proved the server works, normally by answering its
+    /// first health ping, one round trip after it comes up. This is the
+    /// fallback for a connection whose answer sits unread because reading is
+    /// paused for a `Backpressure` subscriber. It used to be the only way the
+    /// backoff reset, which let a backend terminated more often than this
+    /// drive the backoff up although every reconnect succeeded.
     pub fn backoff_reset_after(&self) -> Duration {
         self.backoff_reset_after
     }

@@ -1,5 +1,11 @@
 //! The reference model of reconnecting (invariant 7): which host comes
 //! next, and the window each backoff delay must fall in.
+//!
+//! The retry count starts over when a connection proves the server works:
+//! the world saw the answer to one of its health pings reach the bus, or
+//! (when none could be read) it stayed listening for `backoff_reset_after`.
+//! Every failed attempt and every connection lost before that proof adds
+//! one.
 
 use std::time::{Duration, Instant};
 
@@ -10,11 +16,11 @@ use super::check::Violation;
 struct Expected {
     failed_at: Instant,
     host: usize,
-    /// The delay's window, or `None` for "either immediate or the window"
-    /// (the backoff reset raced the loss at the same instant).
+    /// The delay's window.
     window: (Duration, Duration),
     /// An immediate retry is also acceptable: the backoff's reset fell on
-    /// the same instant as the loss, so either order is correct.
+    /// the same instant as the loss, so either order is correct, or the
+    /// bus may or may not have read a ping answer it held.
     or_immediate: bool,
     /// The bus's first attempt, not a retry.
     initial: bool,
@@ -30,6 +36,10 @@ pub(crate) struct BackoffModel {
     /// Delays handed out since the last reset.
     attempt: u32,
     healthy_at: Option<Instant>,
+    /// A ping answer reached the bus while it was holding input for a full
+    /// `Backpressure` queue: the bus handles it once that queue drains, which
+    /// the model cannot see, so the next loss may or may not retry at once.
+    maybe_proved: bool,
     /// The host of the attempt in progress.
     host: usize,
     expected: Option<Expected>,
@@ -52,6 +62,7 @@ impl BackoffModel {
             hosts,
             attempt: 0,
             healthy_at: None,
+            maybe_proved: false,
             host: 0,
             expected: Some(Expected {
                 failed_at: start,
@@ -129,9 +140,23 @@ impl BackoffModel {
         Ok(())
     }
 
-    /// A connection came up at `now`.
+    /// A connection came up at `now`; it is not proved yet.
     pub(crate) fn connected(&mut self, now: Instant) {
         self.healthy_at = Some(now + self.reset_after);
+        self.maybe_proved = false;
+    }
+
+    /// The bus was handed the answer to a health ping of the connection
+    /// that is up: it has proved the server works, and the next loss retries
+    /// at once. `handled` is false when the bus may have held it unread (see
+    /// `maybe_proved`).
+    pub(crate) fn ping_answered(&mut self, handled: bool) {
+        if !handled {
+            self.maybe_proved |= self.healthy_at.is_some();
+        } else if self.healthy_at.take().is_some() {
+            self.attempt = 0;
+            self.maybe_proved = false;
+        }
     }
 
     /// The connection in progress failed (`listening`: it had been up).
@@ -140,10 +165,11 @@ impl BackoffModel {
         if let Some(at) = self.healthy_at.take() {
             if now > at {
                 self.attempt = 0;
-            } else if now == at {
+            } else if now == at || self.maybe_proved {
                 or_immediate = self.attempt > 0;
             }
         }
+        self.maybe_proved = false;
         let round_complete = listening || self.host + 1 >= self.hosts;
         let host = if listening {
             0

@@ -186,6 +186,17 @@ pub struct World {
     tracing: bool,
 }
 
+/// Whether a NotificationResponse body is a health ping's answer: a
+/// notification on `pgnotify.ping.<pid>` sent by backend `<pid>` itself
+/// (the bus's own NOTIFY to its own channel).
+fn is_ping_answer(body: &[u8]) -> bool {
+    let Some((pid, rest)) = body.split_first_chunk::<4>() else {
+        return false;
+    };
+    let channel = rest.split(|&b| b == 0).next().unwrap_or_default();
+    channel == format!("pgnotify.ping.{}", i32::from_be_bytes(*pid)).as_bytes()
+}
+
 fn host_name(i: usize) -> String {
     format!("host{i}")
 }
@@ -720,7 +731,7 @@ impl World {
                         slowed: false,
                         paused_since_hole: false,
                         client_scan: FrameScanner::client(b'Q'),
-                        server_scan: FrameScanner::server(self.ssl_request, 0),
+                        server_scan: FrameScanner::server(self.ssl_request, b'A'),
                         listen_queries: 0,
                         delivered_synced: 0,
                         read_notes: 0,
@@ -828,17 +839,27 @@ impl World {
         let (n, cut) = link.advance(n);
         let bytes: Vec<u8> = link.down.drain(..n).collect();
         let mut notifications = 0;
-        link.server_scan.feed(&bytes, |kind, _| {
+        let mut ping_answered = false;
+        link.server_scan.feed(&bytes, |kind, body| {
             if kind == b'A' {
                 notifications += 1;
+                ping_answered |= is_ping_answer(body);
             }
         });
+        let up = link.up_since.is_some();
         link.read_notes += notifications as usize;
         self.max_chunk_notifications = self.max_chunk_notifications.max(notifications);
         self.trace(format_args!(
             "down {n} bytes ({notifications} notifications)"
         ));
         self.bus.handle_input(self.now, &bytes);
+        // Only a connection that is up has pings out. The bus handles a
+        // chunk in order, so a loss later in it comes after the proof, as
+        // the model's events do, unless it stopped to hold the rest of the
+        // chunk for a full `Backpressure` queue (it then wants no input).
+        if ping_answered && up {
+            self.backoff.ping_answered(self.bus.wants_input());
+        }
         self.pump()?;
         if cut {
             self.cut(TransportErrorKind::Io)?;
@@ -1171,6 +1192,19 @@ impl World {
         self.bus.bounce(self.now);
         self.pump()?;
         Ok(())
+    }
+
+    /// Terminates the current connection's backend as `pg_terminate_backend`
+    /// does (FATAL 57P01, then close); false if there is no connection.
+    pub fn terminate_backend(&mut self) -> Result<bool, Violation> {
+        let Some((host, conn)) = self.link_id() else {
+            return Ok(false);
+        };
+        self.servers[host].terminate(conn, self.now);
+        self.stats.fault("backend terminated");
+        self.sync()?;
+        self.pump()?;
+        Ok(true)
     }
 
     /// Black-holes the current connection.

@@ -11,6 +11,7 @@
 
 mod drain;
 mod exec;
+mod flap;
 mod latency;
 mod memory;
 mod publish;
@@ -38,6 +39,7 @@ figures and their options (defaults in brackets):
   reconnect  re-LISTEN after pg_terminate_backend: --channels [10000] --trials [5]
   publish    pipelined notify: --n [100000] --in-flight [1000] --trials [3]
              --runtimes [tokio,smol,async-std]
+  flap       backend terminated every --every [20] s for --secs [300] s: --rate [100]
 ";
 
 /// The command line: a figure and `--key value` options.
@@ -129,7 +131,9 @@ fn main() {
         memory::child(&args);
         return;
     }
-    if !["drain", "latency", "memory", "reconnect", "publish"].contains(&args.figure.as_str()) {
+    if !["drain", "latency", "memory", "reconnect", "publish", "flap"]
+        .contains(&args.figure.as_str())
+    {
         exit_with(&format!("unknown figure {:?}", args.figure));
     }
     let server = TestServer::new().expect("start a throwaway PostgreSQL");
@@ -148,6 +152,7 @@ fn main() {
         "memory" => memory::run(&server, &args),
         "reconnect" => reconnect::run(&server, &args),
         "publish" => publish::run(&server, &args),
+        "flap" => flap::run(&server, &args),
         _ => unreachable!("checked above"),
     }
 }
