@@ -106,8 +106,8 @@ pub(crate) struct ListenArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub(crate) format: Format,
-    /// What a channel's queue does when it is full: drop-oldest, drop-newest, keep-latest, close, backpressure
-    #[arg(long, value_name = "POLICY", default_value = "drop-oldest", value_parser = parse_policy)]
+    /// What a channel's queue does when it is full: absorb (pause reading, bounded by a stall limit and a server-queue guard), drop-oldest, drop-newest, keep-latest, close, backpressure
+    #[arg(long, value_name = "POLICY", default_value = "absorb", value_parser = parse_policy)]
     pub(crate) policy: OverflowPolicy,
     /// Queue capacity per channel, in notifications
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CAPACITY, value_parser = parse_capacity)]

@@ -166,7 +166,7 @@ async fn subscribe_all(listener: &Listener) -> Result<Vec<Subsystem>, CliError> 
         })?;
         let queue = match name {
             "dashboard" => format!("queue of {SMALL_CAPACITY}, drop-oldest: the slow one"),
-            _ => "default queue (1024, drop-oldest)".to_owned(),
+            _ => "default queue (1024, absorb: bursts wait in the server)".to_owned(),
         };
         say(format!("{name:<9} subscribes to {channel:<11} {queue}"));
         subsystems.push(Subsystem { name, subscription });
