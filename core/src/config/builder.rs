@@ -228,7 +228,7 @@ impl ConfigBuilder {
     /// [`Absorb`](OverflowPolicy::Absorb) subscribers stop holding the
     /// connection once the server's `pg_notification_queue_usage()` is
     /// above `fraction` (0 < fraction <= 1; default
-    /// [`defaults::SERVER_QUEUE_LIMIT`](super::defaults::SERVER_QUEUE_LIMIT)).
+    /// [`defaults::SERVER_QUEUE_LIMIT_PPM`](super::defaults::SERVER_QUEUE_LIMIT_PPM) parts per million).
     /// Values outside that range are clamped.
     pub fn server_queue_limit(mut self, fraction: f64) -> Self {
         let ppm = (fraction * 1_000_000.0).round().clamp(1.0, 1_000_000.0);

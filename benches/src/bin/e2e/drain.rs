@@ -5,20 +5,28 @@
 //! pgnotify subscribers use [`OverflowPolicy::Backpressure`], so nothing is
 //! dropped: the listener stops reading the socket while a queue is full
 //! and the server holds the rest in its notification queue. The baseline is
-//! a raw tokio-postgres connection read with `poll_message` on one task.
+//! a raw tokio-postgres connection read with `poll_message` on one task;
+//! the peers (issue 13) are sqlx's `PgListener` read by one task, and the
+//! forge design (`PgListener` -> `broadcast<String>` with a capacity that
+//! holds the whole burst) with as many subscribers as pgnotify. pgnotify is
+//! read through `recv()` and through `recv_batch`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pgnotify_core::{Event, OverflowPolicy, SubscribeOptions};
-use pgnotify_driver::{CurrentRuntime, Listener, Subscription};
+use pgnotify_driver::{CurrentRuntime, EventBatch, EventRef, Listener, Subscription};
 use pgnotify_testkit::server::TestServer;
 
 use crate::exec::{Exec, Kind};
+use crate::peers::{self, FORGE, SQLX};
 use crate::report::{context_switches, median, ms, thousands};
 use crate::{Args, listener_config, on_runtime, raw};
 
 const CHANNEL: &str = "drain";
+
+/// Row name of the raw tokio-postgres reader.
+const RAW: &str = "tokio-postgres poll_message";
 
 /// Time between the publishing transaction's commit and the start of the
 /// clock, so the server has begun sending for every implementation alike.
@@ -27,6 +35,36 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// What was measured, per implementation, subscriber count and payload.
 type Key = (String, usize, usize);
 
+/// How a pgnotify subscriber task reads its subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reader {
+    /// `Subscription::recv()` in a loop: the API users call first.
+    Recv,
+    /// `Subscription::recv_batch` into a reused `EventBatch`, read by reference.
+    Batch,
+}
+
+impl std::str::FromStr for Reader {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "recv" => Ok(Self::Recv),
+            "batch" => Ok(Self::Batch),
+            other => Err(format!("unknown reader {other:?} (recv, batch)")),
+        }
+    }
+}
+
+impl Reader {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Recv => "recv()",
+            Self::Batch => "recv_batch",
+        }
+    }
+}
+
 pub(crate) fn run(server: &TestServer, args: &Args) {
     let n: u64 = args.get("n", 1_000_000);
     let payloads: Vec<usize> = args.list("payloads", "16,1000");
@@ -34,6 +72,8 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
     let capacity: usize = args.get("capacity", 1024);
     let trials: usize = args.get("trials", 1);
     let runtimes = args.runtimes();
+    let readers: Vec<Reader> = args.list("readers", "recv,batch");
+    let peers: Vec<String> = args.list("peers", "raw,sqlx,forge");
     let baseline = Exec::new(Kind::Tokio);
     let execs: Vec<Exec> = runtimes.iter().map(|&k| Exec::new(k)).collect();
     println!(
@@ -44,27 +84,57 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
     let mut times: BTreeMap<Key, Vec<Duration>> = BTreeMap::new();
     for &payload in &payloads {
         for trial in 1..=trials {
-            let (publish, elapsed) = raw_trial(&baseline, server, n, payload);
-            eprintln!("trial {trial} {payload} B raw: publish {publish:?}, drain {elapsed:?}");
-            times
-                .entry(("tokio-postgres poll_message".into(), 1, payload))
-                .or_default()
-                .push(elapsed);
-            for exec in &execs {
+            if peers.iter().any(|p| p == "raw") {
+                let (publish, elapsed) = raw_trial(&baseline, server, n, payload);
+                eprintln!("trial {trial} {payload} B raw: publish {publish:?}, drain {elapsed:?}");
+                times
+                    .entry((RAW.into(), 1, payload))
+                    .or_default()
+                    .push(elapsed);
+            }
+            if peers.iter().any(|p| p == "sqlx") {
+                let (publish, elapsed) = sqlx_trial(&baseline, server, n, payload);
+                eprintln!("trial {trial} {payload} B sqlx: publish {publish:?}, drain {elapsed:?}");
+                times
+                    .entry((SQLX.into(), 1, payload))
+                    .or_default()
+                    .push(elapsed);
+            }
+            if peers.iter().any(|p| p == "forge") {
                 for &count in &subs {
-                    let (publish, elapsed) = on_runtime!(
-                        exec.kind(),
-                        pgnotify_trial(exec, server, n, payload, count, capacity)
-                    );
+                    let (publish, elapsed) = forge_trial(&baseline, server, n, payload, count);
                     eprintln!(
-                        "trial {trial} {payload} B pgnotify/{} x{count}: publish {publish:?}, \
-                         drain {elapsed:?}",
-                        exec.kind()
+                        "trial {trial} {payload} B forge x{count}: publish {publish:?}, \
+                         drain {elapsed:?}"
                     );
                     times
-                        .entry((format!("pgnotify on {}", exec.kind()), count, payload))
+                        .entry((FORGE.into(), count, payload))
                         .or_default()
                         .push(elapsed);
+                }
+            }
+            for exec in &execs {
+                for &count in &subs {
+                    for &reader in &readers {
+                        let (publish, elapsed) = on_runtime!(
+                            exec.kind(),
+                            pgnotify_trial(exec, server, n, payload, count, capacity, reader)
+                        );
+                        eprintln!(
+                            "trial {trial} {payload} B pgnotify/{} {} x{count}: \
+                             publish {publish:?}, drain {elapsed:?}",
+                            exec.kind(),
+                            reader.name()
+                        );
+                        times
+                            .entry((
+                                format!("pgnotify {} on {}", reader.name(), exec.kind()),
+                                count,
+                                payload,
+                            ))
+                            .or_default()
+                            .push(elapsed);
+                    }
                 }
             }
         }
@@ -73,26 +143,35 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
 }
 
 fn print_table(times: &BTreeMap<Key, Vec<Duration>>, n: u64) {
+    let median_of = |key: &Key| {
+        times
+            .get(key)
+            .map(|d| median(&d.iter().map(|d| ms(*d)).collect::<Vec<_>>()))
+            .unwrap_or(f64::NAN)
+    };
     println!(
         "| implementation | subscribers | payload | drain times (ms) | median (ms) | \
-         notifications/s | deliveries/s | rate / raw reader |"
+         notifications/s | deliveries/s | rate / raw reader | rate / peer (peer) |"
     );
-    println!("|---|---:|---:|---|---:|---:|---:|---:|");
-    for ((name, subs, payload), durations) in times {
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|");
+    for (key, durations) in times {
+        let (name, subs, payload) = key;
         let millis: Vec<f64> = durations.iter().map(|d| ms(*d)).collect();
         let med = median(&millis);
         let rate = n as f64 / (med / 1e3);
-        let raw = times
-            .get(&("tokio-postgres poll_message".to_owned(), 1, *payload))
-            .map(|d| median(&d.iter().map(|d| ms(*d)).collect::<Vec<_>>()))
-            .unwrap_or(f64::NAN);
+        let raw = median_of(&(RAW.to_owned(), 1, *payload));
+        // The peer a user would pick for this many subscribers: sqlx alone
+        // for one, the forge design for several.
+        let peer = if *subs == 1 { SQLX } else { FORGE };
+        let peer_ms = median_of(&(peer.to_owned(), *subs, *payload));
         let list: Vec<String> = millis.iter().map(|m| format!("{m:.0}")).collect();
         println!(
-            "| {name} | {subs} | {payload} B | {} | {med:.0} | {} | {} | {:.2}x |",
+            "| {name} | {subs} | {payload} B | {} | {med:.0} | {} | {} | {:.2}x | {:.2}x ({peer}) |",
             list.join(", "),
             thousands(rate as u64),
             thousands((rate * *subs as f64) as u64),
-            raw / med
+            raw / med,
+            peer_ms / med,
         );
     }
 }
@@ -159,6 +238,7 @@ fn pgnotify_trial<R: CurrentRuntime>(
     payload: usize,
     subs: usize,
     capacity: usize,
+    reader: Reader,
 ) -> (Duration, Duration) {
     let config = listener_config(&server.conninfo(), "bench-drain");
     let options = SubscribeOptions::new()
@@ -182,7 +262,10 @@ fn pgnotify_trial<R: CurrentRuntime>(
         let start = Instant::now();
         let tasks: Vec<_> = subscriptions
             .into_iter()
-            .map(|s| exec.spawn(read_all(s, n)))
+            .map(|s| match reader {
+                Reader::Recv => exec.spawn(read_all(s, n)),
+                Reader::Batch => exec.spawn(read_all_batches(s, n)),
+            })
             .collect();
         let mut results = Vec::with_capacity(tasks.len());
         for task in tasks {
@@ -250,4 +333,98 @@ async fn read_all(mut subscription: Subscription, n: u64) -> (u64, u64, usize) {
         }
     }
     (got, gaps, bytes)
+}
+
+/// Reads `n` notifications a batch at a time, by reference; returns how
+/// many, the gaps seen and the payload bytes.
+async fn read_all_batches(mut subscription: Subscription, n: u64) -> (u64, u64, usize) {
+    let (mut got, mut gaps, mut bytes) = (0, 0, 0);
+    let mut batch = EventBatch::new();
+    while got < n {
+        if subscription.recv_batch(&mut batch).await == 0 {
+            break;
+        }
+        for item in &batch {
+            match item {
+                EventRef::Notification(notification) => {
+                    got += 1;
+                    bytes += notification.payload.len();
+                }
+                _ => gaps += 1,
+            }
+        }
+        batch.clear();
+    }
+    (got, gaps, bytes)
+}
+
+/// The peer with one consumer: sqlx's `PgListener`, LISTENed and left
+/// unread during the burst, then read by one task.
+fn sqlx_trial(exec: &Exec, server: &TestServer, n: u64, payload: usize) -> (Duration, Duration) {
+    let url = server.url();
+    let mut listener = exec.block_on(peers::sqlx_listener(&url, CHANNEL));
+    let publish = burst(server, n, payload);
+    let (elapsed, bytes) = exec.block_on(async {
+        exec.sleep(SETTLE).await;
+        let start = Instant::now();
+        let reader = exec.spawn(async move {
+            let mut bytes = 0;
+            for _ in 0..n {
+                bytes += listener.recv().await.expect("sqlx recv").payload().len();
+            }
+            bytes
+        });
+        let bytes = reader.await;
+        (start.elapsed(), bytes)
+    });
+    assert_eq!(bytes, n as usize * payload, "sqlx received every byte");
+    (publish, elapsed)
+}
+
+/// The forge design: `PgListener` -> a forwarding task -> broadcast with
+/// room for all `n` -> `subs` counting tasks.
+fn forge_trial(
+    exec: &Exec,
+    server: &TestServer,
+    n: u64,
+    payload: usize,
+    subs: usize,
+) -> (Duration, Duration) {
+    let url = server.url();
+    let listener = exec.block_on(peers::sqlx_listener(&url, CHANNEL));
+    let (tx, receivers) = peers::forge_receivers(n as usize, subs);
+    let publish = burst(server, n, payload);
+    let (elapsed, results) = exec.block_on(async {
+        exec.sleep(SETTLE).await;
+        let start = Instant::now();
+        let mut left = n;
+        let forwarder = exec.spawn(peers::forward(listener, tx, move |_| {
+            left -= 1;
+            left == 0
+        }));
+        let tasks: Vec<_> = receivers
+            .into_iter()
+            .map(|rx| exec.spawn(peers::count_broadcast(rx, |_| false)))
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await);
+        }
+        let elapsed = start.elapsed();
+        assert_eq!(forwarder.await, n, "the forge forwarded everything");
+        (elapsed, results)
+    });
+    for r in results {
+        assert_eq!(
+            (r.got, r.lags),
+            (n, 0),
+            "every forge subscriber got everything"
+        );
+        assert_eq!(
+            r.bytes,
+            n as usize * payload,
+            "every forge subscriber got every byte"
+        );
+    }
+    (publish, elapsed)
 }

@@ -6,14 +6,16 @@
 //! cargo run --release -p pgnotify-benches --bin e2e -- <figure> [--option value ...]
 //! ```
 //!
-//! Figures: `drain`, `latency`, `memory`, `reconnect`, `publish`. Options
+//! Figures: `burst`, `drain`, `latency`, `memory`, `reconnect`, `publish`. Options
 //! are listed by `--help`.
 
+mod burst;
 mod drain;
 mod exec;
 mod flap;
 mod latency;
 mod memory;
+mod peers;
 mod publish;
 mod raw;
 mod reconnect;
@@ -31,8 +33,11 @@ const HELP: &str = "\
 usage: e2e <figure> [--option value ...]
 
 figures and their options (defaults in brackets):
+  burst      one transaction of N notifications while default subscribers read:
+             --n [10000,100000,1000000] --subs [1,100] --payload [16] --trials [1]
   drain      burst drain: --n [1000000] --payloads [16,1000] --subs [1,100]
              --runtimes [tokio,smol,async-std] --capacity [1024] --trials [1]
+             --readers [recv,batch] --peers [raw,sqlx,forge]
   latency    NOTIFY-to-subscriber latency: --rate [10000] --secs [10] --warmup [1]
              --subs [1,100] --runtimes [tokio,smol,async-std]
   memory     RSS with --subs [100000] subscribers over --channels [10000]
@@ -131,8 +136,16 @@ fn main() {
         memory::child(&args);
         return;
     }
-    if !["drain", "latency", "memory", "reconnect", "publish", "flap"]
-        .contains(&args.figure.as_str())
+    if ![
+        "burst",
+        "drain",
+        "latency",
+        "memory",
+        "reconnect",
+        "publish",
+        "flap",
+    ]
+    .contains(&args.figure.as_str())
     {
         exit_with(&format!("unknown figure {:?}", args.figure));
     }
@@ -147,6 +160,7 @@ fn main() {
             .trim()
     );
     match args.figure.as_str() {
+        "burst" => burst::run(&server, &args),
         "drain" => drain::run(&server, &args),
         "latency" => latency::run(&server, &args),
         "memory" => memory::run(&server, &args),
