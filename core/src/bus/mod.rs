@@ -546,9 +546,7 @@ impl Bus {
         out: &mut EventBatch,
         max: usize,
     ) -> SubscriberStatus {
-        let status = self.subscribers.drain_batch(now, id, out, max);
-        self.update_backpressure_after_change(Some(now));
-        status
+        self.hand_over(now, id, out, max, false)
     }
 
     /// [`drain_batch`](Self::drain_batch) for a driver that hands the items
@@ -564,7 +562,18 @@ impl Bus {
         out: &mut EventBatch,
         max: usize,
     ) -> SubscriberStatus {
-        let status = self.subscribers.lend_batch(now, id, out, max);
+        self.hand_over(now, id, out, max, true)
+    }
+
+    fn hand_over(
+        &mut self,
+        now: Instant,
+        id: SubscriberId,
+        out: &mut EventBatch,
+        max: usize,
+        lend: bool,
+    ) -> SubscriberStatus {
+        let status = self.subscribers.drain_batch(now, id, out, max, lend);
         self.update_backpressure_after_change(Some(now));
         status
     }

@@ -325,34 +325,24 @@ impl Subscribers {
     }
 
     /// Hands up to `max` items of `id` over to `out` by reference (whole
-    /// spans, no clone per item).
+    /// spans, no clone per item); `lend`: the notifications stay charged to
+    /// `id`'s capacity until its consumer reports them consumed.
     pub(crate) fn drain_batch(
         &mut self,
         now: Instant,
         id: SubscriberId,
         out: &mut EventBatch,
         max: usize,
+        lend: bool,
     ) -> SubscriberStatus {
         let Some(s) = self.table.get_mut(&id) else {
             return SubscriberStatus::Unknown;
         };
-        s.queue.drain_batch(out, max);
-        self.after_drain(now, id)
-    }
-
-    /// [`drain_batch`](Self::drain_batch), the notifications staying charged
-    /// to `id`'s capacity until its consumer reports them consumed.
-    pub(crate) fn lend_batch(
-        &mut self,
-        now: Instant,
-        id: SubscriberId,
-        out: &mut EventBatch,
-        max: usize,
-    ) -> SubscriberStatus {
-        let Some(s) = self.table.get_mut(&id) else {
-            return SubscriberStatus::Unknown;
-        };
-        s.queue.lend_batch(out, max);
+        if lend {
+            s.queue.lend_batch(out, max);
+        } else {
+            s.queue.drain_batch(out, max);
+        }
         self.after_drain(now, id)
     }
 
