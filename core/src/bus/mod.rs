@@ -234,6 +234,14 @@ impl Bus {
         self.subscribers.status(id)
     }
 
+    /// How many notifications subscriber `id` has been delivered and not
+    /// yet consumed: those queued, plus those [lent](Self::lend_batch) to
+    /// its driver and not yet reported consumed. Its capacity bounds this
+    /// (see [`SubscribeOptions::capacity`]); 0 for an unknown subscriber.
+    pub fn pending(&self, id: SubscriberId) -> usize {
+        self.subscribers.pending(id)
+    }
+
     /// The channels the bus believes are LISTENed on the server right now
     /// (the ping channel excluded), for convergence checks.
     pub fn listening_channels(&self) -> Vec<String> {

@@ -166,6 +166,14 @@ impl Subscribers {
         self.holding.retain(|&h| h != id);
     }
 
+    /// Notifications delivered to `id` and not yet consumed: queued, or lent
+    /// and not reported consumed.
+    pub(crate) fn pending(&self, id: SubscriberId) -> usize {
+        self.table
+            .get(&id)
+            .map_or(0, |s| s.queue.len() + s.queue.outstanding())
+    }
+
     /// The consumer's end of `id`'s lent-items accounting, once.
     pub(crate) fn take_consumption(&mut self, id: SubscriberId) -> Option<Consumption> {
         self.table.get_mut(&id)?.queue.take_consumption()

@@ -1,7 +1,7 @@
 //! The reference model of one subscriber: when it was owed notifications,
 //! and the running check of what it drained (invariants 1–4 and 6).
 
-use pgnotify_core::bus::SubscriberId;
+use pgnotify_core::bus::{Consumption, EventBatch, SubscriberId};
 use pgnotify_core::{EndReason, Event, Gap, OverflowPolicy};
 
 use super::check::{CheckCounts, Violation};
@@ -56,6 +56,16 @@ pub(crate) struct SubModel {
     last_reconnect: u64,
     pub(crate) delivered: u64,
     recent: Vec<String>,
+    /// A consumer that takes lent batches (as the driver's `Subscription`
+    /// does) and consumes them a few items at a time, reporting each.
+    pub(crate) lending: Option<Lending>,
+}
+
+/// A lending consumer's batch not yet consumed, and its report channel.
+#[derive(Debug)]
+pub(crate) struct Lending {
+    pub(crate) held: EventBatch,
+    pub(crate) consumption: Consumption,
 }
 
 impl SubModel {
@@ -91,6 +101,7 @@ impl SubModel {
             last_reconnect: 0,
             delivered: 0,
             recent: Vec::new(),
+            lending: None,
         }
     }
 
@@ -125,6 +136,8 @@ impl SubModel {
     /// `Backpressure` the documented overshoot of one read.
     pub(crate) fn item_bound(&self, chunk_notifications: u64) -> u64 {
         match self.policy {
+            // It keeps its newest even while the consumer holds one.
+            OverflowPolicy::KeepLatest if self.lending.is_some() => 2,
             OverflowPolicy::KeepLatest => 1,
             // Reading stops once full, but the chunk being read is pushed
             // whole (`capacity - 1 + n`), and a new connection is read while

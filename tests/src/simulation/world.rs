@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use pgnotify_core::bus::{
-    Action, Bus, BusError, BusEvent, NotifyError, PublishId, SubscriberStatus, TransportError,
-    TransportErrorKind,
+    Action, Bus, BusError, BusEvent, EventBatch, NotifyError, PublishId, SubscriberStatus,
+    TransportError, TransportErrorKind,
 };
 use pgnotify_core::config::{Config, HostSpec, SslMode, TargetSessionAttrs};
 use pgnotify_core::{EndReason, Event};
@@ -19,7 +19,7 @@ use super::check::{CheckCounts, Violation};
 use super::frames::FrameScanner;
 use super::notes::{LinkId, Notes};
 use super::rng::SimRng;
-use super::subscriber::{Consumer, SubModel};
+use super::subscriber::{Consumer, Lending, SubModel};
 
 /// How many steps one `drive` may take at one instant before the world is
 /// declared hung (invariant 9: no busy loop).
@@ -887,8 +887,39 @@ impl World {
         }
         let id = s.id;
         let mut out: Vec<Event> = Vec::new();
-        let status = self.bus.drain_events(self.now, id, &mut out, max);
-        let emptied = out.len() < max;
+        let (status, emptied) = match &mut self.subs[i].lending {
+            // Consume from the lent batch; take the next only when it is used up.
+            Some(lending) => {
+                if lending.held.is_empty() {
+                    let status = self
+                        .bus
+                        .lend_batch(self.now, id, &mut lending.held, usize::MAX);
+                    if lending.held.is_empty() {
+                        (status, true)
+                    } else {
+                        (status, false)
+                    }
+                } else {
+                    (self.bus.subscriber_status(id), false)
+                }
+            }
+            None => {
+                let status = self.bus.drain_events(self.now, id, &mut out, max);
+                let emptied = out.len() < max;
+                (status, emptied)
+            }
+        };
+        if let Some(lending) = &mut self.subs[i].lending {
+            while out.len() < max {
+                let Some(event) = lending.held.pop_front() else {
+                    break;
+                };
+                if let Event::Notification(n) = &event {
+                    lending.consumption.record(1, n.size() as u64);
+                }
+                out.push(event);
+            }
+        }
         let generation = self.bus.generation();
         let s = &mut self.subs[i];
         self.stats.delivered += out.iter().filter(|e| e.notification().is_some()).count() as u64;
@@ -928,6 +959,30 @@ impl World {
 
     /// Checks after every step.
     pub(crate) fn check_step(&mut self) -> Result<(), Violation> {
+        // Invariant 6, per subscriber: what it was delivered and has not
+        // consumed (queued, or lent and not reported) stays within its bound.
+        for s in self.subs.iter().filter(|s| !s.finished) {
+            let pending = self.bus.pending(s.id) as u64;
+            let bound = s.item_bound(self.max_chunk_notifications);
+            self.stats.checks.hit(6);
+            if pending > bound {
+                return Err(Violation::new(
+                    6,
+                    format!(
+                        "expected at most {bound} notifications pending for {} ({:?}, capacity \
+                         {}, {}), got {pending}",
+                        s.id,
+                        s.policy,
+                        s.capacity,
+                        if s.lending.is_some() {
+                            "lending"
+                        } else {
+                            "draining"
+                        }
+                    ),
+                ));
+            }
+        }
         // Invariant 6: the bus's own gauge of its largest queue.
         let stats = self.bus.stats();
         let bound = self
@@ -1095,7 +1150,7 @@ impl World {
         };
         match self.bus.subscribe(channel, options) {
             Ok(id) => {
-                self.subs.push(SubModel::new(
+                let mut model = SubModel::new(
                     id,
                     channel.to_owned(),
                     policy,
@@ -1104,7 +1159,17 @@ impl World {
                     consumer.into(),
                     batch.max(1),
                     first_unread,
-                ));
+                );
+                // Every other slow consumer reads as the driver does: lent
+                // batches, consumed a few items at a time (no extra draw,
+                // so existing seeds keep their schedules).
+                if model.consumer == Consumer::Slow && id.as_u64() % 2 == 0 {
+                    model.lending = self.bus.take_consumption(id).map(|consumption| Lending {
+                        held: EventBatch::new(),
+                        consumption,
+                    });
+                }
+                self.subs.push(model);
                 self.pump()?;
                 Ok(())
             }
@@ -1129,6 +1194,10 @@ impl World {
         let s = &mut self.subs[i];
         s.unsubscribed = true;
         s.close(at);
+        if let Some(lending) = &mut s.lending {
+            // Dropping a subscription drops what it had buffered.
+            lending.held.clear();
+        }
         let id = s.id;
         self.bus.unsubscribe(id);
         self.pump()?;
