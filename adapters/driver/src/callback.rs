@@ -268,6 +268,7 @@ async fn run<F, Fut>(
     F: FnMut(Event) -> Fut,
     Fut: Future<Output = ()>,
 {
+    subscription.track_consumption();
     finish.reason = loop {
         let next = poll_fn(|cx| {
             // Checked before every item, so a stop is honoured between two

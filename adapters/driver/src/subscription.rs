@@ -54,7 +54,9 @@ pub struct Subscription {
     /// The batch taken from the bus and not yet yielded; its notifications
     /// still count against the capacity until yielded.
     batch: EventBatch,
-    /// Reports to the bus what the application took of `batch`.
+    /// Reports to the bus what the application took of `batch`; made at
+    /// the first lent batch, so a subscription that never received
+    /// anything does not pay for it.
     consumption: Option<Consumption>,
     end: Option<EndReason>,
 }
@@ -113,21 +115,21 @@ impl Subscription {
         channel: &str,
         options: Option<SubscribeOptions>,
     ) -> Result<Self, SubscribeError> {
-        let (id, consumption) = shared.command(|state, _| {
+        let id = shared.command(|state, _| {
             if state.lifecycle.closing {
                 return Err(SubscribeError::Closed);
             }
             let options = options.unwrap_or_else(|| state.bus.config().default_subscribe_options());
             let id = state.bus.subscribe(channel, options)?;
             state.subscribers.insert(id, SubscriberSlot::default());
-            Ok((id, state.bus.take_consumption(id)))
+            Ok(id)
         })?;
         Ok(Self {
             shared: shared.clone(),
             id,
             channel: channel.to_owned(),
             batch: EventBatch::new(),
-            consumption,
+            consumption: None,
             end: None,
         })
     }
@@ -142,6 +144,9 @@ impl Subscription {
                 return Poll::Ready(Err(SubscribeError::Closed));
             };
             if slot.ready {
+                // The waiting task's waker is no longer needed; keeping it
+                // would keep whatever owns it (a finished join) alive.
+                slot.waker = None;
                 return Poll::Ready(Ok(()));
             }
             match status {
@@ -184,7 +189,7 @@ impl Subscription {
         let polled = self.poll_recv_held(cx);
         if let Poll::Ready(Some(event)) = &polled {
             self.consumed(event);
-            if self.batch.is_empty() && self.end.is_none() && self.take_batch(cx, true) {
+            if self.batch.is_empty() && self.end.is_none() && self.refill() {
                 // The batch is used up: come back for more now rather than
                 // at the next call, so the bus learns at once that the
                 // lent items were consumed (a full queue stops holding
@@ -214,6 +219,19 @@ impl Subscription {
             Some(event) => Poll::Ready(Some(event)),
             None if self.end.is_some() => Poll::Ready(None),
             None => Poll::Pending,
+        }
+    }
+
+    /// Counts what is lent from now on against the capacity, even a batch
+    /// of one: a callback holds its item while its handler runs.
+    pub(crate) fn track_consumption(&mut self) {
+        if self.consumption.is_none() {
+            let (items, bytes) = notifications_in(&self.batch);
+            self.consumption = self
+                .shared
+                .lock()
+                .bus
+                .take_consumption(self.id, items, bytes);
         }
     }
 
@@ -274,13 +292,7 @@ impl Subscription {
             }
         } else if let Some(consumption) = self.consumption.as_mut() {
             // Lent to an earlier `recv`; handed over now.
-            let (items, bytes) = self
-                .batch
-                .iter()
-                .filter_map(EventRef::notification)
-                .fold((0, 0), |(items, bytes), n| {
-                    (items + 1, bytes + n.size() as u64)
-                });
+            let (items, bytes) = notifications_in(&self.batch);
             consumption.record(items, bytes);
         }
         let taken = self.batch.len();
@@ -300,13 +312,35 @@ impl Subscription {
     /// registers the task's waker when there is nothing. Returns whether
     /// the driver must be woken because reading may resume.
     fn take_batch(&mut self, cx: &Context<'_>, lend: bool) -> bool {
+        self.take(Some(cx), lend)
+    }
+
+    /// Lends the next batch right after the last one was used up, without
+    /// registering a waker (the caller returns an item, not `Pending`: a
+    /// waker kept now would be stale). Returns whether the driver must be
+    /// woken.
+    fn refill(&mut self) -> bool {
+        self.take(None, true)
+    }
+
+    fn take(&mut self, cx: Option<&Context<'_>>, lend: bool) -> bool {
         let mut state = self.shared.lock();
         let paused = !state.bus.wants_input();
         let now = Instant::now();
         let status = if lend {
-            state
+            let status = state
                 .bus
-                .lend_batch(now, self.id, &mut self.batch, usize::MAX)
+                .lend_batch(now, self.id, &mut self.batch, usize::MAX);
+            if self.consumption.is_none() {
+                // `recv` hands one item over at once; only what stays in
+                // the batch needs counting, and only then is the handle made.
+                let (items, bytes) = notifications_in(&self.batch);
+                let returned_now = u64::from(cx.is_some());
+                if items > returned_now {
+                    self.consumption = state.bus.take_consumption(self.id, items, bytes);
+                }
+            }
+            status
         } else {
             state
                 .bus
@@ -317,13 +351,31 @@ impl Subscription {
             SubscriberStatus::Unknown => self.end = Some(EndReason::BusClosed),
             _ => {}
         }
-        if self.batch.is_empty() && self.end.is_none() {
+        if !self.batch.is_empty() {
+            // Items in hand: a waker stored while waiting is stale now.
             if let Some(slot) = state.subscribers.get_mut(&self.id) {
+                slot.waker = None;
+            }
+        } else if self.end.is_none() {
+            if let (Some(slot), Some(cx)) = (state.subscribers.get_mut(&self.id), cx) {
                 store_waker(&mut slot.waker, cx);
             }
+            // Caught up and going idle: give the batch's buffer back, so an
+            // idle subscription costs the same after traffic as before.
+            self.batch = EventBatch::new();
         }
         paused && state.bus.wants_input()
     }
+}
+
+/// The notifications in `batch` and their bytes of text.
+fn notifications_in(batch: &EventBatch) -> (u64, u64) {
+    batch
+        .iter()
+        .filter_map(EventRef::notification)
+        .fold((0, 0), |(items, bytes), n| {
+            (items + 1, bytes + n.size() as u64)
+        })
 }
 
 impl futures_core::Stream for Subscription {

@@ -147,6 +147,11 @@ impl EventBatch {
         let items = part.items();
         if items > 0 {
             self.len += items;
+            if self.parts.capacity() == 0 {
+                // Most batches hold one part (one chunk of one channel):
+                // start with room for one, not the default four.
+                self.parts.reserve_exact(1);
+            }
             self.parts.push_back(part);
         }
     }

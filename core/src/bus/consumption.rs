@@ -39,8 +39,8 @@ struct Totals {
 ///
 /// let mut bus = Bus::new(Config::default(), Instant::now());
 /// let id = bus.subscribe("jobs", Default::default()).unwrap();
-/// let mut consumption = bus.take_consumption(id).unwrap();
-/// assert!(bus.take_consumption(id).is_none(), "one consumer per subscriber");
+/// let mut consumption = bus.take_consumption(id, 0, 0).unwrap();
+/// assert!(bus.take_consumption(id, 0, 0).is_none(), "one consumer per subscriber");
 /// consumption.record(1, 16); // the application took a 16-byte notification
 /// ```
 #[derive(Debug)]
@@ -72,17 +72,29 @@ pub(crate) struct Lent {
 }
 
 impl Lent {
-    /// The consumer's end, the first time it is asked for.
-    pub(crate) fn take_consumption(&mut self) -> Option<Consumption> {
+    /// The consumer's end, the first time it is asked for. Until then
+    /// nothing lent is counted as outstanding; from then on, what was lent
+    /// before counts as consumed except `held_items` notifications of
+    /// `held_bytes` the consumer still holds.
+    pub(crate) fn take_consumption(
+        &mut self,
+        held_items: u64,
+        held_bytes: u64,
+    ) -> Option<Consumption> {
         if self.totals.is_some() {
             return None;
         }
-        let totals = Arc::new(Totals::default());
+        let items = self.items.saturating_sub(held_items);
+        let bytes = self.bytes.saturating_sub(held_bytes);
+        let totals = Arc::new(Totals {
+            items: AtomicU64::new(items),
+            bytes: AtomicU64::new(bytes),
+        });
         self.totals = Some(totals.clone());
         Some(Consumption {
             totals,
-            items: 0,
-            bytes: 0,
+            items,
+            bytes,
         })
     }
 
@@ -116,14 +128,25 @@ impl Lent {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_late_consumption_counts_only_what_is_still_held() {
+        let mut lent = Lent::default();
+        lent.lend(3, 30);
+        assert_eq!(lent.outstanding(), (0, 0), "untracked until asked for");
+        let mut consumption = lent.take_consumption(2, 20).unwrap();
+        assert_eq!(lent.outstanding(), (2, 20));
+        consumption.record(2, 20);
+        assert_eq!(lent.outstanding(), (0, 0));
+    }
+
     use super::*;
 
     #[test]
     fn outstanding_is_what_was_lent_minus_what_was_recorded() {
         let mut lent = Lent::default();
         assert_eq!(lent.outstanding(), (0, 0), "nothing lent yet");
-        let mut consumption = lent.take_consumption().unwrap();
-        assert!(lent.take_consumption().is_none());
+        let mut consumption = lent.take_consumption(0, 0).unwrap();
+        assert!(lent.take_consumption(0, 0).is_none());
         lent.lend(5, 50);
         assert_eq!(lent.outstanding(), (5, 50));
         consumption.record(2, 20);
@@ -136,7 +159,7 @@ mod tests {
     #[test]
     fn recording_more_than_lent_never_underflows() {
         let mut lent = Lent::default();
-        let mut consumption = lent.take_consumption().unwrap();
+        let mut consumption = lent.take_consumption(0, 0).unwrap();
         consumption.record(1, 10);
         assert_eq!(lent.outstanding(), (0, 0));
     }

@@ -303,7 +303,11 @@ impl Bus {
         options: SubscribeOptions,
     ) -> Result<SubscriberId, ChannelError> {
         validate_channel(channel)?;
-        let id = self.subscribers.insert(channel, options);
+        let name = self
+            .registry
+            .shared_name(channel)
+            .unwrap_or_else(|| std::sync::Arc::from(channel));
+        let id = self.subscribers.insert(name, options);
         if self.phase.is_closed() {
             // A closed bus will never LISTEN again: the subscription ends at
             // once instead of waiting forever.
@@ -590,8 +594,20 @@ impl Bus {
     /// consumed of the items [lent](Self::lend_batch) to subscriber `id`.
     /// Given once per subscriber (there must be one writer); `None` after
     /// that or for an unknown subscriber.
-    pub fn take_consumption(&mut self, id: SubscriberId) -> Option<Consumption> {
-        self.subscribers.take_consumption(id)
+    ///
+    /// Until it is taken nothing lent counts against the capacity, so a
+    /// driver may take it late, when it first keeps lent items (a batch of
+    /// one that it hands over at once needs none): items lent before count
+    /// as consumed, except the `held_items` notifications of `held_bytes`
+    /// it still holds.
+    pub fn take_consumption(
+        &mut self,
+        id: SubscriberId,
+        held_items: u64,
+        held_bytes: u64,
+    ) -> Option<Consumption> {
+        self.subscribers
+            .take_consumption(id, held_items, held_bytes)
     }
 
     /// The result of an [`Action::CheckServerQueue`]: the fraction of the
@@ -627,9 +643,8 @@ impl Bus {
 
     /// The stall limits and the server guard of `Absorb` subscribers.
     fn absorb_timeout(&mut self, now: Instant) {
-        let released = self.subscribers.release_stalled(now);
-        if released > 0 {
-            self.stats.stalled_releases += released;
+        if self.subscribers.backpressured() > 0 {
+            self.stats.stalled_releases += self.subscribers.release_stalled(now);
             self.update_backpressure_after_change(Some(now));
         }
         if self.paused_since.is_some() && self.guard.start_if_due(now) {

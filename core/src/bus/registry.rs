@@ -447,6 +447,12 @@ impl ChannelRegistry {
         self.by_name.get(name).and_then(|&idx| self.slot(idx))
     }
 
+    /// The registry's copy of `channel`'s name, for others to share.
+    pub(crate) fn shared_name(&self, channel: &str) -> Option<Arc<str>> {
+        let idx = *self.by_name.get(channel)?;
+        self.slot(idx).map(|ch| ch.name.clone())
+    }
+
     fn slot(&self, idx: u32) -> Option<&Channel> {
         self.slots.get(idx as usize).and_then(Option::as_ref)
     }

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::bus::batch::EventBatch;
@@ -13,7 +14,7 @@ use crate::bus::queue::{Pushed, SubscriberQueue};
 use crate::bus::registry::SubscriberId;
 use crate::bus::segment::{Segment, SegmentBuilder};
 use crate::bus::stats::Stats;
-use crate::{EndReason, Event, Gap, OverflowPolicy, SharedStr, SubscribeOptions};
+use crate::{EndReason, Event, Gap, OverflowPolicy, SubscribeOptions};
 
 /// Subscriber ids are sequential numbers: hashing them is wasted work on the
 /// fan-out path, so the table uses the number itself.
@@ -37,10 +38,14 @@ impl Hasher for IdHasher {
 
 #[derive(Debug)]
 struct Subscriber {
-    channel: SharedStr,
+    /// Shared with the registry's entry for the channel: no allocation per
+    /// subscriber.
+    channel: Arc<str>,
     queue: SubscriberQueue,
     /// `None` when the subscriber takes everything: one branch on the hot path.
-    filter: Option<Filter>,
+    /// Boxed: most subscribers have none, and every byte here is paid by
+    /// each of them.
+    filter: Option<Box<Filter>>,
     ready: bool,
     /// Lived through an outage: a `Gap::Reconnected` is owed before its
     /// next item from the new connection.
@@ -51,30 +56,50 @@ struct Subscriber {
     holding_back: bool,
 }
 
+/// A subscriber holding the connection, and its stall clock: since when,
+/// and how far its consumer had got then.
+#[derive(Debug, Clone, Copy)]
+struct Holding {
+    id: SubscriberId,
+    since: Instant,
+    progress: u64,
+}
+
+impl Holding {
+    fn start(id: SubscriberId, since: Instant, progress: u64) -> Self {
+        Self {
+            id,
+            since,
+            progress,
+        }
+    }
+}
+
 /// Every subscriber, by id.
 #[derive(Debug, Default)]
 pub(crate) struct Subscribers {
     next_id: u64,
     table: HashMap<SubscriberId, Subscriber, BuildHasherDefault<IdHasher>>,
-    /// The full `Backpressure` and absorbing `Absorb` subscribers: reading
-    /// is paused while there is any. Short (usually empty), so a scan is
-    /// cheaper than an index.
-    holding: Vec<SubscriberId>,
+    /// The full `Backpressure` and absorbing `Absorb` subscribers, each with
+    /// its stall clock: reading is paused while there is any. Short (usually
+    /// empty), so a scan is cheaper than an index, and only these pay for a
+    /// clock.
+    holding: Vec<Holding>,
     /// Builds the segments of filtered subscribers that keep only some
     /// notifications, reusing one buffer.
     scratch: SegmentBuilder,
 }
 
 impl Subscribers {
-    pub(crate) fn insert(&mut self, channel: &str, options: SubscribeOptions) -> SubscriberId {
+    pub(crate) fn insert(&mut self, channel: Arc<str>, options: SubscribeOptions) -> SubscriberId {
         self.next_id += 1;
         let id = SubscriberId::from_raw(self.next_id);
         self.table.insert(
             id,
             Subscriber {
-                channel: SharedStr::from(channel),
+                channel,
                 queue: SubscriberQueue::new(&options),
-                filter: options.active_filter(),
+                filter: options.active_filter().map(Box::new),
                 ready: false,
                 owes_reconnect_gap: false,
                 readable_signalled: false,
@@ -86,10 +111,10 @@ impl Subscribers {
 
     /// Removes `id` entirely and returns its channel, if it was still
     /// registered there (it is not once it has ended).
-    pub(crate) fn remove(&mut self, id: SubscriberId) -> Option<SharedStr> {
+    pub(crate) fn remove(&mut self, id: SubscriberId) -> Option<Arc<str>> {
         let sub = self.table.remove(&id)?;
         if sub.holding_back {
-            self.holding.retain(|&h| h != id);
+            self.holding.retain(|h| h.id != id);
         }
         sub.queue.end_reason().is_none().then_some(sub.channel)
     }
@@ -116,39 +141,58 @@ impl Subscribers {
     pub(crate) fn any_absorbing(&self) -> bool {
         self.holding
             .iter()
-            .any(|id| self.table.get(id).is_some_and(|s| s.queue.absorbing()))
+            .any(|h| self.table.get(&h.id).is_some_and(|s| s.queue.absorbing()))
     }
 
     /// The earliest stall deadline of an absorbing subscriber.
     pub(crate) fn next_stall_deadline(&self) -> Option<Instant> {
         self.holding
             .iter()
-            .filter_map(|id| self.table.get(id)?.queue.stall_deadline())
+            .filter_map(|h| {
+                let queue = &self.table.get(&h.id)?.queue;
+                (queue.policy() == OverflowPolicy::Absorb).then(|| h.since + queue.stall_limit())
+            })
             .min()
     }
 
-    /// Releases every absorbing subscriber that consumed nothing within its
-    /// stall limit; returns how many.
+    /// At their stall deadlines: releases every absorbing subscriber that
+    /// consumed nothing within its stall limit, and returns how many. One
+    /// that made progress starts its clock again; one whose consumer freed
+    /// room meanwhile (by consuming lent items) stops holding the connection.
     pub(crate) fn release_stalled(&mut self, now: Instant) -> u64 {
-        let mut released = 0;
-        for id in self.holding.clone() {
-            let Some(s) = self.table.get_mut(&id) else {
+        let (mut stalled, mut freed) = (Vec::new(), Vec::new());
+        for h in &mut self.holding {
+            let Some(s) = self.table.get(&h.id) else {
                 continue;
             };
-            if s.queue.absorbing() && s.queue.stalled(now) {
-                s.queue.release();
-                released += 1;
-                self.stop_holding(id);
+            let queue = &s.queue;
+            if queue.policy() != OverflowPolicy::Absorb || now < h.since + queue.stall_limit() {
+                continue;
+            }
+            if !queue.blocks_input() {
+                freed.push(h.id);
+            } else if queue.progress() == h.progress {
+                stalled.push(h.id);
+            } else {
+                *h = Holding::start(h.id, now, queue.progress());
             }
         }
-        released
+        for &id in &stalled {
+            if let Some(s) = self.table.get_mut(&id) {
+                s.queue.release();
+            }
+        }
+        for id in stalled.iter().chain(&freed) {
+            self.stop_holding(*id);
+        }
+        stalled.len() as u64
     }
 
     /// Releases every absorbing subscriber (the server guard tripped);
     /// returns how many.
     pub(crate) fn release_absorbing(&mut self) -> u64 {
         let mut released = 0;
-        for id in self.holding.clone() {
+        for id in self.holding.iter().map(|h| h.id).collect::<Vec<_>>() {
             if let Some(s) = self.table.get_mut(&id) {
                 if s.queue.release() {
                     released += 1;
@@ -163,7 +207,7 @@ impl Subscribers {
         if let Some(s) = self.table.get_mut(&id) {
             s.holding_back = false;
         }
-        self.holding.retain(|&h| h != id);
+        self.holding.retain(|h| h.id != id);
     }
 
     /// Notifications delivered to `id` and not yet consumed: queued, or lent
@@ -175,8 +219,16 @@ impl Subscribers {
     }
 
     /// The consumer's end of `id`'s lent-items accounting, once.
-    pub(crate) fn take_consumption(&mut self, id: SubscriberId) -> Option<Consumption> {
-        self.table.get_mut(&id)?.queue.take_consumption()
+    pub(crate) fn take_consumption(
+        &mut self,
+        id: SubscriberId,
+        held_items: u64,
+        held_bytes: u64,
+    ) -> Option<Consumption> {
+        self.table
+            .get_mut(&id)?
+            .queue
+            .take_consumption(held_items, held_bytes)
     }
 
     pub(crate) fn mark_ready(&mut self, id: SubscriberId, events: &mut VecDeque<BusEvent>) {
@@ -195,7 +247,7 @@ impl Subscribers {
         id: SubscriberId,
         reason: EndReason,
         events: &mut VecDeque<BusEvent>,
-    ) -> Option<SharedStr> {
+    ) -> Option<Arc<str>> {
         let s = self.table.get_mut(&id)?;
         if s.queue.end_reason().is_some() {
             return None;
@@ -203,7 +255,7 @@ impl Subscribers {
         s.queue.end(reason);
         if s.holding_back {
             s.holding_back = false;
-            self.holding.retain(|&h| h != id);
+            self.holding.retain(|h| h.id != id);
         }
         events.push_back(BusEvent::SubscriberEnded(id, reason));
         Some(s.channel.clone())
@@ -284,7 +336,7 @@ impl Subscribers {
         own_pid: Option<i32>,
         events: &mut VecDeque<BusEvent>,
         stats: &mut Stats,
-    ) -> Vec<(SubscriberId, SharedStr)> {
+    ) -> Vec<(SubscriberId, Arc<str>)> {
         let count = segment.len() as u32;
         let mut ended = Vec::new();
         for &id in ids {
@@ -324,8 +376,8 @@ impl Subscribers {
             }
             if s.queue.blocks_input() && !s.holding_back {
                 s.holding_back = true;
-                s.queue.note_holding(now);
-                self.holding.push(id);
+                self.holding
+                    .push(Holding::start(id, now, s.queue.progress()));
             }
             signal_readable(id, s, events);
         }
@@ -379,7 +431,10 @@ impl Subscribers {
             if s.holding_back {
                 if s.queue.blocks_input() {
                     // Still full after taking some: the stall clock starts again.
-                    s.queue.note_holding(now);
+                    let progress = s.queue.progress();
+                    if let Some(h) = self.holding.iter_mut().find(|h| h.id == id) {
+                        *h = Holding::start(id, now, progress);
+                    }
                 } else {
                     self.stop_holding(id);
                 }
@@ -452,5 +507,62 @@ fn signal_readable(id: SubscriberId, s: &mut Subscriber, events: &mut VecDeque<B
     if !s.readable_signalled && !s.queue.is_empty() {
         s.readable_signalled = true;
         events.push_back(BusEvent::SubscriberReadable(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bus::segment::segment_of;
+    use crate::{Notification, SharedStr};
+
+    fn burst(n: u32) -> Segment {
+        segment_of((1..=n).map(|i| Notification {
+            channel: SharedStr::from_static("jobs"),
+            payload: SharedStr::from(i.to_string()),
+            process_id: 1,
+        }))
+    }
+
+    #[test]
+    fn an_absorbing_subscriber_is_released_only_after_its_stall_limit_without_progress() {
+        let limit = Duration::from_secs(5);
+        let mut subs = Subscribers::default();
+        let (mut events, mut stats) = (VecDeque::new(), Stats::default());
+        let id = subs.insert(
+            Arc::from("jobs"),
+            SubscribeOptions::new().capacity(2).stall_limit(limit),
+        );
+        subs.mark_ready(id, &mut events);
+        let mut consumption = subs.take_consumption(id, 0, 0).unwrap();
+        let t0 = Instant::now();
+        subs.fan_out(t0, &[id], &burst(2), None, &mut events, &mut stats);
+        assert_eq!(subs.backpressured(), 1, "full: it holds the connection");
+        assert_eq!(subs.next_stall_deadline(), Some(t0 + limit));
+        assert_eq!(subs.release_stalled(t0 + limit / 2), 0, "not yet due");
+        // It takes a lent batch: still full (the batch counts), clock restarted.
+        let mut batch = EventBatch::new();
+        subs.drain_batch(t0 + limit / 2, id, &mut batch, usize::MAX, true);
+        assert_eq!(subs.backpressured(), 1);
+        assert_eq!(subs.next_stall_deadline(), Some(t0 + limit / 2 + limit));
+        // It consumes one item before the deadline: room, so it stops
+        // holding the connection at the deadline even without a drain.
+        consumption.record(1, 5);
+        let t1 = t0 + limit / 2 + limit;
+        assert_eq!(subs.release_stalled(t1), 0, "it consumed one");
+        assert_eq!(subs.backpressured(), 0, "room again: reading resumes");
+        // Full again, with progress but still full at the deadline: the
+        // clock restarts; then nothing for a whole limit: released.
+        subs.fan_out(t1, &[id], &burst(1), None, &mut events, &mut stats);
+        assert_eq!(subs.backpressured(), 1);
+        consumption.record(1, 5);
+        subs.fan_out(t1, &[id], &burst(1), None, &mut events, &mut stats);
+        assert_eq!(subs.release_stalled(t1 + limit), 0, "it consumed another");
+        assert_eq!(subs.next_stall_deadline(), Some(t1 + 2 * limit));
+        assert_eq!(subs.release_stalled(t1 + 2 * limit), 1);
+        assert_eq!(subs.backpressured(), 0);
+        assert_eq!(subs.next_stall_deadline(), None);
     }
 }

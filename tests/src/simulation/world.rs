@@ -1164,10 +1164,13 @@ impl World {
                 // batches, consumed a few items at a time (no extra draw,
                 // so existing seeds keep their schedules).
                 if model.consumer == Consumer::Slow && id.as_u64() % 2 == 0 {
-                    model.lending = self.bus.take_consumption(id).map(|consumption| Lending {
-                        held: EventBatch::new(),
-                        consumption,
-                    });
+                    model.lending =
+                        self.bus
+                            .take_consumption(id, 0, 0)
+                            .map(|consumption| Lending {
+                                held: EventBatch::new(),
+                                consumption,
+                            });
                 }
                 self.subs.push(model);
                 self.pump()?;

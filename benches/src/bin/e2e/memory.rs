@@ -36,12 +36,14 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
     );
     println!(
         "| implementation | RSS connected | RSS + {ch} channels (1 sub each) | RSS + {s} subscribers | \
-         bytes per channel | bytes per idle subscriber | total / baseline |",
+         bytes per channel | bytes per idle subscriber | total / baseline | RSS after one \
+         delivery each | after / baseline after |",
         ch = thousands(channels as u64),
         s = thousands(subs as u64)
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut totals = Vec::new();
+    let mut afters = Vec::new();
     for which in ["broadcast", "pgnotify"] {
         let exe = std::env::current_exe().expect("this binary");
         let output = Command::new(exe)
@@ -66,10 +68,11 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
             .split_whitespace()
             .map(|v| v.parse().expect("an RSS figure"))
             .collect();
-        let [connected, with_channels, with_subs] = rss[..] else {
-            panic!("expected three RSS figures, got {text:?}");
+        let [connected, with_channels, with_subs, after] = rss[..] else {
+            panic!("expected four RSS figures, got {text:?}");
         };
         totals.push(with_subs);
+        afters.push(after);
         let per_channel = with_channels.saturating_sub(connected) as f64 / channels as f64;
         let per_sub =
             with_subs.saturating_sub(with_channels) as f64 / (subs - channels).max(1) as f64;
@@ -78,11 +81,14 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
             _ => format!("tokio-postgres + broadcast<String>({BROADCAST_CAPACITY})"),
         };
         println!(
-            "| {name} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {per_channel:.0} | {per_sub:.0} | {:.2}x |",
+            "| {name} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {per_channel:.0} | {per_sub:.0} | \
+             {:.2}x | {:.1} MiB | {:.2}x |",
             mib(connected),
             mib(with_channels),
             mib(with_subs),
-            with_subs as f64 / totals[0] as f64
+            with_subs as f64 / totals[0] as f64,
+            mib(after),
+            after as f64 / afters[0] as f64
         );
     }
 }
@@ -106,10 +112,13 @@ pub(crate) fn child(args: &Args) {
             other => panic!("unknown implementation {other:?}"),
         }
     });
-    println!("{} {} {}", figures[0], figures[1], figures[2]);
+    println!(
+        "{} {} {} {}",
+        figures[0], figures[1], figures[2], figures[3]
+    );
 }
 
-async fn pgnotify(conninfo: &str, names: &[String], subs: usize) -> [u64; 3] {
+async fn pgnotify(conninfo: &str, names: &[String], subs: usize) -> [u64; 4] {
     let config = listener_config(conninfo, "bench-memory");
     let listener = pgnotify_tokio::Listener::connect_with(config)
         .await
@@ -132,10 +141,23 @@ async fn pgnotify(conninfo: &str, names: &[String], subs: usize) -> [u64; 3] {
     let stats = listener.stats();
     assert_eq!(stats.subscribers, subs, "every subscriber registered");
     assert_eq!(stats.channels, names.len(), "every channel LISTENed");
-    [connected, with_channels, with_subs]
+    // One notification per channel, then every subscriber takes its one.
+    for chunk in names.chunks(SETUP_BATCH) {
+        let sends = chunk.iter().map(|name| listener.notify(name, "x"));
+        for sent in join_all(sends).await {
+            sent.expect("notify");
+        }
+    }
+    for chunk in subscriptions.chunks_mut(SETUP_BATCH) {
+        for event in join_all(chunk.iter_mut().map(|s| s.recv())).await {
+            assert!(event.is_some_and(|e| e.notification().is_some()));
+        }
+    }
+    let after = rss_bytes();
+    [connected, with_channels, with_subs, after]
 }
 
-async fn broadcast(conninfo: &str, names: &[String], subs: usize) -> [u64; 3] {
+async fn broadcast(conninfo: &str, names: &[String], subs: usize) -> [u64; 4] {
     let client = raw::connect_spawned(conninfo).await;
     let mut senders: HashMap<String, tokio::sync::broadcast::Sender<String>> = HashMap::new();
     let connected = rss_bytes();
@@ -154,5 +176,13 @@ async fn broadcast(conninfo: &str, names: &[String], subs: usize) -> [u64; 3] {
         receivers.push(senders[&names[i % names.len()]].subscribe());
     }
     let with_subs = rss_bytes();
-    [connected, with_channels, with_subs]
+    // The baseline's delivery: one String per channel, one clone per receiver.
+    for name in names {
+        senders[name].send("x".to_owned()).expect("receivers alive");
+    }
+    for rx in &mut receivers {
+        rx.recv().await.expect("one message");
+    }
+    let after = rss_bytes();
+    [connected, with_channels, with_subs, after]
 }
