@@ -6,7 +6,8 @@
 //! cargo run --release -p pgnotify-benches --bin e2e -- <figure> [--option value ...]
 //! ```
 //!
-//! Figures: `burst`, `drain`, `latency`, `memory`, `reconnect`, `publish`. Options
+//! Figures: `burst`, `drain`, `latency`, `memory`, `reconnect`, `publish`, `flap`,
+//! `stall`. Options
 //! are listed by `--help`.
 
 mod burst;
@@ -20,6 +21,7 @@ mod publish;
 mod raw;
 mod reconnect;
 mod report;
+mod stall;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -45,6 +47,7 @@ figures and their options (defaults in brackets):
   publish    pipelined notify: --n [100000] --in-flight [1000] --trials [3]
              --runtimes [tokio,smol,async-std]
   flap       backend terminated every --every [20] s for --secs [300] s: --rate [100]
+  stall      one subscriber never reads among --readers [9], default options: --n [200000]
 ";
 
 /// The command line: a figure and `--key value` options.
@@ -144,6 +147,7 @@ fn main() {
         "reconnect",
         "publish",
         "flap",
+        "stall",
     ]
     .contains(&args.figure.as_str())
     {
@@ -167,6 +171,7 @@ fn main() {
         "reconnect" => reconnect::run(&server, &args),
         "publish" => publish::run(&server, &args),
         "flap" => flap::run(&server, &args),
+        "stall" => stall::run(&server, &args),
         _ => unreachable!("checked above"),
     }
 }
