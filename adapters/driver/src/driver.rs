@@ -260,6 +260,11 @@ impl Driver {
                 e.to_string(),
             )));
         }
+        // A deadline that has passed comes before more input: a socket that
+        // never runs dry must not hold the timers back.
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Poll::Ready(Input::Timeout);
+        }
         if self.wants_input {
             if let Poll::Ready(input) = self.poll_read(cx) {
                 return Poll::Ready(input);
