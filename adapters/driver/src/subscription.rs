@@ -168,10 +168,19 @@ impl Subscription {
 
     /// Polls for the next item, registering the task to be woken when one
     /// arrives.
+    #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        if let Some(event) = self.batch.pop_front() {
-            return Poll::Ready(Some(event));
+        // Inlined into the caller's loop: most calls find an item in the
+        // batch already taken, and then cost a copy, not a call chain.
+        match self.batch.pop_front() {
+            Some(event) => Poll::Ready(Some(event)),
+            None => self.poll_take(cx),
         }
+    }
+
+    /// [`poll_recv`](Self::poll_recv) once the batch taken before is empty:
+    /// takes the next one from the bus.
+    fn poll_take(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         if self.end.is_some() {
             return Poll::Ready(None);
         }
@@ -262,6 +271,7 @@ impl Subscription {
 impl futures_core::Stream for Subscription {
     type Item = Event;
 
+    #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         self.get_mut().poll_recv(cx)
     }
