@@ -16,8 +16,9 @@ use crate::{Event, Gap, Notification, SharedStr};
 /// [`iter`](Self::iter) yields [`EventRef`]s that borrow the notifications.
 /// Items come in the subscriber's order, gaps where they stand. Owned
 /// [`Event`]s are available too ([`pop_front`](Self::pop_front), or
-/// `into_iter()`), at the price of a clone per notification (none when this
-/// batch is the last holder of a segment).
+/// `into_iter()`), at the price of a clone per notification: a copy when its
+/// texts are short enough to be inline, a reference-count increment per long
+/// text otherwise (none when this batch is the last holder of a segment).
 ///
 /// A batch is reusable: [`clear`](Self::clear) it (or let
 /// [`Bus::drain_batch`](crate::bus::Bus::drain_batch) append to it) to keep

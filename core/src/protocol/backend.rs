@@ -90,10 +90,9 @@ impl DataRow<'_> {
     }
 }
 
-/// The channel name of the last notification whose name was too long to be
-/// stored inline, so that a burst on such a channel shares one copy of the
-/// name instead of copying (and validating) it for every notification.
-/// (Short names are copied inline: as cheap as sharing, and no allocation.)
+/// The channel name of the last notification, so that a burst on one
+/// channel validates the name once, and shares one copy of it when it is
+/// too long to be stored inline (a short one is copied, which is as cheap).
 #[derive(Debug, Default)]
 pub(crate) struct LastChannel(Option<SharedStr>);
 
@@ -236,8 +235,9 @@ fn server_error(r: &mut Reader<'_>) -> Result<ServerError, ProtocolError> {
 /// itself (no allocation; cloning it for a subscriber touches no shared
 /// reference count). Longer text of a frame gathered across inputs into its
 /// own allocation is shared as it is (no copy); longer text borrowed from
-/// the input is copied into a `Bytes` of its own. A long channel name equal
-/// to the last notification's is not copied again: the cached one is shared.
+/// the input is copied into a `Bytes` of its own. A channel name equal to
+/// the last notification's is not validated again, and a long one is not
+/// copied again: the cached one is shared.
 fn notification(
     body: &Body<'_>,
     channels: &mut LastChannel,
@@ -262,9 +262,7 @@ fn notification(
         Some(cached) => cached,
         None => {
             let name = text(channel, "notification channel")?;
-            if !name.is_inline() {
-                channels.0 = Some(name.clone());
-            }
+            channels.0 = Some(name.clone());
             name
         }
     };
@@ -372,7 +370,6 @@ mod tests {
             ("chan", "hello", 7)
         );
         assert!(n.channel.is_inline() && n.payload.is_inline());
-        assert!(channels.0.is_none(), "a short name is not worth caching");
         let frame = Bytes::from_static(b"\0\0\0\x07c\0p\0");
         let n = notification(&Body::Owned(frame), &mut channels).unwrap();
         assert!(n.channel.is_inline() && n.payload.is_inline());
