@@ -68,8 +68,13 @@ impl Inline {
     }
 
     #[inline]
+    fn len(&self) -> usize {
+        usize::from(self.0[INLINE_CAPACITY])
+    }
+
+    #[inline]
     fn as_bytes(&self) -> &[u8] {
-        let len = usize::from(self.0[INLINE_CAPACITY]);
+        let len = self.len();
         // `len <= INLINE_CAPACITY` by construction; an empty slice
         // otherwise, rather than a panic.
         self.0.get(..len).unwrap_or_default()
@@ -162,7 +167,12 @@ impl SharedStr {
     /// Length in bytes.
     #[inline]
     pub fn len(&self) -> usize {
-        self.as_bytes().len()
+        // Read directly: consumers that only total payload sizes call this
+        // once per notification.
+        match &self.0 {
+            Repr::Inline(inline) => inline.len(),
+            Repr::Shared(bytes) => bytes.len(),
+        }
     }
 
     /// Whether the text is empty.
