@@ -6,8 +6,10 @@ use crate::SharedStr;
 
 /// One notification received from the server.
 ///
-/// Cloning is cheap: the channel and payload share the bytes parsed from the
-/// wire, so every subscriber of a channel holds the same allocation.
+/// Cloning is cheap: a channel name or payload of at most
+/// [`SharedStr::INLINE_CAPACITY`] bytes is stored inline and copied (no
+/// allocation, no atomic operation); longer text shares the bytes parsed from
+/// the wire, so every subscriber of a channel holds the same allocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notification {
     /// The channel it was sent on, exactly as named (case-sensitive).

@@ -185,16 +185,13 @@ impl Subscription {
 
     /// Polls for the next item, registering the task to be woken when one
     /// arrives.
+    #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         let polled = self.poll_recv_held(cx);
         if let Poll::Ready(Some(event)) = &polled {
             self.consumed(event);
-            if self.batch.is_empty() && self.end.is_none() && self.refill() {
-                // The batch is used up: come back for more now rather than
-                // at the next call, so the bus learns at once that the
-                // lent items were consumed (a full queue stops holding
-                // the connection). Same one lock per batch.
-                self.shared.wake_driver();
+            if self.batch.is_empty() {
+                self.batch_used_up();
             }
         }
         polled
@@ -204,10 +201,30 @@ impl Subscription {
     /// a callback reports it with [`consumed`](Self::consumed) once its
     /// handler has finished with it, so the item it works on counts
     /// against the capacity.
+    #[inline]
     pub(crate) fn poll_recv_held(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        if let Some(event) = self.batch.pop_front() {
-            return Poll::Ready(Some(event));
+        // Inlined into the caller's loop: most calls find an item in the
+        // batch already taken, and then cost a copy, not a call chain.
+        match self.batch.pop_front() {
+            Some(event) => Poll::Ready(Some(event)),
+            None => self.poll_take(cx),
         }
+    }
+
+    /// The batch is used up: come back for more now rather than at the
+    /// next call, so the bus learns at once that the lent items were
+    /// consumed (a full queue stops holding the connection). Same one lock
+    /// per batch.
+    #[cold]
+    fn batch_used_up(&mut self) {
+        if self.end.is_none() && self.refill() {
+            self.shared.wake_driver();
+        }
+    }
+
+    /// [`poll_recv`](Self::poll_recv) once the batch taken before is empty:
+    /// takes the next one from the bus.
+    fn poll_take(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         if self.end.is_some() {
             return Poll::Ready(None);
         }
@@ -244,6 +261,7 @@ impl Subscription {
 
     /// Reports `event`, taken from the lent batch, consumed by the
     /// application: it no longer counts against the capacity.
+    #[inline]
     pub(crate) fn consumed(&mut self, event: &Event) {
         if let (Event::Notification(n), Some(consumption)) = (event, self.consumption.as_mut()) {
             consumption.record(1, n.size() as u64);
@@ -381,6 +399,7 @@ fn notifications_in(batch: &EventBatch) -> (u64, u64) {
 impl futures_core::Stream for Subscription {
     type Item = Event;
 
+    #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         self.get_mut().poll_recv(cx)
     }

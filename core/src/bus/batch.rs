@@ -16,8 +16,9 @@ use crate::{Event, Gap, Notification, SharedStr};
 /// [`iter`](Self::iter) yields [`EventRef`]s that borrow the notifications.
 /// Items come in the subscriber's order, gaps where they stand. Owned
 /// [`Event`]s are available too ([`pop_front`](Self::pop_front), or
-/// `into_iter()`), at the price of a clone per notification (none when this
-/// batch is the last holder of a segment).
+/// `into_iter()`), at the price of a clone per notification: a copy when its
+/// texts are short enough to be inline, a reference-count increment per long
+/// text otherwise (none when this batch is the last holder of a segment).
 ///
 /// A batch is reusable: [`clear`](Self::clear) it (or let
 /// [`Bus::drain_batch`](crate::bus::Bus::drain_batch) append to it) to keep
@@ -66,6 +67,40 @@ impl Part {
     fn items(&self) -> usize {
         self.before.items() + (self.end - self.start) as usize
     }
+
+    /// A copy of item `i` of the segment if its texts are inline: a plain
+    /// copy, cheaper than `Arc::get_mut`'s atomic compare-and-swap, and it
+    /// never writes to a cache line other subscribers read.
+    #[inline]
+    fn copy_inline(&self, i: usize) -> Option<Notification> {
+        let shared = &self.segment.as_ref()?.get(i)?.notification;
+        (shared.channel.is_inline() && shared.payload.is_inline()).then(|| shared.clone())
+    }
+
+    /// An owned copy of item `i` of the segment: copied when its texts are
+    /// inline, moved out when this part holds the segment's last reference,
+    /// cloned otherwise.
+    fn take(&mut self, i: usize) -> Option<Notification> {
+        if let Some(copy) = self.copy_inline(i) {
+            return Some(copy);
+        }
+        let segment = self.segment.as_mut()?;
+        let unique = *self
+            .unique
+            .get_or_insert_with(|| std::sync::Arc::get_mut(segment).is_some());
+        let owned = if unique {
+            std::sync::Arc::get_mut(segment)
+        } else {
+            None
+        };
+        match owned {
+            Some(items) => Some(std::mem::replace(
+                &mut items.get_mut(i)?.notification,
+                placeholder(),
+            )),
+            None => segment.get(i).map(|item| item.notification.clone()),
+        }
+    }
 }
 
 impl EventBatch {
@@ -100,10 +135,32 @@ impl EventBatch {
 
     /// Takes the first item out as an owned [`Event`].
     ///
-    /// A notification is cloned (two reference-count increments) unless the
-    /// batch holds the last reference to its segment, in which case it is
-    /// moved out.
+    /// A notification whose texts are stored inline (short ones, see
+    /// [`SharedStr::INLINE_CAPACITY`]) is copied: no allocation, no atomic
+    /// operation. One with longer text is moved out when the batch holds
+    /// the last reference to its segment, and otherwise cloned (a
+    /// reference-count increment per long text).
+    #[inline]
     pub fn pop_front(&mut self) -> Option<Event> {
+        // The common case, kept small enough to be inlined into the
+        // caller's loop (`Subscription::recv` is called once per item): a
+        // short notification that is neither behind a gap nor the last of
+        // its part, so nothing but the cursor changes.
+        if let Some(part) = self.parts.front_mut() {
+            if part.before.is_empty() && part.end - part.start > 1 {
+                if let Some(notification) = part.copy_inline(part.start as usize) {
+                    part.start += 1;
+                    self.len -= 1;
+                    return Some(Event::Notification(notification));
+                }
+            }
+        }
+        self.pop_front_slow()
+    }
+
+    /// [`pop_front`](Self::pop_front) for the other cases: gaps, long text,
+    /// the end of a part.
+    fn pop_front_slow(&mut self) -> Option<Event> {
         loop {
             let part = self.parts.front_mut()?;
             if let Some(gap) = part.before.take_next() {
@@ -114,19 +171,7 @@ impl EventBatch {
                 let i = part.start as usize;
                 part.start += 1;
                 self.len -= 1;
-                let segment = part.segment.as_mut()?;
-                let unique = *part
-                    .unique
-                    .get_or_insert_with(|| std::sync::Arc::get_mut(segment).is_some());
-                let owned = if unique {
-                    std::sync::Arc::get_mut(segment)
-                } else {
-                    None
-                };
-                let notification = match owned {
-                    Some(items) => std::mem::replace(&mut items[i].notification, placeholder()),
-                    None => segment[i].notification.clone(),
-                };
+                let notification = part.take(i)?;
                 if part.start == part.end {
                     self.parts.pop_front();
                 }
@@ -282,9 +327,19 @@ mod tests {
     use super::*;
     use crate::bus::segment::segment_of;
 
+    /// A notification whose payload is too long to be stored inline.
     fn note(i: u32) -> Notification {
         Notification {
             channel: SharedStr::from_static("ch"),
+            payload: SharedStr::from(format!("payload {i} of a batch, longer than 23 bytes")),
+            process_id: 1,
+        }
+    }
+
+    /// A notification whose texts are both stored inline.
+    fn short_note(i: u32) -> Notification {
+        Notification {
+            channel: SharedStr::from("ch"),
             payload: SharedStr::from(i.to_string()),
             process_id: 1,
         }
@@ -357,6 +412,26 @@ mod tests {
         let mut batch = batch_of_two_parts(&segment);
         batch.pop_front();
         assert_eq!(batch.pop_front(), Some(Event::Notification(note(1))));
-        assert_eq!(&*segment[1].notification.payload, "1", "left in place");
+        assert_eq!(
+            segment[1].notification.payload,
+            note(1).payload,
+            "left in place"
+        );
+    }
+
+    #[test]
+    fn pop_front_copies_inline_notifications_even_from_a_segment_it_alone_holds() {
+        let segment = segment_of((0..4).map(short_note));
+        let mut batch = batch_of_two_parts(&segment);
+        let weak = std::sync::Arc::downgrade(&segment);
+        drop(segment);
+        batch.pop_front();
+        assert_eq!(batch.pop_front(), Some(Event::Notification(short_note(1))));
+        let segment = weak.upgrade().expect("the batch still holds the segment");
+        assert_eq!(
+            segment[1].notification,
+            short_note(1),
+            "copied, not replaced by a placeholder"
+        );
     }
 }

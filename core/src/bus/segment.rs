@@ -151,6 +151,7 @@ pub(crate) struct Gaps {
 }
 
 impl Gaps {
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.missed == 0 && self.reconnected.is_none()
     }

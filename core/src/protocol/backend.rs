@@ -4,8 +4,6 @@
 //! that every failure is a typed [`ProtocolError`] and notifications can share
 //! their frame's bytes.
 
-use bytes::Bytes;
-
 use super::error::{ProtocolError, ServerError};
 use super::frame::Body;
 use crate::{Notification, SharedStr};
@@ -92,9 +90,9 @@ impl DataRow<'_> {
     }
 }
 
-/// The channel name of the last notification decoded from borrowed input,
-/// so that a burst on one channel shares one copy of the name instead of
-/// copying (and validating) it for every notification.
+/// The channel name of the last notification, so that a burst on one
+/// channel validates the name once, and shares one copy of it when it is
+/// too long to be stored inline (a short one is copied, which is as cheap).
 #[derive(Debug, Default)]
 pub(crate) struct LastChannel(Option<SharedStr>);
 
@@ -103,7 +101,7 @@ impl LastChannel {
     fn get(&self, name: &[u8]) -> Option<SharedStr> {
         self.0
             .as_ref()
-            .filter(|last| last.as_str().as_bytes() == name)
+            .filter(|last| last.as_bytes() == name)
             .cloned()
     }
 }
@@ -232,52 +230,45 @@ fn server_error(r: &mut Reader<'_>) -> Result<ServerError, ProtocolError> {
     Ok(e)
 }
 
-/// Decodes a NotificationResponse. A frame gathered across inputs into its
-/// own allocation is shared as it is (channel and payload point into it, no
-/// copy). A frame borrowed from the input on the same channel as the last
-/// one costs one allocation, a copy of the payload (never cloned on the way
-/// to a single subscriber, so `Bytes` never allocates its shared header), and
-/// shares the cached channel name; on another channel, one copy of both
-/// texts is made and its channel becomes the cached one.
+/// Decodes a NotificationResponse. Text of at most
+/// [`SharedStr::INLINE_CAPACITY`] bytes is copied into the notification
+/// itself (no allocation; cloning it for a subscriber touches no shared
+/// reference count). Longer text of a frame gathered across inputs into its
+/// own allocation is shared as it is (no copy); longer text borrowed from
+/// the input is copied into a `Bytes` of its own. A channel name equal to
+/// the last notification's is not validated again, and a long one is not
+/// copied again: the cached one is shared.
 fn notification(
     body: &Body<'_>,
     channels: &mut LastChannel,
 ) -> Result<Notification, ProtocolError> {
     let mut r = Reader::new(b'A', body.as_slice());
     let process_id = r.i32()?;
-    let texts_start = r.pos;
     let channel = r.cstr()?;
     let payload = r.cstr()?;
     r.finish()?;
-    let utf8 = |bytes: Bytes, what| {
-        SharedStr::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8 { what })
-    };
-    let (channel, payload) = match body {
-        // `channel` and `payload` were read from `bytes` itself, so
-        // `slice_ref` finds them inside it.
-        Body::Owned(bytes) => (
-            utf8(bytes.slice_ref(channel), "notification channel")?,
-            bytes.slice_ref(payload),
-        ),
-        Body::Borrowed(slice) => match channels.get(channel) {
-            Some(cached) => (cached, Bytes::copy_from_slice(payload)),
-            None => {
-                // `channel\0payload`: the body from the channel on, without
-                // the payload's terminator (the body ends with it).
-                let texts = slice.get(texts_start..).unwrap_or_default();
-                let texts = texts.split_last().map_or(texts, |(_, rest)| rest);
-                let shared = Bytes::copy_from_slice(texts);
-                let name = shared.slice(..channel.len());
-                let payload = shared.slice(channel.len().saturating_add(1)..);
-                let name = utf8(name, "notification channel")?;
-                channels.0 = Some(name.clone());
-                (name, payload)
+    let text = |part: &[u8], what| {
+        let text = match body {
+            // `part` was read from `bytes` itself, so `slice_ref` finds it
+            // inside it.
+            Body::Owned(bytes) if part.len() > SharedStr::INLINE_CAPACITY => {
+                SharedStr::from_utf8(bytes.slice_ref(part))
             }
-        },
+            _ => SharedStr::copy_from_utf8(part),
+        };
+        text.map_err(|_| ProtocolError::InvalidUtf8 { what })
+    };
+    let channel = match channels.get(channel) {
+        Some(cached) => cached,
+        None => {
+            let name = text(channel, "notification channel")?;
+            channels.0 = Some(name.clone());
+            name
+        }
     };
     Ok(Notification {
         channel,
-        payload: utf8(payload, "notification payload")?,
+        payload: text(payload, "notification payload")?,
         process_id,
     })
 }
@@ -367,12 +358,34 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
-    fn borrowed_notifications_on_one_channel_share_the_channel_copy() {
+    fn short_texts_are_decoded_inline() {
         let mut channels = LastChannel::default();
-        let first = notification(&Body::Borrowed(b"\0\0\0\x07chan\0hello\0"), &mut channels);
-        let second = notification(&Body::Borrowed(b"\0\0\0\x08chan\0world\0"), &mut channels);
+        let n = notification(&Body::Borrowed(b"\0\0\0\x07chan\0hello\0"), &mut channels);
+        let n = n.unwrap();
+        assert_eq!(
+            (n.channel.as_str(), n.payload.as_str(), n.process_id),
+            ("chan", "hello", 7)
+        );
+        assert!(n.channel.is_inline() && n.payload.is_inline());
+        let frame = Bytes::from_static(b"\0\0\0\x07c\0p\0");
+        let n = notification(&Body::Owned(frame), &mut channels).unwrap();
+        assert!(n.channel.is_inline() && n.payload.is_inline());
+    }
+
+    #[test]
+    fn borrowed_notifications_on_one_long_channel_share_the_channel_copy() {
+        let mut channels = LastChannel::default();
+        let first = notification(
+            &Body::Borrowed(b"\0\0\0\x07a_channel_name_of_30_bytes____\0hello\0"),
+            &mut channels,
+        );
+        let second = notification(
+            &Body::Borrowed(b"\0\0\0\x08a_channel_name_of_30_bytes____\0world\0"),
+            &mut channels,
+        );
         let (first, second) = (first.unwrap(), second.unwrap());
         assert_eq!(
             (
@@ -380,7 +393,7 @@ mod tests {
                 second.payload.as_str(),
                 second.process_id
             ),
-            ("chan", "world", 8)
+            ("a_channel_name_of_30_bytes____", "world", 8)
         );
         assert_eq!(
             first.channel.as_bytes().as_ptr(),
@@ -411,8 +424,9 @@ mod tests {
 
     #[test]
     fn owned_notification_shares_the_frame() {
-        let frame = Bytes::from_static(b"\0\0\0\x07c\0p\0");
+        let frame = Bytes::from_static(b"\0\0\0\x07c\0a payload longer than 23 bytes\0");
         let n = notification(&Body::Owned(frame.clone()), &mut LastChannel::default()).unwrap();
+        assert!(!n.payload.is_inline());
         assert_eq!(
             n.payload.as_bytes().as_ptr(),
             frame.as_ptr().wrapping_add(6)

@@ -42,6 +42,8 @@ pub(crate) enum Reader {
     Recv,
     /// `Subscription::recv_batch` into a reused `EventBatch`, read by reference.
     Batch,
+    /// The subscription as a `futures_core::Stream`, read with `StreamExt::next`.
+    Stream,
 }
 
 impl std::str::FromStr for Reader {
@@ -51,7 +53,8 @@ impl std::str::FromStr for Reader {
         match s {
             "recv" => Ok(Self::Recv),
             "batch" => Ok(Self::Batch),
-            other => Err(format!("unknown reader {other:?} (recv, batch)")),
+            "stream" => Ok(Self::Stream),
+            other => Err(format!("unknown reader {other:?} (recv, batch, stream)")),
         }
     }
 }
@@ -61,6 +64,7 @@ impl Reader {
         match self {
             Self::Recv => "recv()",
             Self::Batch => "recv_batch",
+            Self::Stream => "Stream::next",
         }
     }
 }
@@ -265,6 +269,7 @@ fn pgnotify_trial<R: CurrentRuntime>(
             .map(|s| match reader {
                 Reader::Recv => exec.spawn(read_all(s, n)),
                 Reader::Batch => exec.spawn(read_all_batches(s, n)),
+                Reader::Stream => exec.spawn(read_all_stream(s, n)),
             })
             .collect();
         let mut results = Vec::with_capacity(tasks.len());
@@ -324,6 +329,24 @@ async fn read_all(mut subscription: Subscription, n: u64) -> (u64, u64, usize) {
     let (mut got, mut gaps, mut bytes) = (0, 0, 0);
     while got < n {
         match subscription.recv().await {
+            Some(Event::Notification(notification)) => {
+                got += 1;
+                bytes += notification.payload.len();
+            }
+            Some(_) => gaps += 1,
+            None => break,
+        }
+    }
+    (got, gaps, bytes)
+}
+
+/// Reads `n` notifications through the `Stream` impl; returns how many,
+/// the gaps seen and the payload bytes.
+async fn read_all_stream(mut subscription: Subscription, n: u64) -> (u64, u64, usize) {
+    use futures_util::StreamExt;
+    let (mut got, mut gaps, mut bytes) = (0, 0, 0);
+    while got < n {
+        match subscription.next().await {
             Some(Event::Notification(notification)) => {
                 got += 1;
                 bytes += notification.payload.len();

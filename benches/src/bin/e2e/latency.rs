@@ -6,7 +6,8 @@
 //! is the send time (nanoseconds since a process-wide origin, taken just
 //! before the query is issued). Every subscriber records now − send time for
 //! each notification sent after the warm-up. The baseline is a raw
-//! tokio-postgres `poll_message` reader under the same load.
+//! tokio-postgres `poll_message` reader under the same load; the peer a
+//! user would pick (issue 13) is sqlx's `PgListener` with one subscriber.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -17,6 +18,7 @@ use pgnotify_driver::{CurrentRuntime, Listener, Subscription};
 use pgnotify_testkit::server::TestServer;
 
 use crate::exec::{Exec, Kind};
+use crate::peers::{self, SQLX};
 use crate::report::{quantile, thousands};
 use crate::{Args, listener_config, on_runtime, raw};
 
@@ -63,7 +65,7 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
         load.measure,
         load.warmup
     );
-    let mut outcomes = vec![raw_run(server, load)];
+    let mut outcomes = vec![raw_run(server, load), sqlx_run(server, load)];
     for kind in args.runtimes() {
         let exec = Exec::new(kind);
         for &count in &subs {
@@ -72,14 +74,15 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
     }
     println!(
         "| implementation | subscribers | sent/s achieved | samples | gaps | p50 (µs) | p99 (µs) | \
-         p99.9 (µs) | max (µs) | p99 / raw p99 |"
+         p99.9 (µs) | max (µs) | p99 / raw p99 | p99 / sqlx p99 |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let raw_p99 = quantile(&outcomes[0].latencies, 0.99) as f64;
+    let sqlx_p99 = quantile(&outcomes[1].latencies, 0.99) as f64;
     for o in &outcomes {
         let q = |p| quantile(&o.latencies, p) as f64 / 1e3;
         println!(
-            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}x |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}x | {:.2}x |",
             o.name,
             o.subscribers,
             thousands((o.sent as f64 / (load.warmup + load.measure).as_secs_f64()) as u64),
@@ -89,7 +92,8 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
             q(0.99),
             q(0.999),
             q(1.0),
-            q(0.99) * 1e3 / raw_p99
+            q(0.99) * 1e3 / raw_p99,
+            q(0.99) * 1e3 / sqlx_p99
         );
         if o.failed > 0 {
             println!("  ({} publishes failed)", o.failed);
@@ -193,6 +197,38 @@ fn raw_run(server: &TestServer, load: Load) -> Outcome {
         latencies.sort_unstable();
         Outcome {
             name: "tokio-postgres poll_message".into(),
+            subscribers: 1,
+            sent,
+            failed,
+            gaps: 0,
+            latencies,
+        }
+    })
+}
+
+/// sqlx's `PgListener`, read by one task on the multi-thread runtime.
+fn sqlx_run(server: &TestServer, load: Load) -> Outcome {
+    let exec = Exec::new(Kind::Tokio);
+    let url = server.url();
+    exec.block_on(async {
+        let mut listener = peers::sqlx_listener(&url, CHANNEL).await;
+        let window = window(load);
+        let publisher = publish(server.conninfo(), load);
+        let reader = exec.spawn(async move {
+            let mut latencies = Vec::with_capacity(load.rate as usize * 12);
+            loop {
+                let notification = listener.recv().await.expect("sqlx recv");
+                if notification.payload() == STOP {
+                    return latencies;
+                }
+                record(&mut latencies, notification.payload(), window);
+            }
+        });
+        let mut latencies = reader.await;
+        let (sent, failed) = publisher.join().expect("publisher");
+        latencies.sort_unstable();
+        Outcome {
+            name: SQLX.into(),
             subscribers: 1,
             sent,
             failed,

@@ -39,7 +39,7 @@ figures and their options (defaults in brackets):
              --n [10000,100000,1000000] --subs [1,100] --payload [16] --trials [1]
   drain      burst drain: --n [1000000] --payloads [16,1000] --subs [1,100]
              --runtimes [tokio,smol,async-std] --capacity [1024] --trials [1]
-             --readers [recv,batch] --peers [raw,sqlx,forge]
+             --readers [recv,batch] (also: stream) --peers [raw,sqlx,forge]
   latency    NOTIFY-to-subscriber latency: --rate [10000] --secs [10] --warmup [1]
              --subs [1,100] --runtimes [tokio,smol,async-std]
   memory     RSS with --subs [100000] subscribers over --channels [10000]

@@ -9,6 +9,12 @@
 //! `HashMap<String, tokio::sync::broadcast::Sender<String>>` with one
 //! `Receiver` per subscriber, each channel with the same capacity as
 //! pgnotify's default queue (1,024).
+//!
+//! Then (issue 13) one notification is published on every channel (from a
+//! second connection, one transaction) and every subscriber consumes one
+//! (`recv()`; the baseline's reader task forwards each payload as a
+//! `String` and every receiver `try_recv`s one), and `VmRSS` is read again:
+//! what a subscriber costs once it has been used.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -36,14 +42,14 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
     );
     println!(
         "| implementation | RSS connected | RSS + {ch} channels (1 sub each) | RSS + {s} subscribers | \
-         bytes per channel | bytes per idle subscriber | total / baseline | RSS after one \
-         delivery each | after / baseline after |",
+         bytes per channel | bytes per idle subscriber | total / baseline | \
+         RSS after one delivery each | bytes per subscriber after it | after / baseline |",
         ch = thousands(channels as u64),
         s = thousands(subs as u64)
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut used_totals = Vec::new();
     let mut totals = Vec::new();
-    let mut afters = Vec::new();
     for which in ["broadcast", "pgnotify"] {
         let exe = std::env::current_exe().expect("this binary");
         let output = Command::new(exe)
@@ -68,11 +74,12 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
             .split_whitespace()
             .map(|v| v.parse().expect("an RSS figure"))
             .collect();
-        let [connected, with_channels, with_subs, after] = rss[..] else {
+        let [connected, with_channels, with_subs, used] = rss[..] else {
             panic!("expected four RSS figures, got {text:?}");
         };
         totals.push(with_subs);
-        afters.push(after);
+        used_totals.push(used);
+        let per_used_sub = used.saturating_sub(with_channels) as f64 / subs as f64;
         let per_channel = with_channels.saturating_sub(connected) as f64 / channels as f64;
         let per_sub =
             with_subs.saturating_sub(with_channels) as f64 / (subs - channels).max(1) as f64;
@@ -81,14 +88,14 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
             _ => format!("tokio-postgres + broadcast<String>({BROADCAST_CAPACITY})"),
         };
         println!(
-            "| {name} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {per_channel:.0} | {per_sub:.0} | \
-             {:.2}x | {:.1} MiB | {:.2}x |",
+            "| {name} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {per_channel:.0} | {per_sub:.0} | {:.2}x \
+             | {:.1} MiB | {per_used_sub:.0} | {:.2}x |",
             mib(connected),
             mib(with_channels),
             mib(with_subs),
             with_subs as f64 / totals[0] as f64,
-            mib(after),
-            after as f64 / afters[0] as f64
+            mib(used),
+            used as f64 / used_totals[0] as f64
         );
     }
 }
@@ -97,7 +104,7 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// The child: sets one implementation up and prints three RSS figures.
+/// The child: sets one implementation up and prints four RSS figures.
 pub(crate) fn child(args: &Args) {
     let which: String = args.get("which", String::new());
     let conninfo: String = args.get("conninfo", String::new());
@@ -116,6 +123,21 @@ pub(crate) fn child(args: &Args) {
         "{} {} {} {}",
         figures[0], figures[1], figures[2], figures[3]
     );
+}
+
+/// Publishes one notification on each of `names` from a connection of its
+/// own, in one transaction; each payload is its channel's name.
+async fn publish_one_each(conninfo: &str, names: &[String]) {
+    let client = raw::connect_spawned(conninfo).await;
+    let sql = format!(
+        "SELECT count(pg_notify(name, name)) FROM unnest(ARRAY[{}]) AS name",
+        names
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    client.batch_execute(&sql).await.expect("publish one each");
 }
 
 async fn pgnotify(conninfo: &str, names: &[String], subs: usize) -> [u64; 4] {
@@ -141,30 +163,31 @@ async fn pgnotify(conninfo: &str, names: &[String], subs: usize) -> [u64; 4] {
     let stats = listener.stats();
     assert_eq!(stats.subscribers, subs, "every subscriber registered");
     assert_eq!(stats.channels, names.len(), "every channel LISTENed");
-    // One notification per channel, then every subscriber takes its one.
-    for chunk in names.chunks(SETUP_BATCH) {
-        let sends = chunk.iter().map(|name| listener.notify(name, "x"));
-        for sent in join_all(sends).await {
-            sent.expect("notify");
+    publish_one_each(conninfo, names).await;
+    let received = join_all(subscriptions.iter_mut().map(|s| s.recv())).await;
+    for (s, event) in subscriptions.iter().zip(received) {
+        match event {
+            Some(pgnotify_core::Event::Notification(n)) => {
+                assert_eq!(&*n.payload, s.channel(), "the channel's own notification");
+            }
+            other => panic!("expected a notification, got {other:?}"),
         }
     }
-    for chunk in subscriptions.chunks_mut(SETUP_BATCH) {
-        for event in join_all(chunk.iter_mut().map(|s| s.recv())).await {
-            assert!(event.is_some_and(|e| e.notification().is_some()));
-        }
-    }
-    let after = rss_bytes();
-    [connected, with_channels, with_subs, after]
+    let used = rss_bytes();
+    [connected, with_channels, with_subs, used]
 }
 
 async fn broadcast(conninfo: &str, names: &[String], subs: usize) -> [u64; 4] {
-    let client = raw::connect_spawned(conninfo).await;
+    // Not spawned: after the setup, the reader below forwards what it reads.
+    let (client, mut connection) = raw::connect(conninfo).await;
     let mut senders: HashMap<String, tokio::sync::broadcast::Sender<String>> = HashMap::new();
     let connected = rss_bytes();
     let mut receivers = Vec::with_capacity(subs);
     for chunk in names.chunks(SETUP_BATCH) {
         let sql: String = chunk.iter().map(|n| format!("LISTEN {n};")).collect();
-        client.batch_execute(&sql).await.expect("LISTEN");
+        raw::drive(&mut connection, client.batch_execute(&sql))
+            .await
+            .expect("LISTEN");
         for name in chunk {
             let (tx, rx) = tokio::sync::broadcast::channel(BROADCAST_CAPACITY);
             senders.insert(name.clone(), tx);
@@ -176,13 +199,27 @@ async fn broadcast(conninfo: &str, names: &[String], subs: usize) -> [u64; 4] {
         receivers.push(senders[&names[i % names.len()]].subscribe());
     }
     let with_subs = rss_bytes();
-    // The baseline's delivery: one String per channel, one clone per receiver.
-    for name in names {
-        senders[name].send("x".to_owned()).expect("receivers alive");
+    publish_one_each(conninfo, names).await;
+    let forwarded = raw::read_notifications(&mut connection, names.len() as u64, |payload| {
+        // The payload is the channel's name.
+        let _ = senders[payload].send(payload.to_owned());
+        true
+    })
+    .await;
+    assert_eq!(
+        forwarded,
+        names.len() as u64,
+        "one notification per channel"
+    );
+    for (i, rx) in receivers.iter_mut().enumerate() {
+        let got = rx.try_recv().expect("one notification each");
+        assert_eq!(
+            got,
+            names[i % names.len()],
+            "the channel's own notification"
+        );
     }
-    for rx in &mut receivers {
-        rx.recv().await.expect("one message");
-    }
-    let after = rss_bytes();
-    [connected, with_channels, with_subs, after]
+    let used = rss_bytes();
+    drop(client);
+    [connected, with_channels, with_subs, used]
 }
