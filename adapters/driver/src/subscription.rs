@@ -54,6 +54,9 @@ pub struct Subscription {
     /// The batch taken from the bus and not yet yielded; its notifications
     /// still count against the capacity until yielded.
     batch: EventBatch,
+    /// The last batch lent kept items beyond the one returned at once: when
+    /// it is used up the bus must hear of it (see `batch_used_up`).
+    kept_lent: bool,
     /// Reports to the bus what the application took of `batch`; made at
     /// the first lent batch, so a subscription that never received
     /// anything does not pay for it.
@@ -129,6 +132,7 @@ impl Subscription {
             id,
             channel: channel.to_owned(),
             batch: EventBatch::new(),
+            kept_lent: false,
             consumption: None,
             end: None,
         })
@@ -215,9 +219,13 @@ impl Subscription {
     /// next call, so the bus learns at once that the lent items were
     /// consumed (a full queue stops holding the connection). Same one lock
     /// per batch.
+    ///
+    /// A batch of one needs none of this (its item was returned at once,
+    /// counted nowhere): at a low rate that keeps the lock to one per
+    /// notification.
     #[cold]
     fn batch_used_up(&mut self) {
-        if self.end.is_none() && self.refill() {
+        if self.kept_lent && self.end.is_none() && self.refill() {
             self.shared.wake_driver();
         }
     }
@@ -349,12 +357,13 @@ impl Subscription {
             let status = state
                 .bus
                 .lend_batch(now, self.id, &mut self.batch, usize::MAX);
+            let returned_now = usize::from(cx.is_some());
+            self.kept_lent = self.batch.len() > returned_now;
             if self.consumption.is_none() {
                 // `recv` hands one item over at once; only what stays in
                 // the batch needs counting, and only then is the handle made.
                 let (items, bytes) = notifications_in(&self.batch);
-                let returned_now = u64::from(cx.is_some());
-                if items > returned_now {
+                if items > returned_now as u64 {
                     self.consumption = state.bus.take_consumption(self.id, items, bytes);
                 }
             }
