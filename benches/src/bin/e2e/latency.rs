@@ -66,6 +66,9 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
         load.warmup
     );
     let mut outcomes = vec![raw_run(server, load), sqlx_run(server, load)];
+    if let Some(&most) = subs.iter().max().filter(|&&n| n > 1) {
+        outcomes.push(forge_run(server, load, most));
+    }
     for kind in args.runtimes() {
         let exec = Exec::new(kind);
         for &count in &subs {
@@ -233,6 +236,57 @@ fn sqlx_run(server: &TestServer, load: Load) -> Outcome {
             sent,
             failed,
             gaps: 0,
+            latencies,
+        }
+    })
+}
+
+/// The forge design with `subs` subscribers: one `PgListener` forwarding
+/// every payload into a `broadcast<String>` (room for the whole run), each
+/// receiver on a task of its own recording its latencies.
+fn forge_run(server: &TestServer, load: Load, subs: usize) -> Outcome {
+    let exec = Exec::new(Kind::Tokio);
+    let url = server.url();
+    exec.block_on(async {
+        let listener = peers::sqlx_listener(&url, CHANNEL).await;
+        let capacity = (load.rate * (load.warmup + load.measure).as_secs() + 1) as usize;
+        let (tx, receivers) = peers::forge_receivers(capacity, subs);
+        let window = window(load);
+        let publisher = publish(server.conninfo(), load);
+        let forwarder = exec.spawn(peers::forward(listener, tx, |p| p == STOP));
+        let tasks: Vec<_> = receivers
+            .into_iter()
+            .map(|mut rx| {
+                exec.spawn(async move {
+                    let mut latencies = Vec::with_capacity(load.rate as usize * 12);
+                    let mut lags = 0;
+                    loop {
+                        match rx.recv().await {
+                            Ok(payload) if payload == STOP => return (latencies, lags),
+                            Ok(payload) => record(&mut latencies, &payload, window),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => lags += 1,
+                            Err(_) => return (latencies, lags),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        let mut gaps = 0;
+        for task in tasks {
+            let (l, g) = task.await;
+            latencies.extend(l);
+            gaps += g;
+        }
+        forwarder.await;
+        let (sent, failed) = publisher.join().expect("publisher");
+        latencies.sort_unstable();
+        Outcome {
+            name: peers::FORGE.into(),
+            subscribers: subs,
+            sent,
+            failed,
+            gaps,
             latencies,
         }
     })
