@@ -29,8 +29,9 @@ struct Totals {
 /// to it, so the bus can charge only what is still held.
 ///
 /// Made by [`Bus::take_consumption`](crate::bus::Bus::take_consumption),
-/// once per subscriber. There is one writer per subscriber, so recording is
-/// a load-free store of the consumer's own running totals.
+/// once per subscriber. There is one writer per subscriber, so recording
+/// reads back its own last totals and stores the new ones (no
+/// read-modify-write instruction), and the handle is one pointer.
 ///
 /// ```
 /// use std::time::Instant;
@@ -46,20 +47,22 @@ struct Totals {
 #[derive(Debug)]
 pub struct Consumption {
     totals: Arc<Totals>,
-    items: u64,
-    bytes: u64,
 }
 
 impl Consumption {
     /// Records that the application took `items` notifications holding
     /// `bytes` of text ([`Notification::size`](crate::Notification::size)).
+    ///
+    /// Takes `&mut self`: this handle is the only writer, so reading the
+    /// totals back and storing them is exact.
     pub fn record(&mut self, items: u64, bytes: u64) {
-        self.items += items;
-        self.bytes += bytes;
+        let totals = &*self.totals;
+        let new_items = totals.items.load(Ordering::Relaxed) + items;
+        let new_bytes = totals.bytes.load(Ordering::Relaxed) + bytes;
         // Bytes first, items last with Release: a reader that sees the new
         // item count (Acquire) sees bytes at least as new.
-        self.totals.bytes.store(self.bytes, Ordering::Relaxed);
-        self.totals.items.store(self.items, Ordering::Release);
+        totals.bytes.store(new_bytes, Ordering::Relaxed);
+        totals.items.store(new_items, Ordering::Release);
     }
 }
 
@@ -91,11 +94,7 @@ impl Lent {
             bytes: AtomicU64::new(bytes),
         });
         self.totals = Some(totals.clone());
-        Some(Consumption {
-            totals,
-            items,
-            bytes,
-        })
+        Some(Consumption { totals })
     }
 
     /// Records `items` notifications of `bytes` lent to the consumer.
