@@ -263,6 +263,7 @@ impl Subscription {
     }
 
     /// Reports a notification of `size` bytes (or a gap: `None`) consumed.
+    #[inline]
     pub(crate) fn consumed_size(&mut self, size: Option<usize>) {
         if let (Some(size), Some(consumption)) = (size, self.consumption.as_mut()) {
             consumption.record(1, size as u64);
@@ -273,9 +274,7 @@ impl Subscription {
     /// application: it no longer counts against the capacity.
     #[inline]
     pub(crate) fn consumed(&mut self, event: &Event) {
-        if let (Event::Notification(n), Some(consumption)) = (event, self.consumption.as_mut()) {
-            consumption.record(1, n.size() as u64);
-        }
+        self.consumed_size(event.notification().map(|n| n.size()));
     }
 
     /// Waits for the next items and appends them all to `out`; returns how

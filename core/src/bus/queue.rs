@@ -346,6 +346,16 @@ impl SubscriberQueue {
         self.delivered + self.lent.consumed()
     }
 
+    /// Whether a full queue stops the reading rather than discarding:
+    /// `Backpressure` always, `Absorb` until released.
+    fn holds_when_full(&self) -> bool {
+        match self.policy {
+            OverflowPolicy::Backpressure => true,
+            OverflowPolicy::Absorb => !self.released,
+            _ => false,
+        }
+    }
+
     /// Stops an `Absorb` queue from holding the connection: it drops what
     /// does not fit (the newest, counted in a gap) until its consumer takes
     /// something. Returns whether it was absorbing.
@@ -370,12 +380,7 @@ impl SubscriberQueue {
     /// that read is held too, so however many reconnects happen a full
     /// queue holds at most `capacity + n` (see `Bus::wants_input`).
     pub(crate) fn blocks_input(&self) -> bool {
-        let holds = match self.policy {
-            OverflowPolicy::Backpressure => true,
-            OverflowPolicy::Absorb => !self.released,
-            _ => false,
-        };
-        holds && self.end.is_none() && self.is_full()
+        self.holds_when_full() && self.end.is_none() && self.is_full()
     }
 
     /// Why the queue ended, if it has (items may still be readable).
@@ -405,21 +410,17 @@ impl SubscriberQueue {
             return Pushed::default();
         }
         match self.policy {
-            OverflowPolicy::Backpressure => {
+            // Nothing is discarded: reading stops instead (`blocks_input`).
+            _ if self.holds_when_full() => {
                 self.append(segment, range);
                 Pushed {
                     queued: count,
                     ..Pushed::default()
                 }
             }
-            OverflowPolicy::Absorb if !self.released => {
-                self.append(segment, range);
-                Pushed {
-                    queued: count,
-                    ..Pushed::default()
-                }
-            }
-            OverflowPolicy::DropNewest | OverflowPolicy::Absorb => {
+            // A released `Absorb` queue drops the newest until its consumer
+            // takes something (`Backpressure` always holds: the arm above).
+            OverflowPolicy::DropNewest | OverflowPolicy::Absorb | OverflowPolicy::Backpressure => {
                 self.push_what_fits(segment, range)
             }
             OverflowPolicy::Close => {
@@ -638,8 +639,11 @@ impl SubscriberQueue {
         }
     }
 
-    fn has_room_for(&self, len: usize, bytes: usize, size: usize) -> bool {
-        let (capacity, max_bytes) = self.limits();
+    /// Whether a notification of `size` bytes fits after `len` queued ones
+    /// of `bytes` within `limits` ([`limits`](Self::limits), read once per
+    /// push: they load the consumer's shared counters).
+    fn has_room_for(limits: (usize, Option<usize>), len: usize, bytes: usize, size: usize) -> bool {
+        let (capacity, max_bytes) = limits;
         len < capacity
             && (len == 0 || max_bytes.is_none_or(|max| bytes.saturating_add(size) <= max))
     }
@@ -656,7 +660,7 @@ impl SubscriberQueue {
         let (mut len, mut bytes) = (self.len, self.bytes);
         for i in range.clone() {
             let size = segment::bytes(segment, i..i + 1);
-            if !self.has_room_for(len, bytes, size) {
+            if !Self::has_room_for((capacity, max_bytes), len, bytes, size) {
                 return i - range.start;
             }
             len += 1;
@@ -689,7 +693,7 @@ impl SubscriberQueue {
             let size = segment::bytes(segment, i..i + 1);
             let queued_len = self.len + (i - run) as usize;
             let queued_bytes = self.bytes + segment::bytes(segment, run..i);
-            if self.has_room_for(queued_len, queued_bytes, size) {
+            if Self::has_room_for((capacity, max_bytes), queued_len, queued_bytes, size) {
                 i += 1;
                 continue;
             }
