@@ -305,7 +305,7 @@ fn single_byte_corruption_never_panics() {
         data_row(&[Some("1"), None]),
         command_complete("SELECT 1"),
         ready(b'I'),
-        publish_ok(true),
+        publish_ok(),
     ]);
     for i in 0..valid.len() {
         for flip in [0x01u8, 0x80, 0xff] {

@@ -14,9 +14,6 @@ use super::error::{ProtocolError, ServerError};
 use super::frontend;
 use super::{CommandId, ConnectionEvent, Phase, QueryResult};
 
-/// SQLSTATE of "prepared statement does not exist".
-const INVALID_SQL_STATEMENT_NAME: &str = "26000";
-
 /// A command as the caller asked for it, before it is encoded.
 #[derive(Debug)]
 pub(crate) enum Request {
@@ -31,13 +28,9 @@ enum Kind {
         /// Columns of the current statement's rows, once its RowDescription came.
         columns: Option<u16>,
     },
-    Publish {
-        /// Which Parse of the publish statement this Bind relies on.
-        epoch: u64,
-        /// Whether that Parse travels in this command's Sync group.
-        sent_parse: bool,
-        parse_complete: bool,
-    },
+    /// Parse/Bind/Execute/Sync of the unnamed statement: a failed Parse
+    /// fails this publish alone.
+    Publish,
     /// Refused before sending (it cannot be encoded); completes with its
     /// error when it reaches the head of the FIFO, to keep replies in order.
     Rejected,
@@ -50,25 +43,12 @@ struct InFlight {
     error: Option<ServerError>,
 }
 
-/// The state of the named publish statement on this connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Statement {
-    /// Not parsed (or its Parse failed): the next publish sends Parse.
-    Absent,
-    /// Parse with this epoch was sent (it may not have completed yet).
-    Parsed(u64),
-}
-
 /// Commands held until startup finishes, and commands sent but unanswered.
 #[derive(Debug)]
 pub(crate) struct Commands {
     next_id: u64,
     held: VecDeque<(CommandId, Request)>,
     in_flight: VecDeque<InFlight>,
-    statement: Statement,
-    epoch: u64,
-    /// The last failed Parse, reported to every publish that relied on it.
-    failed_parse: Option<(u64, ServerError)>,
 }
 
 impl Commands {
@@ -77,9 +57,6 @@ impl Commands {
             next_id: 0,
             held: VecDeque::new(),
             in_flight: VecDeque::new(),
-            statement: Statement::Absent,
-            epoch: 0,
-            failed_parse: None,
         }
     }
 
@@ -148,36 +125,15 @@ impl Commands {
         payload: &str,
         out: &mut BytesMut,
     ) -> (Kind, Option<ServerError>) {
-        let start = out.len();
-        let (epoch, sent_parse) = match self.statement {
-            Statement::Parsed(epoch) => (epoch, false),
-            Statement::Absent => {
-                self.epoch = self.epoch.wrapping_add(1);
-                frontend::parse_publish(out);
-                (self.epoch, true)
-            }
-        };
-        if !frontend::publish(channel, payload, out) {
-            out.truncate(start);
-            if sent_parse {
-                self.epoch = self.epoch.wrapping_sub(1);
-            }
-            let error = ServerError::new(
-                "ERROR",
-                "54000",
-                "the notification is too large to encode; pgnotify did not send it",
-            );
-            return (Kind::Rejected, Some(error));
+        if frontend::publish(channel, payload, out) {
+            return (Kind::Publish, None);
         }
-        if sent_parse {
-            self.statement = Statement::Parsed(epoch);
-        }
-        let kind = Kind::Publish {
-            epoch,
-            sent_parse,
-            parse_complete: false,
-        };
-        (kind, None)
+        let error = ServerError::new(
+            "ERROR",
+            "54000",
+            "the notification is too large to encode; pgnotify did not send it",
+        );
+        (Kind::Rejected, Some(error))
     }
 
     /// Completes rejected commands that reached the head of the FIFO.
@@ -236,15 +192,10 @@ impl Commands {
                 *columns = None;
             }
             (
-                Kind::Publish {
-                    sent_parse: true,
-                    parse_complete,
-                    ..
-                },
-                Message::ParseComplete,
-            ) if !*parse_complete => *parse_complete = true,
-            (Kind::Publish { .. }, Message::BindComplete | Message::CommandComplete) => {}
-            (Kind::Publish { .. }, Message::DataRow(row)) if row.columns == 1 => {}
+                Kind::Publish,
+                Message::ParseComplete | Message::BindComplete | Message::CommandComplete,
+            ) => {}
+            (Kind::Publish, Message::DataRow(row)) if row.columns == 1 => {}
             (_, Message::ReadyForQuery(status)) => {
                 self.finish_head(events);
                 return Ok(Some(status));
@@ -261,15 +212,7 @@ impl Commands {
         };
         let result = match (done.kind, done.error) {
             (Kind::Query { rows, .. }, None) => Ok(QueryResult { rows }),
-            (Kind::Publish { .. }, None) => Ok(QueryResult::default()),
-            (
-                Kind::Publish {
-                    epoch,
-                    sent_parse,
-                    parse_complete,
-                },
-                Some(error),
-            ) => Err(self.publish_failed(epoch, sent_parse, parse_complete, error)),
+            (Kind::Publish, None) => Ok(QueryResult::default()),
             (_, Some(error)) => Err(error),
             (Kind::Rejected, None) => Err(ServerError::new("ERROR", "XX000", "command rejected")),
         };
@@ -278,36 +221,5 @@ impl Commands {
             result,
         });
         self.complete_rejected(events);
-    }
-
-    /// Works out what a failed publish means for the prepared statement, and
-    /// which error to report: a publish pipelined behind a failed Parse gets
-    /// that Parse's error rather than "prepared statement does not exist".
-    fn publish_failed(
-        &mut self,
-        epoch: u64,
-        sent_parse: bool,
-        parse_complete: bool,
-        error: ServerError,
-    ) -> ServerError {
-        if sent_parse && !parse_complete {
-            self.failed_parse = Some((epoch, error.clone()));
-            if self.statement == Statement::Parsed(epoch) {
-                self.statement = Statement::Absent;
-            }
-            return error;
-        }
-        if error.code == INVALID_SQL_STATEMENT_NAME {
-            // The statement is gone (its Parse failed, or the session was
-            // reset behind our back): parse it again next time.
-            if self.statement == Statement::Parsed(epoch) {
-                self.statement = Statement::Absent;
-            }
-            match &self.failed_parse {
-                Some((failed, parse_error)) if *failed == epoch => return parse_error.clone(),
-                _ => {}
-            }
-        }
-        error
     }
 }

@@ -7,8 +7,14 @@ use postgres_protocol::message::frontend;
 use super::StartupParams;
 use super::error::ConnectionError;
 
-/// The name of the prepared statement behind every publish.
-pub(crate) const PUBLISH_STATEMENT: &str = "pgnotify_publish";
+/// The statement behind every publish: the unnamed one, parsed again in
+/// each publish's own Sync group. A named statement would outlive the
+/// transaction, and behind a transaction-pooling proxy (PgBouncer in
+/// transaction mode) the next publish may reach a server connection where
+/// it does not exist (26000) or where another client's already does
+/// (42P05). Parsing `SELECT pg_notify($1, $2)` costs the server far less
+/// than the commit each publish pays anyway.
+const PUBLISH_STATEMENT: &str = "";
 
 /// The SQL behind every publish; both parameters are `text`.
 pub(crate) const PUBLISH_SQL: &str = "SELECT pg_notify($1, $2)";
@@ -53,16 +59,12 @@ pub(crate) fn query(sql: &str, out: &mut BytesMut) -> bool {
     true
 }
 
-/// Appends the Parse of the publish statement.
-pub(crate) fn parse_publish(out: &mut BytesMut) {
-    // Constant, NUL-free strings: cannot fail.
-    let _ = frontend::parse(PUBLISH_STATEMENT, PUBLISH_SQL, [TEXT_OID, TEXT_OID], out);
-}
-
-/// Appends Bind/Execute/Sync of one publish; `false` (and nothing appended)
-/// if the message cannot be built (a parameter over 2 GiB).
+/// Appends Parse/Bind/Execute/Sync of one publish; `false` (and nothing
+/// appended) if the message cannot be built (a parameter over 2 GiB).
 pub(crate) fn publish(channel: &str, payload: &str, out: &mut BytesMut) -> bool {
     let start = out.len();
+    // Constant, NUL-free strings: cannot fail.
+    let _ = frontend::parse(PUBLISH_STATEMENT, PUBLISH_SQL, [TEXT_OID, TEXT_OID], out);
     let bound = frontend::bind(
         "",
         PUBLISH_STATEMENT,

@@ -420,9 +420,9 @@ impl Connection {
 
     /// Sends `SELECT pg_notify(channel, payload)` with the extended protocol.
     ///
-    /// The statement is prepared once per connection, in the same pipeline
-    /// as the first publish; after that a publish is Bind/Execute/Sync only.
-    /// Each publish has its own Sync, so one failure fails only that publish.
+    /// Each publish is Parse/Bind/Execute/Sync of the unnamed statement:
+    /// nothing outlives its own Sync group, so publishing works through
+    /// transaction-pooling proxies, and one failure fails only that publish.
     /// Validate the channel and payload first ([`crate::validate_channel`],
     /// [`crate::validate_payload`]): the server's refusal arrives as an error
     /// only after a round trip.

@@ -409,12 +409,8 @@ pub fn bind_complete() -> Vec<u8> {
 }
 
 /// The server's answer to one successful publish.
-pub fn publish_ok(with_parse: bool) -> Vec<u8> {
-    let mut v = if with_parse {
-        parse_complete()
-    } else {
-        Vec::new()
-    };
+pub fn publish_ok() -> Vec<u8> {
+    let mut v = parse_complete();
     v.extend(bind_complete());
     v.extend(data_row(&[Some("")]));
     v.extend(command_complete("SELECT 1"));
