@@ -79,6 +79,13 @@ fn a_length_below_four_is_a_bad_length() {
 }
 
 #[test]
+fn a_negative_length_is_reported_as_sent() {
+    let e = after_ready(vec![b'Z', 0xff, 0xff, 0xff, 0xfb]);
+    assert_eq!(e, ProtocolError::BadLength { tag: b'Z', len: -5 });
+    assert!(e.to_string().contains("length of -5"), "{e}");
+}
+
+#[test]
 fn an_unknown_tag_is_reported() {
     assert_eq!(
         after_ready(frame(b'!', &[])),

@@ -152,20 +152,28 @@ fn n_with_prefer_continues_in_plaintext() {
 }
 
 #[test]
-fn error_instead_of_the_ssl_byte_is_reported_without_downgrade() {
-    let out = run_all(
-        with_tls(TlsNegotiation::Prefer),
-        &[server(error(
-            "FATAL",
-            "53300",
-            "sorry, too many clients already",
-        ))],
-    );
-    let ConnectionError::Server(e) = failed_with(&out) else {
-        panic!("{:?}", out.events)
-    };
-    assert_eq!(e.code, "53300");
-    assert_eq!(out.sent, SSL_REQUEST, "no fallback to a plaintext startup");
+fn an_error_answer_to_the_ssl_request_is_untrusted_transient_and_never_downgraded() {
+    for tls in [TlsNegotiation::Prefer, TlsNegotiation::Require] {
+        // A man in the middle answers the SSL request with a believable
+        // "password authentication failed" and a control sequence.
+        let out = run_all(
+            with_tls(tls),
+            &[server(error(
+                "FATAL",
+                "28P01",
+                "password authentication failed\n\x1b[2Jfor user \"app\"",
+            ))],
+        );
+        let e = failed_with(&out);
+        assert_eq!(e, &ConnectionError::SslRequestFailed, "{tls:?}");
+        assert!(e.is_transient(), "retried, never taken as a bad password");
+        let text = e.to_string();
+        assert!(
+            !text.contains("password") && !text.contains('\x1b'),
+            "the text sent before TLS is not shown: {text}"
+        );
+        assert_eq!(out.sent, SSL_REQUEST, "no fallback to a plaintext startup");
+    }
 }
 
 #[test]

@@ -30,7 +30,7 @@ enum Kind {
     },
     /// Parse/Bind/Execute/Sync of the unnamed statement: a failed Parse
     /// fails this publish alone.
-    Publish,
+    Publish { parse_complete: bool },
     /// Refused before sending (it cannot be encoded); completes with its
     /// error when it reaches the head of the FIFO, to keep replies in order.
     Rejected,
@@ -126,7 +126,10 @@ impl Commands {
         out: &mut BytesMut,
     ) -> (Kind, Option<ServerError>) {
         if frontend::publish(channel, payload, out) {
-            return (Kind::Publish, None);
+            let kind = Kind::Publish {
+                parse_complete: false,
+            };
+            return (kind, None);
         }
         let error = ServerError::new(
             "ERROR",
@@ -191,11 +194,11 @@ impl Commands {
             ) => {
                 *columns = None;
             }
-            (
-                Kind::Publish,
-                Message::ParseComplete | Message::BindComplete | Message::CommandComplete,
-            ) => {}
-            (Kind::Publish, Message::DataRow(row)) if row.columns == 1 => {}
+            (Kind::Publish { parse_complete }, Message::ParseComplete) if !*parse_complete => {
+                *parse_complete = true;
+            }
+            (Kind::Publish { .. }, Message::BindComplete | Message::CommandComplete) => {}
+            (Kind::Publish { .. }, Message::DataRow(row)) if row.columns == 1 => {}
             (_, Message::ReadyForQuery(status)) => {
                 self.finish_head(events);
                 return Ok(Some(status));
@@ -212,7 +215,7 @@ impl Commands {
         };
         let result = match (done.kind, done.error) {
             (Kind::Query { rows, .. }, None) => Ok(QueryResult { rows }),
-            (Kind::Publish, None) => Ok(QueryResult::default()),
+            (Kind::Publish { .. }, None) => Ok(QueryResult::default()),
             (_, Some(error)) => Err(error),
             (Kind::Rejected, None) => Err(ServerError::new("ERROR", "XX000", "command rejected")),
         };

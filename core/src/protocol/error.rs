@@ -59,14 +59,47 @@ impl ServerError {
     }
 }
 
-impl fmt::Display for ServerError {
+/// Shows server text on one line, and inert: control characters (newlines,
+/// escape sequences) and the Unicode controls that reorder text appear as
+/// escapes, so a server cannot forge log lines or drive a terminal.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OneLine<'a>(pub(crate) &'a str);
+
+impl OneLine<'_> {
+    fn is_inert(c: char) -> bool {
+        !(c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    }
+}
+
+impl fmt::Display for OneLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.severity, self.code, self.message)?;
+        let mut rest = self.0;
+        while let Some(at) = rest.find(|c| !Self::is_inert(c)) {
+            f.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(f, "{}", c.escape_default())?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        f.write_str(rest)
+    }
+}
+
+impl fmt::Display for ServerError {
+    /// One line, with the server's texts escaped ([`OneLine`]); the fields
+    /// keep them as sent.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            OneLine(&self.severity),
+            OneLine(&self.code),
+            OneLine(&self.message)
+        )?;
         if let Some(detail) = &self.detail {
-            write!(f, " (detail: {detail})")?;
+            write!(f, " (detail: {})", OneLine(detail))?;
         }
         if let Some(hint) = &self.hint {
-            write!(f, " (hint: {hint})")?;
+            write!(f, " (hint: {})", OneLine(hint))?;
         }
         Ok(())
     }
@@ -90,6 +123,11 @@ pub enum ConnectionError {
     Auth(AuthError),
     /// TLS was required but the server does not accept it.
     TlsRefused,
+    /// The server answered the SSL request with an error instead of yes or
+    /// no. A server out of connections or memory does that, and so can a
+    /// man in the middle: nothing sent before TLS is trusted, so the text
+    /// is neither read nor shown. Transient: the attempt is retried.
+    SslRequestFailed,
     /// A startup parameter contains a NUL byte and cannot be sent.
     InvalidStartupParameter {
         /// Which parameter (`user`, `database`, `application_name`).
@@ -119,6 +157,10 @@ impl fmt::Display for ConnectionError {
             Self::TlsRefused => f.write_str(
                 "the server refused TLS, and the connection requires it (sslmode=require)",
             ),
+            Self::SslRequestFailed => f.write_str(
+                "the server refused or broke the SSL request (it answered with an error, whose \
+                 text is not shown because nothing sent before TLS can be trusted)",
+            ),
             Self::InvalidStartupParameter { name } => {
                 write!(f, "the startup parameter {name} contains a NUL byte")
             }
@@ -147,7 +189,7 @@ impl ConnectionError {
     /// and server shutdowns (`57P01`, `57P03`, `53300` too many connections).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Protocol(_) | Self::MissingBackendKey => true,
+            Self::Protocol(_) | Self::MissingBackendKey | Self::SslRequestFailed => true,
             Self::Server(e) => {
                 !(e.code.starts_with("28") || e.code == "3D000" || e.code == "42501")
             }
@@ -196,12 +238,13 @@ pub enum ProtocolError {
         /// The cap ([`StartupParams::max_frame_len`](super::StartupParams::max_frame_len)).
         max: usize,
     },
-    /// A frame header announced fewer than the four bytes of the length itself.
+    /// A frame header announced fewer than the four bytes of the length
+    /// itself, or a negative length.
     BadLength {
         /// The message tag.
         tag: u8,
-        /// The announced length.
-        len: u32,
+        /// The announced length, as the signed 32-bit value the protocol uses.
+        len: i32,
     },
     /// A message tag the protocol does not define.
     UnknownMessage {
@@ -348,3 +391,23 @@ impl fmt::Display for AuthError {
 }
 
 impl std::error::Error for AuthError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_text_is_shown_on_one_line_and_inert() {
+        let mut e = ServerError::new("FATAL", "28P01", "bad\nFATAL: forged\x1b[31m\u{202e}txt");
+        e.detail = Some("tab\there".to_owned());
+        assert_eq!(
+            e.to_string(),
+            r"FATAL 28P01: bad\nFATAL: forged\u{1b}[31m\u{202e}txt (detail: tab\there)"
+        );
+        assert_eq!(
+            ServerError::new("ERROR", "42000", "d\u{e9}j\u{e0} vu \u{2014} ok").to_string(),
+            "ERROR 42000: d\u{e9}j\u{e0} vu \u{2014} ok",
+            "printable Unicode is kept"
+        );
+    }
+}

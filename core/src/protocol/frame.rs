@@ -144,10 +144,12 @@ impl FrameReader {
                 tag: 0,
                 what: "short header",
             })?;
-        let len = u32::from_be_bytes([a, b, c, d]);
-        if len < 4 {
-            return Err(ProtocolError::BadLength { tag, len });
-        }
+        // The protocol's lengths are signed 32-bit integers: report a
+        // negative one as the value sent, not as a huge unsigned one.
+        let signed = i32::from_be_bytes([a, b, c, d]);
+        let Ok(len @ 4..) = u32::try_from(signed) else {
+            return Err(ProtocolError::BadLength { tag, len: signed });
+        };
         let too_large = ProtocolError::FrameTooLarge {
             tag,
             len,

@@ -183,11 +183,10 @@ pub enum ConnectionEvent {
     Failed(ConnectionError),
 }
 
-/// Internal state: [`Phase`] plus the ErrorResponse-instead-of-SSL-byte case.
+/// Internal state, one per [`Phase`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     SslResponse,
-    SslErrorResponse,
     TlsHandshake,
     Authenticating,
     Starting,
@@ -199,7 +198,7 @@ enum State {
 impl State {
     fn phase(self) -> Phase {
         match self {
-            Self::SslResponse | Self::SslErrorResponse => Phase::SslNegotiation,
+            Self::SslResponse => Phase::SslNegotiation,
             Self::TlsHandshake => Phase::TlsHandshake,
             Self::Authenticating => Phase::Authenticating,
             Self::Starting => Phase::Starting,
@@ -382,9 +381,7 @@ impl Connection {
                 }
             }
             State::SslResponse => self.handle_ssl_response(data),
-            State::SslErrorResponse | State::Authenticating | State::Starting | State::Ready => {
-                self.read_frames(data)
-            }
+            State::Authenticating | State::Starting | State::Ready => self.read_frames(data),
         }
     }
 
@@ -438,7 +435,7 @@ impl Connection {
     pub fn terminate(&mut self) {
         match self.state {
             State::Failed | State::Terminated => return,
-            State::SslResponse | State::SslErrorResponse | State::TlsHandshake => {
+            State::SslResponse | State::TlsHandshake => {
                 // The server has not seen a startup message: just close.
                 self.out.clear();
             }
@@ -512,13 +509,12 @@ impl Connection {
                 TlsNegotiation::Require => self.fail(ConnectionError::TlsRefused),
                 _ => self.send_startup(),
             },
-            b'E' => {
-                // As libpq: the server failed before it could answer (too
-                // many connections, out of memory); read its ErrorResponse
-                // and report it, never falling back to plaintext.
-                self.state = State::SslErrorResponse;
-                self.read_frames(data);
-            }
+            // A server that failed before it could answer (too many
+            // connections, out of memory) sends an ErrorResponse; so can a
+            // man in the middle, with any text it likes. As libpq since
+            // CVE-2024-10977: the text is not read, the answer becomes a
+            // fixed error, and plaintext is never the fallback.
+            b'E' => self.fail(ConnectionError::SslRequestFailed),
             byte => self.fail(ProtocolError::BadSslResponse { byte }.into()),
         }
     }
@@ -545,8 +541,6 @@ impl Connection {
             phase: self.state.phase(),
         };
         match (self.state, message) {
-            (State::SslErrorResponse, Message::Error(e)) => Err(ConnectionError::Server(e)),
-            (State::SslErrorResponse, _) => Err(unexpected.into()),
             (_, Message::Notice(notice)) => {
                 self.events.push_back(ConnectionEvent::Notice(notice));
                 Ok(())
