@@ -149,7 +149,8 @@ async fn pump(
                     if let Some(ended) = render(ready, subscriptions, events, &mut out.lines) {
                         if subscriptions.is_empty() {
                             out.flush(listener).await?;
-                            return Err(CliError::AllSubscriptionsEnded { reason: ended });
+                            let reason = end_cause(ended, listener);
+                            return Err(CliError::AllSubscriptionsEnded { reason });
                         }
                     }
                     rendered += 1;
@@ -170,6 +171,14 @@ enum Item {
     Connection(Option<ConnectionEvent>),
 }
 
+/// Why a subscription ended, with the listener's error when it stopped on one.
+fn end_cause(reason: EndReason, listener: &Listener) -> String {
+    match (reason, listener.stats().last_error) {
+        (EndReason::Failed, Some(error)) => format!("{reason}: {error}"),
+        _ => reason.to_string(),
+    }
+}
+
 /// Renders one item; returns the end reason when it ended a subscription
 /// (which is then removed).
 fn render(
@@ -177,7 +186,7 @@ fn render(
     subscriptions: &mut Vec<Subscription>,
     events: &mut Option<ConnectionEvents>,
     lines: &mut Lines,
-) -> Option<String> {
+) -> Option<EndReason> {
     match item {
         Item::Subscription(i, Some(event)) => {
             lines.event(subscriptions[i].channel(), &event);
@@ -187,7 +196,7 @@ fn render(
             let subscription = subscriptions.remove(i);
             let reason = subscription.end_reason();
             lines.end(subscription.channel(), reason);
-            Some(reason.unwrap_or(EndReason::BusClosed).to_string())
+            Some(reason.unwrap_or(EndReason::BusClosed))
         }
         Item::Connection(Some(event)) => {
             lines.connection(&event);

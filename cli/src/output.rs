@@ -141,6 +141,11 @@ impl Lines {
                     push_json_str(&mut self.buf, &error.to_string());
                     self.buf.push('}');
                 }
+                ConnectionEvent::Stopped { error } => {
+                    self.buf.push_str(r#"{"type":"stopped","error":"#);
+                    push_json_str(&mut self.buf, &error.to_string());
+                    self.buf.push('}');
+                }
                 ConnectionEvent::Lagged { missed } => {
                     let _ = write!(self.buf, r#"{{"type":"events_lagged","missed":{missed}}}"#);
                 }

@@ -99,6 +99,10 @@ pub enum EndReason {
     BusClosed,
     /// The server refused to LISTEN on the channel (for example on a hot standby).
     ListenFailed,
+    /// The listener stopped for good on an error reconnecting cannot fix
+    /// (LISTEN through a transaction-pooling proxy): the listener's last
+    /// error says which.
+    Failed,
 }
 
 impl fmt::Display for EndReason {
@@ -108,6 +112,7 @@ impl fmt::Display for EndReason {
             Self::Overflowed => "closed because its queue overflowed (policy Close)",
             Self::BusClosed => "the listener was closed",
             Self::ListenFailed => "the server refused to LISTEN on the channel",
+            Self::Failed => "the listener stopped on an error reconnecting cannot fix",
         })
     }
 }

@@ -38,6 +38,15 @@ pub enum ConnectionEvent {
         /// Why it failed.
         error: BusError,
     },
+    /// The listener stopped for good on an error reconnecting cannot fix
+    /// (LISTEN through a transaction-pooling proxy, with the default
+    /// `transaction_pooler=fail`). Every subscription ends with
+    /// [`EndReason::Failed`](pgnotify_core::EndReason::Failed); this is
+    /// the last event.
+    Stopped {
+        /// Why.
+        error: BusError,
+    },
     /// This receiver fell behind: `missed` events were dropped before the
     /// ones that follow.
     Lagged {
@@ -52,6 +61,7 @@ impl fmt::Display for ConnectionEvent {
             Self::Connected { generation } => write!(f, "connected (generation {generation})"),
             Self::Disconnected { error } => write!(f, "disconnected: {error}"),
             Self::ConnectFailed { error } => write!(f, "connection attempt failed: {error}"),
+            Self::Stopped { error } => write!(f, "stopped: {error}"),
             Self::Lagged { missed } => write!(f, "{missed} connection events were missed"),
         }
     }

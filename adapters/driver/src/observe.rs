@@ -66,6 +66,7 @@ impl Observer {
             BusEvent::Connected { .. }
                 | BusEvent::Disconnected { .. }
                 | BusEvent::ConnectFailed { .. }
+                | BusEvent::Failed { .. }
                 | BusEvent::Closed
         ) {
             // The connection's state changed: publish it with this pass.
@@ -99,6 +100,9 @@ impl Observer {
             }
             BusEvent::ConnectFailed { error, .. } => {
                 tracing::warn!(%error, "connection attempt failed; retrying");
+            }
+            BusEvent::Failed { error } => {
+                tracing::error!(%error, "the listener stopped: reconnecting cannot fix this");
             }
             BusEvent::Closed => tracing::info!("listener closed"),
             BusEvent::SubscriberEnded(id, reason) if *reason != EndReason::Unsubscribed => {

@@ -177,6 +177,10 @@ impl State {
                 self.events
                     .push(ConnectionEvent::ConnectFailed { error }, wake);
             }
+            BusEvent::Failed { error } => {
+                self.lifecycle.last_error = Some(error.clone());
+                self.events.push(ConnectionEvent::Stopped { error }, wake);
+            }
             BusEvent::Closed => {
                 self.lifecycle.closing = true;
                 self.lifecycle.closed = true;

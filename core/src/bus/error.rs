@@ -95,6 +95,14 @@ pub enum BusError {
         /// The time allowed.
         timeout: Duration,
     },
+    /// Startup finished, but the server did not acknowledge the connection's
+    /// LISTENs in time (the same per-attempt budget as
+    /// [`StartupTimedOut`](Self::StartupTimedOut): `connect_timeout`, or
+    /// `ping_interval + ping_timeout` when it is unset).
+    ListenTimedOut {
+        /// The time allowed for the whole attempt.
+        timeout: Duration,
+    },
     /// A health ping was not answered in time: the connection is presumed dead.
     PingTimedOut {
         /// The ping timeout.
@@ -124,6 +132,7 @@ impl BusError {
             Self::Transport(e) => e.kind != TransportErrorKind::Tls,
             Self::ListenRefused(_) | Self::NotificationsNotDelivered => false,
             Self::StartupTimedOut { .. }
+            | Self::ListenTimedOut { .. }
             | Self::PingTimedOut { .. }
             | Self::ReadOnlyServer
             | Self::Bounced => true,
@@ -139,6 +148,10 @@ impl fmt::Display for BusError {
             Self::StartupTimedOut { timeout } => {
                 write!(f, "the server did not complete the startup within {timeout:?}")
             }
+            Self::ListenTimedOut { timeout } => write!(
+                f,
+                "LISTEN was not acknowledged within {timeout:?} of starting the connection"
+            ),
             Self::PingTimedOut { timeout } => write!(
                 f,
                 "a health ping was not answered within {timeout:?}; the connection is presumed dead"

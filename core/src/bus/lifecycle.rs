@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::{Bus, BusError, BusEvent, Purpose};
 use crate::bus::output::{Action, ConnectTarget};
 use crate::bus::ping::ping_channel;
+use crate::bus::session;
 use crate::config::{HostSpec, SslMode, TargetSessionAttrs};
 use crate::protocol::{ServerError, StartupParams, TlsNegotiation};
 
@@ -148,8 +149,10 @@ impl Bus {
         self.begin_listening(now);
     }
 
-    /// LISTENs the ping channel and every subscribed channel in one round
-    /// trip, and sends the publishes that waited for a connection.
+    /// Asks the server's own pid, and LISTENs the ping channel and every
+    /// subscribed channel, in one round trip; sends the publishes that
+    /// waited for a connection. (The ping channel is only named after the
+    /// BackendKeyData pid: pongs are told apart by the pid the server gives.)
     pub(super) fn begin_listening(&mut self, now: Instant) {
         let Some(conn) = self.conn.as_mut() else {
             return;
@@ -160,7 +163,8 @@ impl Bus {
             return;
         };
         let ping = ping_channel(pid);
-        let mut sql = String::from("LISTEN ");
+        let mut sql = String::from(session::BACKEND_PID_QUERY);
+        sql.push_str("; LISTEN ");
         crate::push_quoted_identifier(&mut sql, &ping);
         let batch = self.registry.relisten_all();
         if let Some(batch) = &batch {
@@ -237,6 +241,7 @@ impl Bus {
         }
         let was_listening = self.phase.is_listening();
         self.conn = None;
+        self.own_pid = None;
         if self.transport_open {
             self.actions.push_back(Action::Disconnect);
             self.transport_open = false;
@@ -288,13 +293,13 @@ impl Bus {
         }
         match self.phase {
             Phase::Waiting { until } if now >= until => self.start_attempt(now),
-            Phase::Connecting { deadline }
-            | Phase::Starting { deadline }
-            | Phase::Relistening { deadline }
-                if now >= deadline =>
-            {
+            Phase::Connecting { deadline } | Phase::Starting { deadline } if now >= deadline => {
                 let timeout = self.attempt_timeout();
                 self.connection_lost(now, BusError::StartupTimedOut { timeout });
+            }
+            Phase::Relistening { deadline } if now >= deadline => {
+                let timeout = self.attempt_timeout();
+                self.connection_lost(now, BusError::ListenTimedOut { timeout });
             }
             Phase::Closing { deadline } if now >= deadline => self.finish_close(),
             _ => {}

@@ -26,6 +26,7 @@ mod publish;
 mod queue;
 mod registry;
 mod segment;
+mod session;
 mod stats;
 mod subscribers;
 
@@ -40,7 +41,7 @@ pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, T
 pub use registry::SubscriberId;
 pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
 
-use crate::config::Config;
+use crate::config::{Config, TransactionPooler};
 use crate::protocol::{CommandId, Connection, ConnectionEvent, QueryResult, ServerError};
 use crate::{
     ChannelError, Event, Notification, SubscribeOptions, validate_channel, validate_payload,
@@ -72,6 +73,9 @@ enum Purpose {
     Publish(PublishId),
     /// `UNLISTEN *` on close.
     UnlistenAll,
+    /// The `SET`s that turn the server's session timeouts off (see
+    /// `session.rs`); a failure is only counted.
+    TimeoutsOff,
 }
 
 /// Many subscribers over one PostgreSQL LISTEN connection, as a pure state
@@ -140,6 +144,11 @@ pub struct Bus {
     pinger: Pinger,
     /// The ping channel of a connection whose LISTENs are in flight.
     pending_ping_channel: Option<String>,
+    /// The current connection's server pid from `pg_backend_pid()`, once
+    /// its LISTEN query answered (see `session.rs`).
+    own_pid: Option<i32>,
+    /// Whether the current connection's session timeouts were turned off.
+    timeouts_off: bool,
     publishes: PublishQueue,
     commands: HashMap<CommandId, Purpose>,
     actions: VecDeque<Action>,
@@ -178,6 +187,8 @@ impl Bus {
             pending: PendingFanOut::default(),
             pinger,
             pending_ping_channel: None,
+            own_pid: None,
+            timeouts_off: false,
             publishes: PublishQueue::default(),
             commands: HashMap::new(),
             actions: VecDeque::new(),
@@ -207,9 +218,13 @@ impl Bus {
 
     /// The backend process id of the current connection, if one is up.
     ///
-    /// Notifications the bus itself sent carry this pid.
+    /// Notifications the bus itself sent carry this pid. It is the server's
+    /// own answer to `pg_backend_pid()` once the connection's LISTENs are
+    /// acknowledged (through a pooler, BackendKeyData carries a made-up
+    /// pid), and BackendKeyData's until then.
     pub fn backend_pid(&self) -> Option<i32> {
-        self.conn.as_ref().and_then(Connection::backend_pid)
+        let conn = self.conn.as_ref()?;
+        self.own_pid.or_else(|| conn.backend_pid())
     }
 
     /// Whether the driver should read the socket. False while a subscriber
@@ -442,6 +457,8 @@ impl Bus {
         if let Phase::Connecting { deadline } = self.phase {
             self.transport_open = true;
             self.conn = Some(Connection::new(self.startup_params()));
+            self.own_pid = None;
+            self.timeouts_off = false;
             self.phase = Phase::Starting { deadline };
             self.process_connection(now);
         }
@@ -747,6 +764,7 @@ impl Bus {
         if self.pinger.channel() == Some(&*n.channel) && Some(n.process_id) == self.backend_pid() {
             if self.pinger.answered(now) {
                 self.connection_proved();
+                self.turn_session_timeouts_off();
             }
             return;
         }
@@ -847,7 +865,10 @@ impl Bus {
         };
         match purpose {
             Purpose::Relisten(batch) => match result {
-                Ok(_) => self.on_relistened(now, batch),
+                Ok(result) => {
+                    self.own_pid = session::backend_pid(&result);
+                    self.on_relistened(now, batch);
+                }
                 Err(e) => self.connection_lost(now, BusError::ListenRefused(e)),
             },
             Purpose::Changes(batch) => {
@@ -901,6 +922,11 @@ impl Bus {
             Purpose::UnlistenAll => {
                 if matches!(self.phase, Phase::Closing { .. }) {
                     self.finish_close();
+                }
+            }
+            Purpose::TimeoutsOff => {
+                if result.is_err() {
+                    self.stats.session_settings_failed += 1;
                 }
             }
         }
@@ -965,7 +991,13 @@ impl Bus {
                     timeout: self.pinger.timeout(),
                 },
             };
-            self.connection_lost(now, error);
+            if matches!(error, BusError::NotificationsNotDelivered)
+                && self.config.transaction_pooler() == TransactionPooler::Fail
+            {
+                self.give_up(now, error);
+            } else {
+                self.connection_lost(now, error);
+            }
             return;
         }
         if let Some(sql) = self.pinger.due(now, self.paused_since.is_some()) {
@@ -980,6 +1012,39 @@ impl Bus {
                 }
             }
         }
+    }
+
+    /// After the first ping answer of a connection: turns the server's
+    /// session timeouts off for it (see `session.rs`).
+    fn turn_session_timeouts_off(&mut self) {
+        if std::mem::replace(&mut self.timeouts_off, true) {
+            return;
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            let sql = session::timeouts_off(conn.server_version());
+            let cmd = conn.simple_query(sql);
+            self.commands.insert(cmd, Purpose::TimeoutsOff);
+        }
+    }
+
+    /// Stops for good on an error that reconnecting cannot fix (a
+    /// transaction-pooling proxy under `transaction_pooler=fail`): every
+    /// subscriber ends with [`EndReason::Failed`](crate::EndReason::Failed),
+    /// every publish fails, [`BusEvent::Failed`] names the error and
+    /// [`BusEvent::Closed`] follows.
+    fn give_up(&mut self, now: Instant, error: BusError) {
+        self.stats.last_error = Some(error.to_string());
+        self.events.push_back(BusEvent::Failed {
+            error: error.clone(),
+        });
+        self.subscribers
+            .end_all(crate::EndReason::Failed, &mut self.events);
+        for p in self.publishes.take_all().collect::<Vec<_>>() {
+            self.publish_done(p.id, Err(NotifyError::Closed));
+        }
+        self.update_backpressure_after_change(Some(now));
+        self.pending_ping_channel = None;
+        self.finish_close();
     }
 
     fn finish_close(&mut self) {

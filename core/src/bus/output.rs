@@ -120,6 +120,14 @@ pub enum BusEvent {
         /// wrong password or a missing database will not fix itself.
         first_attempt: bool,
     },
+    /// The bus stopped for good on an error reconnecting cannot fix (a
+    /// transaction-pooling proxy under `transaction_pooler=fail`). Every
+    /// subscriber has ended with [`EndReason::Failed`](crate::EndReason::Failed);
+    /// [`Closed`](Self::Closed) follows.
+    Failed {
+        /// Why.
+        error: BusError,
+    },
     /// `close` finished: no connection remains and none will be made.
     Closed,
 }

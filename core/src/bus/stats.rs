@@ -64,6 +64,10 @@ pub struct Stats {
     pub pings_sent: u64,
     /// Mismatches between `pg_listening_channels()` and the registry, repaired.
     pub listen_mismatches: u64,
+    /// Connections on which turning the server's session timeouts off
+    /// failed (the connection keeps listening; a server with
+    /// `idle_session_timeout` may then end it between pings).
+    pub session_settings_failed: u64,
     /// Whether reading is paused because a `Backpressure` or absorbing
     /// `Absorb` subscriber is full (gauge).
     pub reading_paused: bool,

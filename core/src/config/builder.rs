@@ -8,6 +8,7 @@ use super::error::ConfigError;
 use super::host::{DEFAULT_HOST, DEFAULT_PORT, HostSpec};
 use super::keepalive::Keepalive;
 use super::password::Password;
+use super::pooler::TransactionPooler;
 use super::session_attrs::TargetSessionAttrs;
 use super::tls::{SslMode, SslRootCert};
 use super::{Config, defaults};
@@ -64,6 +65,7 @@ pub struct ConfigBuilder {
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) keepalive: Keepalive,
     pub(crate) target_session_attrs: TargetSessionAttrs,
+    pub(crate) transaction_pooler: TransactionPooler,
     pub(crate) ping_interval: Option<Duration>,
     pub(crate) ping_timeout: Option<Duration>,
     pub(crate) backoff_min: Option<Duration>,
@@ -155,6 +157,13 @@ impl ConfigBuilder {
     /// Sets which servers are acceptable among several hosts.
     pub fn target_session_attrs(mut self, attrs: TargetSessionAttrs) -> Self {
         self.target_session_attrs = attrs;
+        self
+    }
+
+    /// Sets what the listener does once it detects a transaction-pooling
+    /// proxy (default [`TransactionPooler::Fail`]).
+    pub fn transaction_pooler(mut self, action: TransactionPooler) -> Self {
+        self.transaction_pooler = action;
         self
     }
 
@@ -317,6 +326,7 @@ impl ConfigBuilder {
             connect_timeout: connect_timeout(self.connect_timeout)?,
             keepalive: keepalive(self.keepalive)?,
             target_session_attrs: self.target_session_attrs,
+            transaction_pooler: self.transaction_pooler,
             ping_interval,
             ping_timeout,
             backoff_min,

@@ -52,6 +52,7 @@
 //! | `overflow_policy` | `absorb` | default [`OverflowPolicy`](crate::OverflowPolicy) |
 //! | `stall_limit` | 5s | how long a full `absorb` subscriber may consume nothing before it drops instead of pausing the listener |
 //! | `server_queue_limit` | 0.5 | while paused, stop pausing for `absorb` subscribers once `pg_notification_queue_usage()` is above this fraction (or `50%`) |
+//! | `transaction_pooler` | `fail` | on detecting a transaction-pooling proxy (LISTEN cannot work through one), stop with the error, or `retry` (see [`TransactionPooler`]) |
 //! | `max_frame_size` | 1MiB | the largest server message accepted, in bytes (or `KiB`, `MiB`) |
 //! | `jitter_seed` | 0 | seed of the backoff jitter |
 //!
@@ -80,6 +81,7 @@ mod keepalive;
 mod keyvalue;
 mod params;
 mod password;
+mod pooler;
 mod render;
 mod session_attrs;
 mod tls;
@@ -97,6 +99,7 @@ pub use error::ConfigError;
 pub use host::{DEFAULT_HOST, DEFAULT_PORT, HostSpec};
 pub use keepalive::Keepalive;
 pub use params::PARAMETERS;
+pub use pooler::TransactionPooler;
 pub use session_attrs::TargetSessionAttrs;
 pub use tls::{SslMode, SslRootCert};
 
@@ -167,6 +170,7 @@ pub struct Config {
     connect_timeout: Option<Duration>,
     keepalive: Keepalive,
     target_session_attrs: TargetSessionAttrs,
+    transaction_pooler: TransactionPooler,
     ping_interval: Duration,
     ping_timeout: Duration,
     backoff_min: Duration,
@@ -259,6 +263,7 @@ impl Config {
             connect_timeout: self.connect_timeout,
             keepalive: self.keepalive.clone(),
             target_session_attrs: self.target_session_attrs,
+            transaction_pooler: self.transaction_pooler,
             ping_interval: Some(self.ping_interval),
             ping_timeout: Some(self.ping_timeout),
             backoff_min: Some(self.backoff_min),
@@ -382,6 +387,12 @@ impl Config {
         self.publish_timeout
     }
 
+    /// What the listener does once it detects a transaction-pooling proxy
+    /// (see [`TransactionPooler`]).
+    pub fn transaction_pooler(&self) -> TransactionPooler {
+        self.transaction_pooler
+    }
+
     /// Compare `pg_listening_channels()` with the registry every this many
     /// pings; 0 means never.
     pub fn listen_check_every(&self) -> u32 {
@@ -467,6 +478,7 @@ impl Default for Config {
             connect_timeout: None,
             keepalive: Keepalive::default(),
             target_session_attrs: TargetSessionAttrs::default(),
+            transaction_pooler: TransactionPooler::default(),
             ping_interval: defaults::PING_INTERVAL,
             ping_timeout: defaults::PING_TIMEOUT,
             backoff_min: defaults::BACKOFF_MIN,

@@ -12,7 +12,7 @@ use super::{Config, duration, host};
 use crate::OverflowPolicy;
 
 /// Every parameter a connection string may hold, libpq's first.
-pub const PARAMETERS: [&str; 29] = [
+pub const PARAMETERS: [&str; 30] = [
     "host",
     "hostaddr",
     "port",
@@ -40,6 +40,7 @@ pub const PARAMETERS: [&str; 29] = [
     "overflow_policy",
     "stall_limit",
     "server_queue_limit",
+    "transaction_pooler",
     "max_frame_size",
     "jitter_seed",
 ];
@@ -164,6 +165,13 @@ impl Params {
             }
             "target_session_attrs" => {
                 b.target_session_attrs = if given {
+                    value.parse()?
+                } else {
+                    Default::default()
+                };
+            }
+            "transaction_pooler" => {
+                b.transaction_pooler = if given {
                     value.parse()?
                 } else {
                     Default::default()

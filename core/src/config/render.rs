@@ -87,6 +87,13 @@ pub(crate) fn conninfo(config: &Config, redact: bool) -> String {
             config.target_session_attrs.name(),
         );
     }
+    if config.transaction_pooler != Default::default() {
+        push_pair(
+            &mut out,
+            "transaction_pooler",
+            config.transaction_pooler.name(),
+        );
+    }
     for (name, value, default) in [
         (
             "ping_interval",

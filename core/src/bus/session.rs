@@ -1,0 +1,96 @@
+//! Who the listening session is, and the server settings it turns off for
+//! itself.
+//!
+//! **Identity.** The bus recognises its own pings (and, for `skip_own`, its
+//! own notifications) by the sender's process id. BackendKeyData cannot be
+//! trusted for that: a pooler such as PgBouncer hands each client a made-up
+//! pid. So the first statement of a new connection's LISTEN query is
+//! `SELECT pg_backend_pid()`, whose answer is the server's own; until it
+//! arrives (and if it cannot be read) the BackendKeyData pid stands in.
+//!
+//! **Session timeouts.** A LISTEN session is idle by nature, so a server's
+//! `idle_session_timeout` would end it between pings, and the other
+//! statement and transaction timeouts have no business with it either. The
+//! bus turns them off for its own session with plain `SET`s (startup
+//! options would be refused by PgBouncer-style poolers), sent only after
+//! the first ping came back: by then the session is known to be a real,
+//! unpooled one, so the settings cannot leak to other clients through a
+//! transaction pooler.
+
+use crate::protocol::QueryResult;
+
+/// The first statement of every LISTEN query: the server's own pid.
+pub(crate) const BACKEND_PID_QUERY: &str = "SELECT pg_backend_pid()";
+
+/// The pid in the answer to a query that began with [`BACKEND_PID_QUERY`].
+pub(crate) fn backend_pid(result: &QueryResult) -> Option<i32> {
+    result.rows.first()?.first()?.as_deref()?.parse().ok()
+}
+
+/// The settings to turn off, for a server reporting `server_version`.
+///
+/// Every name must exist on that version, or the whole `SET` query fails:
+/// `idle_session_timeout` came with PostgreSQL 14, `transaction_timeout`
+/// with 17. An unreadable version gets the ones every supported server has.
+fn timeouts_for(server_version: Option<&str>) -> &'static [&'static str] {
+    const ALL: [&str; 4] = [
+        "statement_timeout",
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+        "transaction_timeout",
+    ];
+    let major = server_version.and_then(|v| {
+        let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+        v[..digits].parse::<u32>().ok()
+    });
+    match major {
+        Some(17..) => &ALL,
+        Some(14..) => &ALL[..3],
+        _ => &ALL[..2],
+    }
+}
+
+/// The query that turns the session timeouts off, for a server reporting
+/// `server_version`.
+pub(crate) fn timeouts_off(server_version: Option<&str>) -> String {
+    let mut sql = String::new();
+    for name in timeouts_for(server_version) {
+        if !sql.is_empty() {
+            sql.push_str("; ");
+        }
+        sql.push_str("SET ");
+        sql.push_str(name);
+        sql.push_str(" = 0");
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeouts_turned_off_exist_on_the_server_version() {
+        assert_eq!(
+            timeouts_off(Some("13.16")),
+            "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0"
+        );
+        assert!(timeouts_off(Some("14.1 (Debian 14.1-1)")).ends_with("idle_session_timeout = 0"));
+        assert!(timeouts_off(Some("15devel")).ends_with("idle_session_timeout = 0"));
+        assert!(timeouts_off(Some("17.2")).ends_with("transaction_timeout = 0"));
+        assert_eq!(timeouts_off(None), timeouts_off(Some("13.0")));
+        assert_eq!(timeouts_off(Some("garbage")), timeouts_off(None));
+    }
+
+    #[test]
+    fn the_pid_is_read_from_the_first_row() {
+        let result = |rows: Vec<Vec<Option<String>>>| QueryResult { rows };
+        assert_eq!(
+            backend_pid(&result(vec![vec![Some("4242".into())]])),
+            Some(4242)
+        );
+        assert_eq!(backend_pid(&result(vec![])), None);
+        assert_eq!(backend_pid(&result(vec![vec![None]])), None);
+        assert_eq!(backend_pid(&result(vec![vec![Some("x".into())]])), None);
+    }
+}
