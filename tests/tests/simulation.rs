@@ -347,3 +347,74 @@ fn regression_seeds_hold_every_invariant() {
         }
     }
 }
+
+/// The first seed at or after `from` whose world draws `ping_interval`
+/// and whose number satisfies `seed_rule`.
+fn seed_with(from: u64, ping_interval: Duration, seed_rule: impl Fn(u64) -> bool) -> u64 {
+    (from..from + 1000)
+        .find(|&seed| {
+            seed_rule(seed)
+                && World::new(seed, calm_options())
+                    .expect("world")
+                    .bus()
+                    .config()
+                    .ping_interval()
+                    == ping_interval
+        })
+        .expect("some seed draws it")
+}
+
+fn calm_options() -> WorldOptions {
+    WorldOptions {
+        faults: false,
+        hosts: 1,
+        read_write: false,
+    }
+}
+
+/// Issue 14: a server with `idle_session_timeout=2s` and the default 10 s
+/// ping interval. The bus turns the timeout off for its own session after
+/// the first ping comes back, so the session outlives many timeouts.
+#[test]
+fn idle_session_timeout_does_not_end_the_listening_session() {
+    let seed = seed_with(0, Duration::from_secs(10), |_| true);
+    let mut world = World::new(seed, calm_options()).expect("world");
+    world.servers_mut()[0].set_idle_session_timeout(Some(Duration::from_secs(2)));
+    world
+        .subscribe(
+            "jobs",
+            OverflowPolicy::DropOldest,
+            16,
+            None,
+            ConsumerKind::Fast,
+            64,
+        )
+        .expect("subscribe");
+    world.drive_for(Duration::from_secs(60)).expect("runs");
+    let stats = world.bus().stats();
+    println!("idle_session_timeout 2s, ping_interval 10s, 60 s (virtual): {stats:?}");
+    assert_eq!(
+        (stats.generation, stats.reconnects, stats.connect_failures),
+        (1, 0, 0),
+        "expected one connection for the whole minute"
+    );
+    assert_eq!(stats.session_settings_failed, 0);
+    world.close_and_check().expect("close");
+}
+
+/// Issue 20: behind a pooler BackendKeyData's pid is made up. The bus
+/// recognises its pings by the pid `pg_backend_pid()` gives, so they are
+/// answered and the connection stays up.
+#[test]
+fn a_made_up_backend_key_pid_does_not_fail_the_pings() {
+    let seed = seed_with(0, Duration::from_millis(500), |seed| seed % 4 == 3);
+    let mut world = quiet_world(seed);
+    assert!(world.servers_mut()[0].config().made_up_backend_pid);
+    world.drive_for(Duration::from_secs(30)).expect("runs");
+    let stats = world.bus().stats();
+    println!("made-up BackendKeyData pid, 30 s (virtual): {stats:?}");
+    assert_eq!((stats.generation, stats.reconnects), (1, 0), "{stats:?}");
+    assert!(stats.pings_sent >= 30, "{stats:?}");
+    assert!(stats.last_ping_rtt.is_some(), "pings answered: {stats:?}");
+    world.close_and_check().expect("close");
+}

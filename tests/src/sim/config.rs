@@ -41,6 +41,9 @@ pub struct SimConfig {
     /// PostgreSQL's `idle_session_timeout`: a session idle this long between
     /// commands is ended with FATAL 57P05. `None` (the default) disables it.
     pub idle_session_timeout: Option<Duration>,
+    /// BackendKeyData carries a pid other than the backend's own (which
+    /// notifications and `pg_backend_pid()` show), as behind PgBouncer.
+    pub made_up_backend_pid: bool,
 }
 
 impl Default for SimConfig {
@@ -55,6 +58,7 @@ impl Default for SimConfig {
             reply_delay: Duration::ZERO,
             max_message_len: 1 << 20,
             idle_session_timeout: None,
+            made_up_backend_pid: false,
         }
     }
 }

@@ -100,6 +100,8 @@ pub(crate) struct Conn {
     /// When the backend last finished a command or was accepted, for
     /// `idle_session_timeout`.
     last_activity: Instant,
+    /// The session ran `SET idle_session_timeout = 0`.
+    idle_timeout_off: bool,
 }
 
 impl Conn {
@@ -124,6 +126,7 @@ impl Conn {
             report_role: false,
             client_gone: false,
             last_activity: now,
+            idle_timeout_off: false,
         }
     }
 
@@ -153,7 +156,7 @@ impl Conn {
 
     /// When `idle_session_timeout` ends this session, if it is idle.
     pub(crate) fn idle_deadline(&self, config: &SimConfig) -> Option<Instant> {
-        let timeout = config.idle_session_timeout?;
+        let timeout = config.idle_session_timeout.filter(|_| !self.idle_timeout_off)?;
         self.is_idle().then(|| self.last_activity + timeout)
     }
 
@@ -342,7 +345,13 @@ impl Conn {
         ] {
             reply::parameter_status(w, name, value);
         }
-        reply::backend_key_data(w, self.pid, self.secret);
+        // A pooler such as PgBouncer makes the pid up.
+        let key_pid = if st.config.made_up_backend_pid {
+            self.pid ^ 0x2a00_0000
+        } else {
+            self.pid
+        };
+        reply::backend_key_data(w, key_pid, self.secret);
         reply::ready_for_query(w);
         self.phase = Phase::Ready;
         self.last_activity = now;
@@ -439,6 +448,8 @@ impl Conn {
     ) -> Result<(), SqlError> {
         let mut env = Env {
             role: st.role,
+            pid: self.pid,
+            idle_timeout_off: &mut self.idle_timeout_off,
             server_version: &st.config.server_version,
             listening: &self.listening,
             params,

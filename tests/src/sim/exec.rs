@@ -53,6 +53,10 @@ pub(crate) struct Outcome {
 /// What a statement may look at while it runs.
 pub(crate) struct Env<'a> {
     pub(crate) role: ServerRole,
+    /// The backend's own pid (what `pg_backend_pid()` answers).
+    pub(crate) pid: i32,
+    /// Whether this session turned `idle_session_timeout` off.
+    pub(crate) idle_timeout_off: &'a mut bool,
     pub(crate) server_version: &'a str,
     /// The committed LISTEN set of the backend.
     pub(crate) listening: &'a [String],
@@ -82,6 +86,11 @@ const INTEGER: [Column; 1] = [Column {
 const TRANSACTION_READ_ONLY: [Column; 1] = [text_column("transaction_read_only")];
 const IN_HOT_STANDBY: [Column; 1] = [text_column("in_hot_standby")];
 const SERVER_VERSION: [Column; 1] = [text_column("server_version")];
+const BACKEND_PID: [Column; 1] = [Column {
+    name: "pg_backend_pid",
+    type_oid: INT4_OID,
+    type_len: 4,
+}];
 
 /// The row shape of a statement, empty for one that returns no rows.
 pub(crate) fn columns(statement: &Statement) -> &'static [Column] {
@@ -89,7 +98,9 @@ pub(crate) fn columns(statement: &Statement) -> &'static [Column] {
         Statement::Listen(_)
         | Statement::Unlisten(_)
         | Statement::UnlistenAll
-        | Statement::Notify { .. } => &[],
+        | Statement::Notify { .. }
+        | Statement::SetTimeout { .. } => &[],
+        Statement::BackendPid => &BACKEND_PID,
         Statement::PgNotify { .. } => &PG_NOTIFY,
         Statement::ListeningChannels => &LISTENING_CHANNELS,
         Statement::SelectInt(_) => &INTEGER,
@@ -161,6 +172,16 @@ pub(crate) fn execute(
                 .collect();
             let tag = format!("SELECT {}", rows.len());
             Ok(Outcome { rows, tag })
+        }
+        Statement::BackendPid => Ok(Outcome {
+            rows: vec![vec![Some(env.pid.to_string())]],
+            tag: "SELECT 1".into(),
+        }),
+        Statement::SetTimeout { name, value } => {
+            if name == "idle_session_timeout" {
+                *env.idle_timeout_off = value == "0";
+            }
+            done("SET")
         }
         Statement::SelectInt(value) => Ok(Outcome {
             rows: vec![vec![Some(value.to_string())]],

@@ -341,6 +341,12 @@ impl SimServer {
         }
     }
 
+    /// Sets `idle_session_timeout` as `ALTER SYSTEM` plus a reload would:
+    /// for every session, unless the session turned it off for itself.
+    pub fn set_idle_session_timeout(&mut self, timeout: Option<Duration>) {
+        self.shared.config.idle_session_timeout = timeout;
+    }
+
     /// Holds every byte the backend writes from now on until `delay` after
     /// it was written (bytes never overtake earlier ones).
     pub fn delay_replies(&mut self, conn: ConnId, delay: Duration) {

@@ -17,8 +17,12 @@ pub(crate) enum Statement {
     Notify { channel: String, payload: String },
     PgNotify { channel: Arg, payload: Arg },
     ListeningChannels,
+    BackendPid,
     SelectInt(i32),
     Show(Setting),
+    /// `SET name = value` of a session timeout (the only settings the
+    /// simulated server knows).
+    SetTimeout { name: String, value: String },
 }
 
 /// An argument of `pg_notify`.
@@ -166,13 +170,14 @@ fn lex(sql: &str, notices: &mut Vec<String>) -> Result<Vec<Token>, SqlError> {
                 i += 2;
                 Tok::Sym("::")
             }
-            b'(' | b')' | b',' | b';' | b'*' => {
+            b'(' | b')' | b',' | b';' | b'*' | b'=' => {
                 i += 1;
                 Tok::Sym(match c {
                     b'(' => "(",
                     b')' => ")",
                     b',' => ",",
                     b';' => ";",
+                    b'=' => "=",
                     _ => "*",
                 })
             }
@@ -279,6 +284,7 @@ impl Parser<'_> {
             }
             Some("select") => self.select()?,
             Some("show") => self.show()?,
+            Some("set") => self.set()?,
             _ => {
                 self.at = 0;
                 return Err(self.unexpected());
@@ -315,9 +321,36 @@ impl Parser<'_> {
                 self.expect(&Tok::Sym(")"))?;
                 Ok(Statement::ListeningChannels)
             }
+            "pg_backend_pid" => {
+                self.expect(&Tok::Sym("("))?;
+                self.expect(&Tok::Sym(")"))?;
+                Ok(Statement::BackendPid)
+            }
             other => Err(SqlError::error(
                 "42703",
                 format!("column \"{other}\" does not exist"),
+            )),
+        }
+    }
+
+    fn set(&mut self) -> Result<Statement, SqlError> {
+        let name = self.identifier()?;
+        if !self.eat(&Tok::Sym("=")) && self.word().as_deref() != Some("to") {
+            return Err(self.unexpected());
+        }
+        let value = match self.peek() {
+            Some(Tok::Int(v) | Tok::Str(v) | Tok::Word(v)) => v.clone(),
+            _ => return Err(self.unexpected()),
+        };
+        self.at += 1;
+        match name.as_str() {
+            "statement_timeout"
+            | "idle_in_transaction_session_timeout"
+            | "idle_session_timeout"
+            | "transaction_timeout" => Ok(Statement::SetTimeout { name, value }),
+            _ => Err(SqlError::error(
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
             )),
         }
     }

@@ -187,14 +187,15 @@ pub struct World {
 }
 
 /// Whether a NotificationResponse body is a health ping's answer: a
-/// notification on `pgnotify.ping.<pid>` sent by backend `<pid>` itself
-/// (the bus's own NOTIFY to its own channel).
+/// notification on a `pgnotify.ping.<pid>` channel, which only the bus
+/// LISTENs to (its `<pid>` is BackendKeyData's, which need not be the
+/// sender's: see `SimConfig::made_up_backend_pid`).
 fn is_ping_answer(body: &[u8]) -> bool {
-    let Some((pid, rest)) = body.split_first_chunk::<4>() else {
+    let Some((_pid, rest)) = body.split_first_chunk::<4>() else {
         return false;
     };
     let channel = rest.split(|&b| b == 0).next().unwrap_or_default();
-    channel == format!("pgnotify.ping.{}", i32::from_be_bytes(*pid)).as_bytes()
+    channel.starts_with(b"pgnotify.ping.")
 }
 
 fn host_name(i: usize) -> String {
@@ -221,6 +222,10 @@ impl World {
                     } else {
                         crate::sim::NotifyPlacement::AfterReady
                     },
+                    // One world in four sits behind a pooler's made-up
+                    // BackendKeyData pid (from the seed, not the generator,
+                    // so that every seed still draws what it drew before).
+                    made_up_backend_pid: seed % 4 == 3,
                     ..SimConfig::default()
                 })
             })
