@@ -4,6 +4,7 @@
 
 pub mod fuzz;
 pub mod proxy;
+pub mod scripted;
 pub mod server;
 pub mod sim;
 pub mod simulation;

@@ -910,7 +910,13 @@ impl Bus {
                     _ => self.attempt_failed_on_open_transport(now, BusError::ReadOnlyServer),
                 }
             }
-            Purpose::Ping => self.pinger.command_done(),
+            // A NOTIFY the server refused says nothing about where
+            // notifications go: only a successful one can blame a pooler.
+            Purpose::Ping => {
+                if result.is_ok() {
+                    self.pinger.command_done();
+                }
+            }
             Purpose::ListenCheck => {
                 if let Ok(result) = result {
                     self.compare_listening(now, &result);

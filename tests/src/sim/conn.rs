@@ -156,7 +156,9 @@ impl Conn {
 
     /// When `idle_session_timeout` ends this session, if it is idle.
     pub(crate) fn idle_deadline(&self, config: &SimConfig) -> Option<Instant> {
-        let timeout = config.idle_session_timeout.filter(|_| !self.idle_timeout_off)?;
+        let timeout = config
+            .idle_session_timeout
+            .filter(|_| !self.idle_timeout_off)?;
         self.is_idle().then(|| self.last_activity + timeout)
     }
 

@@ -14,15 +14,24 @@ pub(crate) enum Statement {
     Listen(String),
     Unlisten(String),
     UnlistenAll,
-    Notify { channel: String, payload: String },
-    PgNotify { channel: Arg, payload: Arg },
+    Notify {
+        channel: String,
+        payload: String,
+    },
+    PgNotify {
+        channel: Arg,
+        payload: Arg,
+    },
     ListeningChannels,
     BackendPid,
     SelectInt(i32),
     Show(Setting),
     /// `SET name = value` of a session timeout (the only settings the
     /// simulated server knows).
-    SetTimeout { name: String, value: String },
+    SetTimeout {
+        name: String,
+        value: String,
+    },
 }
 
 /// An argument of `pg_notify`.
