@@ -246,6 +246,54 @@ fn pings_keep_an_idle_session_timeout_away() {
     });
 }
 
+/// Issue 14: with the default 10 s ping interval, a server whose
+/// `idle_session_timeout` is 1 s used to end the listening session every
+/// second. The listener turns the timeout off for its own session.
+#[test]
+fn a_default_listener_outlives_the_servers_idle_session_timeout() {
+    let server = TestServer::builder()
+        .setting("idle_session_timeout", "1s")
+        .start()
+        .expect("a server");
+    let tokio = tokio_threads();
+    let rt = &waiter();
+    smol::block_on(async {
+        let mut trio = Vec::new();
+        for (name, runtime) in runtimes(&tokio) {
+            let config = pgnotify_core::Config::parse(&server.url())
+                .expect("a valid URL")
+                .to_builder()
+                .application_name("idle-default")
+                .build()
+                .expect("valid");
+            assert_eq!(config.ping_interval(), Duration::from_secs(10));
+            let listener = listen(&runtime, config).await;
+            let sub = listener.subscribe(name).await.expect("subscribe");
+            trio.push((name, listener, sub));
+        }
+        // Five idle timeouts, well within the first ping interval.
+        std::thread::sleep(Duration::from_secs(5));
+        for (name, listener, sub) in &mut trio {
+            let stats = listener.stats();
+            assert!(stats.connected, "{name}: {stats:?}");
+            assert_eq!(
+                (
+                    stats.generation,
+                    stats.reconnects,
+                    stats.session_settings_failed
+                ),
+                (1, 0, 0),
+                "{name}: {stats:?}"
+            );
+            listener.notify(name, "awake").await.expect("notify");
+            assert_eq!(&*next_notification(rt, sub).await.payload, "awake");
+        }
+        for (_, listener, _) in &trio {
+            listener.close().await;
+        }
+    });
+}
+
 #[test]
 fn a_publish_in_flight_when_the_connection_dies_has_an_unknown_outcome() {
     let server = TestServer::new().expect("a server");
