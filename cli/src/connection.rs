@@ -54,6 +54,26 @@ fn parse(url: &str, origin: &'static str, env: &[(String, String)]) -> Result<Co
         .map_err(|source| CliError::ConnectionString { origin, source })
 }
 
+/// Shortens each connection attempt to end before `limit`, so that when
+/// the CLI gives up at least one attempt has failed and its cause can be
+/// named. An attempt lasts `connect_timeout`, or `ping_interval +
+/// ping_timeout` (15 s by default) without one; `connect_timeout` counts
+/// whole seconds from 2 up, so a `limit` under about 2.3 s is left alone.
+fn attempts_within(config: Config, limit: Duration) -> Config {
+    let attempt = config
+        .connect_timeout()
+        .unwrap_or(config.ping_interval() + config.ping_timeout());
+    let cap = Duration::from_secs(limit.mul_f64(0.9).as_secs());
+    if attempt <= cap || cap < Duration::from_secs(2) {
+        return config;
+    }
+    config
+        .to_builder()
+        .connect_timeout(cap)
+        .build()
+        .unwrap_or(config)
+}
+
 /// Sets `application_name` unless the connection string chose one.
 pub(crate) fn with_application_name(config: Config, name: &str) -> Config {
     if config.application_name().is_some() {
@@ -69,6 +89,7 @@ pub(crate) fn with_application_name(config: Config, name: &str) -> Config {
 /// Connects a listener, giving up after `limit` if no connection is up by then.
 pub(crate) async fn connect(target: Target, limit: Duration) -> Result<Listener, CliError> {
     let Target { config, named } = target;
+    let config = attempts_within(config, limit);
     let target = config
         .hosts()
         .iter()

@@ -42,6 +42,11 @@ pub(crate) async fn run(
     };
     let mut events = Some(events);
     let mut out = Output::new(Lines::new(args.format));
+    // What happened while subscribing (a reconnect) comes before the
+    // listening line, in the order it happened.
+    while let Some(Item::Connection(Some(event))) = poll_ready(&mut [], &mut events, &mut 0) {
+        out.lines.connection(&event);
+    }
     let stats = listener.stats();
     out.lines
         .listening(&args.channels, stats.generation, listener.backend_pid());

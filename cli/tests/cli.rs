@@ -5,6 +5,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use pgnotify_testkit::scripted::{Script, ScriptedServer};
 use pgnotify_testkit::server::TestServer;
 
 /// How long a test waits for one line before it fails (a hang guard, not a
@@ -295,6 +296,44 @@ fn an_unreachable_server_gives_up_after_the_connect_timeout_with_one_line() {
         "stderr: {stderr}"
     );
     assert!(stderr.contains("refused"), "stderr: {stderr}");
+}
+
+/// Issue 14: a server that never finishes the startup. The CLI cuts each
+/// attempt to end within its own `--connect-timeout`, so its one line
+/// names the cause rather than only the time.
+#[test]
+fn a_server_that_never_finishes_startup_is_named_in_the_give_up_line() {
+    let server = ScriptedServer::start(Script::NoticesDuringStartup).expect("a scripted server");
+    let url = format!("{}?sslmode=disable", server.url());
+    let output = run(pgnotify().args(["--url", &url, "--connect-timeout", "3s", "listen", "jobs"]));
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains("did not complete the startup within 2s"),
+        "stderr: {stderr}"
+    );
+}
+
+/// Issue 14: an error answer to SSLRequest (a man in the middle's "bad
+/// password") is retried, and its text never reaches the terminal.
+#[test]
+fn an_injected_error_before_tls_is_retried_and_never_printed() {
+    let server = ScriptedServer::start(Script::ErrorAnswerToSslRequest).expect("a scripted server");
+    let url = format!("{}?sslmode=require", server.url());
+    let output = run(pgnotify().args(["--url", &url, "--connect-timeout", "1s", "listen", "jobs"]));
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains("refused or broke the SSL request"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("password") && !stderr.contains('\x1b'),
+        "stderr: {stderr}"
+    );
+    assert!(server.accepted().len() >= 2, "retried: {stderr}");
 }
 
 #[test]
