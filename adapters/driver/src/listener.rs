@@ -142,7 +142,7 @@ impl<R> Listener<R> {
         ListenerBuilder {
             config,
             runtime: None,
-            give_up_after: None,
+            first_connect: FirstConnect::Rounds(DEFAULT_FIRST_CONNECT_ROUNDS),
             _runtime: PhantomData,
         }
     }
@@ -281,13 +281,36 @@ impl Drop for PublishWait<'_> {
     }
 }
 
+/// How many times [`ListenerBuilder::connect`] tries every configured host
+/// before it fails, unless told otherwise
+/// ([`give_up_after`](ListenerBuilder::give_up_after),
+/// [`first_connect_rounds`](ListenerBuilder::first_connect_rounds),
+/// [`retry_forever`](ListenerBuilder::retry_forever)).
+///
+/// With one host, three attempts: the first retry is immediate and the next
+/// waits `backoff_min` (100 ms) with jitter, so a refused port fails within
+/// about half a second; an unreachable host takes three attempt timeouts
+/// (`connect_timeout`, or `ping_interval + ping_timeout`: 15 s by default).
+pub const DEFAULT_FIRST_CONNECT_ROUNDS: u32 = 3;
+
+/// When the first connection is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstConnect {
+    /// After every host failed this many times.
+    Rounds(u32),
+    /// After this long.
+    Within(Duration),
+    /// Never.
+    Forever,
+}
+
 /// Configuration of a [`Listener`] beyond its [`Config`]: the runtime and
 /// how long the first connection may take.
 #[must_use = "a builder does nothing until `connect` is awaited"]
 pub struct ListenerBuilder<R = AnyRuntime> {
     config: Config,
     runtime: Option<Arc<dyn Runtime>>,
-    give_up_after: Option<Duration>,
+    first_connect: FirstConnect,
     _runtime: PhantomData<fn() -> R>,
 }
 
@@ -296,7 +319,7 @@ impl<R> fmt::Debug for ListenerBuilder<R> {
         f.debug_struct("ListenerBuilder")
             .field("config", &self.config)
             .field("runtime", &self.runtime)
-            .field("give_up_after", &self.give_up_after)
+            .field("first_connect", &self.first_connect)
             .finish()
     }
 }
@@ -309,13 +332,29 @@ impl<R> ListenerBuilder<R> {
     }
 
     /// Makes [`connect`](Self::connect) fail with
-    /// [`ListenerError::TimedOut`] when no connection is up after `limit`.
-    ///
-    /// Without it, a first connection that fails for a transient reason (the
-    /// server is down, refusing connections, or unreachable) is retried with
-    /// backoff until it succeeds, however long that takes.
+    /// [`ListenerError::TimedOut`] when no connection is up after `limit`,
+    /// however many attempts that takes (instead of
+    /// [`DEFAULT_FIRST_CONNECT_ROUNDS`] rounds of attempts).
     pub fn give_up_after(mut self, limit: Duration) -> Self {
-        self.give_up_after = Some(limit);
+        self.first_connect = FirstConnect::Within(limit);
+        self
+    }
+
+    /// Makes [`connect`](Self::connect) fail with
+    /// [`ListenerError::Unreachable`] once every configured host has failed
+    /// `rounds` times (at least once; [`DEFAULT_FIRST_CONNECT_ROUNDS`]
+    /// unless set).
+    pub fn first_connect_rounds(mut self, rounds: u32) -> Self {
+        self.first_connect = FirstConnect::Rounds(rounds.max(1));
+        self
+    }
+
+    /// Makes [`connect`](Self::connect) retry a first connection that fails
+    /// for a transient reason (the server is down, refusing connections, or
+    /// unreachable) with backoff until it succeeds, however long that takes,
+    /// for a service that must start before its database.
+    pub fn retry_forever(mut self) -> Self {
+        self.first_connect = FirstConnect::Forever;
         self
     }
 }
@@ -326,10 +365,15 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
     /// Fails fast, with the server's own error, when the first round of
     /// attempts (every configured host once) fails for a reason retrying
     /// will not fix: authentication, a missing database or role, TLS refused
-    /// by the server, LISTEN refused. Transient failures are retried with
-    /// backoff, without limit unless [`give_up_after`](Self::give_up_after)
-    /// sets one. Once connected, every later failure is retried by the
-    /// listener and reported through [`Listener::connection_events`] and
+    /// by the server, LISTEN refused. Transient failures (the server down,
+    /// refusing connections or unreachable) are retried with backoff, and
+    /// `connect` fails with [`ListenerError::Unreachable`], naming the last
+    /// cause, once every host has failed [`DEFAULT_FIRST_CONNECT_ROUNDS`]
+    /// times; [`give_up_after`](Self::give_up_after),
+    /// [`first_connect_rounds`](Self::first_connect_rounds) and
+    /// [`retry_forever`](Self::retry_forever) change that. Once connected,
+    /// every later failure is retried by the listener, without limit, and
+    /// reported through [`Listener::connection_events`] and
     /// [`Listener::stats`].
     ///
     /// Cancel safe: dropping the future closes the half-made listener.
@@ -338,6 +382,7 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
             .runtime
             .or_else(R::current)
             .ok_or(ListenerError::NoRuntime)?;
+        let hosts = u32::try_from(self.config.hosts().len()).unwrap_or(u32::MAX);
         let bus = Bus::new(with_random_seed(self.config), Instant::now());
         let shared = Shared::new(bus, runtime.clone());
         runtime.spawn(Box::pin(Driver::new(shared.clone())));
@@ -347,9 +392,13 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
             }),
             _runtime: PhantomData,
         };
-        let deadline = self
-            .give_up_after
-            .and_then(|limit| Instant::now().checked_add(limit));
+        let (deadline, attempts) = match self.first_connect {
+            FirstConnect::Within(limit) => (Instant::now().checked_add(limit), None),
+            FirstConnect::Rounds(rounds) => {
+                (None, Some(rounds.saturating_mul(hosts.max(1))))
+            }
+            FirstConnect::Forever => (None, None),
+        };
         let first = std::future::poll_fn(|cx| {
             let mut state = shared.lock();
             let lifecycle = &mut state.lifecycle;
@@ -358,6 +407,14 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
             }
             if let Some(error) = lifecycle.startup_error.take() {
                 return Poll::Ready(Err(ListenerError::Connect(error)));
+            }
+            if let (Some(attempts), Some(last_error)) = (attempts, &lifecycle.last_error) {
+                if lifecycle.failed_before_connected >= attempts {
+                    return Poll::Ready(Err(ListenerError::Unreachable {
+                        attempts,
+                        last_error: last_error.clone(),
+                    }));
+                }
             }
             if lifecycle.closing {
                 return Poll::Ready(Err(ListenerError::Closed));
@@ -369,7 +426,10 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
             Some(Ok(())) => Ok(listener),
             Some(Err(error)) => Err(error),
             None => Err(ListenerError::TimedOut {
-                after: self.give_up_after.unwrap_or_default(),
+                after: match self.first_connect {
+                    FirstConnect::Within(limit) => limit,
+                    _ => Duration::ZERO,
+                },
                 last_error: shared.lock().lifecycle.last_error.clone(),
             }),
         }
@@ -397,6 +457,14 @@ pub enum ListenerError {
     /// The first connection failed for a reason retrying will not fix
     /// (the server's own error: authentication, missing database, ...).
     Connect(BusError),
+    /// Every configured host failed [`DEFAULT_FIRST_CONNECT_ROUNDS`] times
+    /// (or [`ListenerBuilder::first_connect_rounds`]) for transient reasons.
+    Unreachable {
+        /// How many attempts failed.
+        attempts: u32,
+        /// Why the last one failed.
+        last_error: BusError,
+    },
     /// No connection was up within the [`ListenerBuilder::give_up_after`] limit.
     TimedOut {
         /// The limit.
@@ -417,6 +485,13 @@ impl fmt::Display for ListenerError {
                  or give one with ListenerBuilder::runtime",
             ),
             Self::Connect(e) => write!(f, "could not connect: {e}"),
+            Self::Unreachable {
+                attempts,
+                last_error,
+            } => write!(
+                f,
+                "could not connect in {attempts} attempts; the last one failed: {last_error}"
+            ),
             Self::TimedOut {
                 after,
                 last_error: Some(e),
@@ -438,6 +513,7 @@ impl std::error::Error for ListenerError {
         match self {
             Self::Config(e) => Some(e),
             Self::Connect(e) => Some(e),
+            Self::Unreachable { last_error, .. } => Some(last_error),
             Self::TimedOut {
                 last_error: Some(e),
                 ..

@@ -95,6 +95,8 @@ pub(crate) struct Lifecycle {
     pub(crate) startup_error: Option<BusError>,
     /// The latest connection failure.
     pub(crate) last_error: Option<BusError>,
+    /// Attempts that failed before the first connection was up.
+    pub(crate) failed_before_connected: u32,
     /// `close` was called (or every handle is gone): nothing new is accepted.
     pub(crate) closing: bool,
     /// The bus reported `Closed`.
@@ -169,8 +171,11 @@ impl State {
                 error,
                 first_attempt,
             } => {
-                if first_attempt && !error.is_transient() && !self.lifecycle.connected_once {
-                    self.lifecycle.startup_error = Some(error.clone());
+                if !self.lifecycle.connected_once {
+                    self.lifecycle.failed_before_connected += 1;
+                    if first_attempt && !error.is_transient() {
+                        self.lifecycle.startup_error = Some(error.clone());
+                    }
                 }
                 self.lifecycle.last_error = Some(error.clone());
                 self.wake_lifecycle(wake);

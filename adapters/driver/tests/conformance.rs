@@ -478,6 +478,53 @@ fn authenticates_with_every_method_and_fails_fast_on_a_wrong_password() {
     }
 }
 
+/// Issue 15: a first connect to a port nothing listens on returns, with
+/// the cause, after the default rounds of attempts (it used to wait
+/// forever). With `retry_forever` it waits.
+#[test]
+fn a_first_connect_to_a_dead_port_fails_after_the_default_rounds() {
+    on_each_runtime(|rt| async move {
+        let port = {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+            socket.local_addr().expect("its address").port()
+        };
+        let config = Config::parse(&format!("postgres://app@127.0.0.1:{port}/app"))
+            .expect("a valid URL");
+        let started = std::time::Instant::now();
+        let result = within(
+            &rt,
+            "the first connect to give up",
+            Listener::builder(config.clone()).runtime(rt.clone()).connect(),
+        )
+        .await;
+        let took = started.elapsed();
+        match result {
+            Err(ListenerError::Unreachable {
+                attempts,
+                last_error,
+            }) => {
+                assert_eq!(attempts, pgnotify_driver::DEFAULT_FIRST_CONNECT_ROUNDS);
+                let text = last_error.to_string();
+                assert!(text.contains("refused"), "{text}");
+                println!("dead port: gave up after {attempts} attempts in {took:?}: {text}");
+            }
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
+        let forever = Listener::builder(config).runtime(rt.clone()).retry_forever().connect();
+        let waited = support::sleep(&rt, std::time::Duration::from_secs(1));
+        let mut forever = std::pin::pin!(forever);
+        let mut waited = std::pin::pin!(waited);
+        let outcome = std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(result) = forever.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(result.map(drop)));
+            }
+            waited.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        assert!(outcome.is_none(), "retry_forever still waits: {outcome:?}");
+    });
+}
+
 #[test]
 fn a_missing_database_fails_fast() {
     let server = TestServer::new().expect("a server");
