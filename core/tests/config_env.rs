@@ -129,8 +129,16 @@ fn the_user_falls_back_on_pguser_then_user_then_logname_then_postgres() {
 #[test]
 fn unrelated_variables_are_ignored() {
     let config =
-        Config::from_env([("PATH", "/bin"), ("PGOPTIONS", "-c x=y"), ("HOME", "/root")]).unwrap();
+        Config::from_env([("PATH", "/bin"), ("PGSSLCERT", "/x.pem"), ("HOME", "/root")]).unwrap();
     assert_eq!(config, Config::default());
+}
+
+#[test]
+fn pgoptions_gives_the_options_and_the_string_wins() {
+    let config = Config::from_env([("PGOPTIONS", "-c x=y")]).unwrap();
+    assert_eq!(config.options(), Some("-c x=y"));
+    let config = Config::parse_with_env("options='-c a=b'", [("PGOPTIONS", "-c x=y")]).unwrap();
+    assert_eq!(config.options(), Some("-c a=b"));
 }
 
 #[test]

@@ -34,6 +34,15 @@ fn accepted() -> Vec<(&'static str, ConfigBuilder)> {
                 .dbname("mydb")
                 .connect_timeout(Duration::from_secs(10)),
         ),
+        // The libpq docs' URL with options (a `-c` setting for the session).
+        (
+            "postgresql://user@localhost:5433/mydb?options=-c%20synchronous_commit%3Doff",
+            base()
+                .host(tcp("localhost", 5433))
+                .user("user")
+                .dbname("mydb")
+                .options("-c synchronous_commit=off"),
+        ),
         // Spaces around '=' and a quoted value with escapes.
         (
             r"host = db  user= 'o\'brien'  password='a \\ b'",
@@ -289,12 +298,6 @@ fn refused() -> Vec<(&'static str, ConfigError)> {
             "Host=a",
             ConfigError::UnknownParameter {
                 name: "Host".into(),
-            },
-        ),
-        (
-            "postgresql://user@localhost:5433/mydb?options=-c%20synchronous_commit%3Doff",
-            ConfigError::UnsupportedParameter {
-                name: "options".into(),
             },
         ),
         (

@@ -705,3 +705,47 @@ fn close_while_disconnected_finishes_at_once() {
     d.turn(Duration::from_millis(100));
     assert_eq!(d.connects, connects, "a closed bus connected again");
 }
+
+/// Issue 15: the listening session sends libpq's `options` in its
+/// startup message and, with no `application_name` given, shows
+/// `pgnotify` in `pg_stat_activity`; a session started with those options
+/// has the `-c` setting.
+#[test]
+fn options_reach_the_session_and_the_default_application_name_shows() {
+    let server = TestServer::new().unwrap();
+    let config = Config::parse(&format!(
+        "{}?sslmode=disable&options=-c%20work_mem%3D7777kB",
+        server.url()
+    ))
+    .expect("a valid URL");
+    assert_eq!(config.application_name(), None);
+    let mut bus = pgnotify_core::bus::Bus::new(config.clone(), Instant::now());
+    bus.handle_connected(Instant::now());
+    let mut startup = Vec::new();
+    bus.poll_transmit(&mut startup);
+    let needle = b"options\0-c work_mem=7777kB\0";
+    assert!(
+        startup.windows(needle.len()).any(|w| w == needle),
+        "the startup message carries the options: {startup:?}"
+    );
+
+    let mut d = connected_bus(config.clone());
+    let pid = d.bus().backend_pid().expect("connected");
+    let rows = server
+        .query(&format!(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = {pid}"
+        ))
+        .unwrap();
+    assert_eq!(rows, [[pgnotify_core::config::DEFAULT_APPLICATION_NAME]]);
+
+    let mut c = ConnDriver::tcp(server.port(), {
+        let mut p = StartupParams::new(SUPERUSER);
+        p.database = Some(DATABASE.to_owned());
+        p.tls = TlsNegotiation::Disable;
+        p.options = config.options().map(str::to_owned);
+        p
+    });
+    c.wait_ready().unwrap();
+    let shown = c.query("SHOW work_mem", &mut Vec::new()).unwrap();
+    assert_eq!(shown.rows, [[Some("7777kB".to_owned())]]);
+}

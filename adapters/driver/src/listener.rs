@@ -130,6 +130,10 @@ impl<R: CurrentRuntime> Listener<R> {
     }
 
     /// Connects with a ready-made [`Config`], on the current runtime.
+    ///
+    /// The configuration is used as it is: unlike [`connect`](Self::connect),
+    /// this reads no PG* environment variables (build the configuration
+    /// with [`Config::parse_with_env`] for them).
     pub async fn connect_with(config: Config) -> Result<Self, ListenerError> {
         Self::builder(config).connect().await
     }
@@ -394,9 +398,7 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
         };
         let (deadline, attempts) = match self.first_connect {
             FirstConnect::Within(limit) => (Instant::now().checked_add(limit), None),
-            FirstConnect::Rounds(rounds) => {
-                (None, Some(rounds.saturating_mul(hosts.max(1))))
-            }
+            FirstConnect::Rounds(rounds) => (None, Some(rounds.saturating_mul(hosts.max(1)))),
             FirstConnect::Forever => (None, None),
         };
         let first = std::future::poll_fn(|cx| {

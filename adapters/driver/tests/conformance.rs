@@ -488,13 +488,15 @@ fn a_first_connect_to_a_dead_port_fails_after_the_default_rounds() {
             let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
             socket.local_addr().expect("its address").port()
         };
-        let config = Config::parse(&format!("postgres://app@127.0.0.1:{port}/app"))
-            .expect("a valid URL");
+        let config =
+            Config::parse(&format!("postgres://app@127.0.0.1:{port}/app")).expect("a valid URL");
         let started = std::time::Instant::now();
         let result = within(
             &rt,
             "the first connect to give up",
-            Listener::builder(config.clone()).runtime(rt.clone()).connect(),
+            Listener::builder(config.clone())
+                .runtime(rt.clone())
+                .connect(),
         )
         .await;
         let took = started.elapsed();
@@ -510,7 +512,10 @@ fn a_first_connect_to_a_dead_port_fails_after_the_default_rounds() {
             }
             other => panic!("expected Unreachable, got {other:?}"),
         }
-        let forever = Listener::builder(config).runtime(rt.clone()).retry_forever().connect();
+        let forever = Listener::builder(config)
+            .runtime(rt.clone())
+            .retry_forever()
+            .connect();
         let waited = support::sleep(&rt, std::time::Duration::from_secs(1));
         let mut forever = std::pin::pin!(forever);
         let mut waited = std::pin::pin!(waited);

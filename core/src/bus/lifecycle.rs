@@ -87,7 +87,13 @@ impl Bus {
             user: self.config.user().to_owned(),
             database: Some(self.config.dbname().to_owned()),
             password: self.config.password().map(str::to_owned),
-            application_name: self.config.application_name().map(str::to_owned),
+            application_name: Some(
+                self.config
+                    .application_name()
+                    .unwrap_or(crate::config::DEFAULT_APPLICATION_NAME)
+                    .to_owned(),
+            ),
+            options: self.config.options().map(str::to_owned),
             tls: match self.config.ssl_mode() {
                 SslMode::Disable => TlsNegotiation::Disable,
                 SslMode::Prefer => {

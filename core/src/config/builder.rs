@@ -33,6 +33,11 @@ const MAX_SOCKET_OPTION: u64 = i32::MAX as u64;
 /// builder call names one.
 pub const DEFAULT_USER: &str = "postgres";
 
+/// The `application_name` a session shows in `pg_stat_activity` when the
+/// configuration names none, so that operators can tell pgnotify's sessions
+/// apart (libpq's `fallback_application_name`, fixed).
+pub const DEFAULT_APPLICATION_NAME: &str = "pgnotify";
+
 /// Builds a [`Config`] in code; [`build`](Self::build) checks it.
 ///
 /// Every setting a connection string can hold has a setter; what is not set
@@ -60,6 +65,7 @@ pub struct ConfigBuilder {
     pub(crate) password: Option<Password>,
     pub(crate) dbname: Option<String>,
     pub(crate) application_name: Option<String>,
+    pub(crate) options: Option<String>,
     pub(crate) ssl_mode: Option<SslMode>,
     pub(crate) ssl_root_cert: Option<SslRootCert>,
     pub(crate) connect_timeout: Option<Duration>,
@@ -124,6 +130,14 @@ impl ConfigBuilder {
     /// (empty means none).
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
         self.application_name = Some(name.into());
+        self
+    }
+
+    /// Sets libpq's `options`: command-line options sent to the server at
+    /// startup, for example `-c search_path=app -c work_mem=64MB` (empty
+    /// means none).
+    pub fn options(mut self, options: impl Into<String>) -> Self {
+        self.options = Some(options.into());
         self
     }
 
@@ -287,6 +301,10 @@ impl ConfigBuilder {
         if let Some(name) = &application_name {
             check_text("application_name", name, true)?;
         }
+        let options = self.options.filter(|o| !o.is_empty());
+        if let Some(options) = &options {
+            check_text("options", options, true)?;
+        }
         let ssl_mode = ssl_mode(self.ssl_mode, self.ssl_root_cert.as_ref())?;
 
         let ping_interval = nonzero("ping_interval", self.ping_interval, defaults::PING_INTERVAL)?;
@@ -321,6 +339,7 @@ impl ConfigBuilder {
             password,
             dbname,
             application_name,
+            options,
             ssl_mode,
             ssl_root_cert: self.ssl_root_cert.map(check_root_cert).transpose()?,
             connect_timeout: connect_timeout(self.connect_timeout)?,

@@ -6,7 +6,7 @@
 /// `USER` and then `LOGNAME` are also consulted for the user name when
 /// neither `user` nor `PGUSER` gives one, as libpq uses the operating-system
 /// user.
-pub const ENV_VARIABLES: [(&str, &str); 11] = [
+pub const ENV_VARIABLES: [(&str, &str); 12] = [
     ("PGHOST", "host"),
     ("PGHOSTADDR", "hostaddr"),
     ("PGPORT", "port"),
@@ -14,6 +14,7 @@ pub const ENV_VARIABLES: [(&str, &str); 11] = [
     ("PGPASSWORD", "password"),
     ("PGDATABASE", "dbname"),
     ("PGAPPNAME", "application_name"),
+    ("PGOPTIONS", "options"),
     ("PGSSLMODE", "sslmode"),
     ("PGSSLROOTCERT", "sslrootcert"),
     ("PGCONNECT_TIMEOUT", "connect_timeout"),

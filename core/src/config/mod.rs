@@ -27,7 +27,8 @@
 //! - with no host at all the default is TCP to `localhost`, not a socket
 //!   directory compiled into libpq ([`DEFAULT_HOST`]);
 //! - with no user at all (string, `PGUSER`, `USER`, `LOGNAME`), the user is
-//!   `postgres` ([`DEFAULT_USER`]); the database defaults to the user.
+//!   `postgres` ([`DEFAULT_USER`]); the database defaults to the user;
+//! - with no `application_name`, sessions show [`DEFAULT_APPLICATION_NAME`].
 //!
 //! # Environment
 //!
@@ -92,7 +93,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use builder::{ConfigBuilder, DEFAULT_USER, MAX_FRAME_LEN, MAX_QUEUE_CAPACITY, MIN_FRAME_LEN};
+pub use builder::{
+    ConfigBuilder, DEFAULT_APPLICATION_NAME, DEFAULT_USER, MAX_FRAME_LEN, MAX_QUEUE_CAPACITY,
+    MIN_FRAME_LEN,
+};
 pub use duration::MAX_DURATION;
 pub use env::ENV_VARIABLES;
 pub use error::ConfigError;
@@ -165,6 +169,7 @@ pub struct Config {
     password: Option<Password>,
     dbname: String,
     application_name: Option<String>,
+    options: Option<String>,
     ssl_mode: SslMode,
     ssl_root_cert: Option<SslRootCert>,
     connect_timeout: Option<Duration>,
@@ -187,7 +192,11 @@ pub struct Config {
 impl Config {
     /// Parses a libpq connection string, a URL (`postgres://` or
     /// `postgresql://`) or `key=value` pairs, recognised by the scheme.
-    /// Nothing is taken from the environment.
+    ///
+    /// Nothing is taken from the environment: unlike libpq, `PGHOST`,
+    /// `PGUSER` and the other PG* variables are ignored here. Use
+    /// [`parse_with_env`](Self::parse_with_env) with `std::env::vars()` for
+    /// libpq's behaviour; a runtime crate's `Listener::connect(url)` does.
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         Self::parse_with_env(s, std::iter::empty::<(&str, &str)>())
     }
@@ -258,6 +267,7 @@ impl Config {
             password: self.password.clone(),
             dbname: Some(self.dbname.clone()),
             application_name: self.application_name.clone(),
+            options: self.options.clone(),
             ssl_mode: Some(self.ssl_mode),
             ssl_root_cert: self.ssl_root_cert.clone(),
             connect_timeout: self.connect_timeout,
@@ -300,9 +310,15 @@ impl Config {
         &self.dbname
     }
 
-    /// The `application_name` to send at startup, if any.
+    /// The `application_name` to send at startup, if one was given. The
+    /// session shows [`DEFAULT_APPLICATION_NAME`] when none was.
     pub fn application_name(&self) -> Option<&str> {
         self.application_name.as_deref()
+    }
+
+    /// libpq's `options` to send at startup (`-c name=value` settings), if any.
+    pub fn options(&self) -> Option<&str> {
+        self.options.as_deref()
     }
 
     /// Whether and how to use TLS.
@@ -473,6 +489,7 @@ impl Default for Config {
             password: None,
             dbname: DEFAULT_USER.to_owned(),
             application_name: None,
+            options: None,
             ssl_mode: SslMode::default(),
             ssl_root_cert: None,
             connect_timeout: None,

@@ -12,7 +12,7 @@ use super::{Config, duration, host};
 use crate::OverflowPolicy;
 
 /// Every parameter a connection string may hold, libpq's first.
-pub const PARAMETERS: [&str; 30] = [
+pub const PARAMETERS: [&str; 31] = [
     "host",
     "hostaddr",
     "port",
@@ -20,6 +20,7 @@ pub const PARAMETERS: [&str; 30] = [
     "password",
     "dbname",
     "application_name",
+    "options",
     "sslmode",
     "sslrootcert",
     "connect_timeout",
@@ -46,12 +47,11 @@ pub const PARAMETERS: [&str; 30] = [
 ];
 
 /// libpq parameters pgnotify refuses by name rather than as unknown.
-const UNSUPPORTED: [&str; 30] = [
+const UNSUPPORTED: [&str; 29] = [
     "passfile",
     "require_auth",
     "channel_binding",
     "client_encoding",
-    "options",
     "fallback_application_name",
     "replication",
     "gssencmode",
@@ -132,6 +132,7 @@ impl Params {
             "password" => b.password = text.map(Password::new),
             "dbname" => b.dbname = text,
             "application_name" => b.application_name = text,
+            "options" => b.options = text,
             "sslmode" => b.ssl_mode = given.then(|| value.parse()).transpose()?,
             "sslrootcert" => {
                 b.ssl_root_cert = text.map(|path| match path.as_str() {

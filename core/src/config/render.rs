@@ -47,6 +47,9 @@ pub(crate) fn conninfo(config: &Config, redact: bool) -> String {
     if let Some(name) = &config.application_name {
         push_pair(&mut out, "application_name", name);
     }
+    if let Some(options) = &config.options {
+        push_pair(&mut out, "options", options);
+    }
     if config.ssl_mode != Default::default() {
         push_pair(&mut out, "sslmode", config.ssl_mode.name());
     }

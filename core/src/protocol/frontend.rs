@@ -25,10 +25,11 @@ const TEXT_OID: u32 = 25;
 /// Appends the StartupMessage: user, database, application name, and
 /// `client_encoding=UTF8` so that every text the server sends is UTF-8.
 pub(crate) fn startup(params: &StartupParams, out: &mut BytesMut) -> Result<(), ConnectionError> {
-    let checks: [(&'static str, Option<&str>); 3] = [
+    let checks: [(&'static str, Option<&str>); 4] = [
         ("user", Some(&params.user)),
         ("database", params.database.as_deref()),
         ("application_name", params.application_name.as_deref()),
+        ("options", params.options.as_deref()),
     ];
     for (name, value) in checks {
         if value.is_some_and(|v| v.contains('\0')) {
@@ -41,6 +42,9 @@ pub(crate) fn startup(params: &StartupParams, out: &mut BytesMut) -> Result<(), 
     }
     if let Some(app) = &params.application_name {
         pairs.push(("application_name", app));
+    }
+    if let Some(options) = &params.options {
+        pairs.push(("options", options));
     }
     pairs.push(("client_encoding", "UTF8"));
     frontend::startup_message(pairs, out)

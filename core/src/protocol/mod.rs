@@ -79,6 +79,10 @@ pub struct StartupParams {
     pub password: Option<String>,
     /// Shown in `pg_stat_activity.application_name`.
     pub application_name: Option<String>,
+    /// libpq's `options`: command-line options for the server session,
+    /// typically `-c name=value` settings, sent as the startup parameter of
+    /// that name.
+    pub options: Option<String>,
     /// Whether to ask for TLS first.
     pub tls: TlsNegotiation,
     /// The longest server message accepted, header included; longer ones
@@ -95,6 +99,7 @@ impl StartupParams {
             database: None,
             password: None,
             application_name: None,
+            options: None,
             tls: TlsNegotiation::default(),
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
         }
@@ -108,6 +113,7 @@ impl fmt::Debug for StartupParams {
             .field("database", &self.database)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("application_name", &self.application_name)
+            .field("options", &self.options)
             .field("tls", &self.tls)
             .field("max_frame_len", &self.max_frame_len)
             .finish()
