@@ -99,3 +99,120 @@ fn a_listener_over_tls_authenticates_with_scram_plus_in_every_verifying_mode() {
         }
     });
 }
+
+/// Issue 15: PostgreSQL's documented self-signed setup (`openssl req -x509`,
+/// a CA-flagged certificate, given as `sslrootcert`) works with
+/// `verify-ca` and `verify-full`, as in libpq; an expired one, another
+/// self-signed one, and a wrong host name are refused with sentences, not
+/// Debug text.
+#[test]
+fn a_self_signed_server_certificate_given_as_the_root_is_trusted_as_libpq_does() {
+    let self_signed = |names: &[&str], expired: bool| {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "db.test");
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        }
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = params.self_signed(&key).expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (cert, key) = self_signed(&["db.test", "127.0.0.1"], false);
+    let server = TestServer::builder()
+        .auth(AuthMethod::ScramSha256)
+        .user("alice", "s3cret")
+        .ssl(cert.clone(), key)
+        .hba_line("hostnossl all all 127.0.0.1/32 reject")
+        .start()
+        .expect("a server with ssl=on");
+    let own = server.data_dir().join("server-as-root.pem");
+    std::fs::write(&own, &cert).expect("write the root");
+    let other = server.data_dir().join("other-self-signed.pem");
+    std::fs::write(&other, self_signed(&["db.test"], false).0).expect("write");
+    let (server, own, other) = (&server, &own, &other);
+
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        for (host, mode) in [
+            ("elsewhere.test", SslMode::VerifyCa),
+            ("db.test", SslMode::VerifyFull),
+        ] {
+            let listener = listen(rt, tls_config(server, host, mode, own)).await;
+            assert!(listener.backend_pid().is_some(), "{mode:?} as {host}");
+            listener.close().await;
+        }
+        for (host, mode, root, expected) in [
+            (
+                "elsewhere.test",
+                SslMode::VerifyFull,
+                own,
+                "not valid for host name \"elsewhere.test\"",
+            ),
+            (
+                "db.test",
+                SslMode::VerifyCa,
+                other,
+                "it is a CA certificate, not a server's",
+            ),
+        ] {
+            let result = within(
+                rt,
+                "the refused connect",
+                Listener::builder(tls_config(server, host, mode, root))
+                    .runtime(rt.clone())
+                    .connect(),
+            )
+            .await;
+            let error = match result {
+                Err(ListenerError::Connect(error)) => error.to_string(),
+                other => panic!("{mode:?} as {host}: expected a refusal, got {other:?}"),
+            };
+            assert!(error.contains(expected), "{mode:?} as {host}: {error}");
+            assert!(
+                !error.contains("Other(") && !error.contains("Error("),
+                "{error}"
+            );
+        }
+    });
+}
+
+/// An expired self-signed root is refused as expired.
+#[test]
+fn an_expired_self_signed_server_certificate_is_refused() {
+    let names = vec!["db.test".to_owned()];
+    let mut params = rcgen::CertificateParams::new(names).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let cert = params.self_signed(&key).expect("certificate");
+    let server = TestServer::builder()
+        .ssl(cert.pem(), key.serialize_pem())
+        .hba_line("hostnossl all all 127.0.0.1/32 reject")
+        .start()
+        .expect("a server with ssl=on");
+    let own = server.data_dir().join("expired-root.pem");
+    std::fs::write(&own, cert.pem()).expect("write the root");
+    let (server, own) = (&server, &own);
+    on_each_runtime(|rt| async move {
+        let result = within(
+            &rt,
+            "the refused connect",
+            Listener::builder(tls_config(server, "db.test", SslMode::VerifyCa, own))
+                .runtime(rt.clone())
+                .connect(),
+        )
+        .await;
+        match result {
+            Err(ListenerError::Connect(error)) => {
+                assert!(error.to_string().contains("has expired"), "{error}")
+            }
+            other => panic!("expected an expired certificate, got {other:?}"),
+        }
+    });
+}

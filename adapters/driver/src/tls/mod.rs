@@ -7,6 +7,7 @@
 //! channel-binding data exist in one place. The crypto provider is ring.
 
 mod binding;
+mod validity;
 mod verify;
 
 use std::fmt;
@@ -221,7 +222,11 @@ impl fmt::Display for TlsError {
                     write!(f, "the server certificate for \"{host}\" is not valid yet")
                 }
                 C::Revoked => write!(f, "the server certificate for \"{host}\" has been revoked"),
-                other => write!(f, "the server certificate for \"{host}\" was rejected: {other:?}"),
+                other => write!(
+                    f,
+                    "the server certificate for \"{host}\" was rejected: {}",
+                    certificate_problem(other)
+                ),
             },
             TlsError::Handshake(error) => write!(f, "the TLS handshake failed: {error}"),
             TlsError::Closed => {
@@ -230,6 +235,45 @@ impl fmt::Display for TlsError {
             TlsError::Io(error) => write!(f, "I/O error during the TLS handshake: {error}"),
             TlsError::Config { reason } => write!(f, "invalid TLS configuration: {reason}"),
         }
+    }
+}
+
+/// A sentence for the certificate errors without a phrase of their own
+/// above: rustls shows most of them (and webpki's, inside `Other`) only as
+/// their Debug names.
+fn certificate_problem(error: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match error {
+        C::BadEncoding => "it is not a well-formed certificate".into(),
+        C::UnhandledCriticalExtension => {
+            "it has a critical extension that cannot be checked".into()
+        }
+        C::UnknownRevocationStatus => "its revocation status is unknown".into(),
+        C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => {
+            "the revocation list has expired".into()
+        }
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "its extended key usage does not allow a TLS server".into()
+        }
+        C::ApplicationVerificationFailure => "the application's check refused it".into(),
+        C::Other(other) => match other.to_string().as_str() {
+            "CaUsedAsEndEntity" => "it is a CA certificate, not a server's; a self-signed \
+                                   server certificate must itself be in sslrootcert"
+                .into(),
+            "UnsupportedSignatureAlgorithm"
+            | "UnsupportedSignatureAlgorithmForPublicKey"
+            | "UnsupportedSignatureAlgorithmContext"
+            | "UnsupportedSignatureAlgorithmForPublicKeyContext" => {
+                "it is signed with an algorithm this client does not support".into()
+            }
+            "EndEntityUsedAsCa" => "a server certificate was used to sign another".into(),
+            "PathLenConstraintViolated" | "MaximumPathDepthExceeded" => {
+                "its chain is longer than its issuers allow".into()
+            }
+            "NameConstraintViolation" => "its names break its issuer's name constraints".into(),
+            code => format!("the certificate is not acceptable (webpki: {code})"),
+        },
+        other => format!("the certificate is not acceptable ({other})"),
     }
 }
 

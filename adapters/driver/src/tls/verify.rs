@@ -3,13 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{WebPkiServerVerifier, verify_server_name};
 use rustls::crypto::{
     CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use pgnotify_core::config::{SslMode, SslRootCert};
@@ -60,11 +61,23 @@ fn default_root_cert_file() -> Option<PathBuf> {
     Some(Path::new(&home).join(".postgresql").join("root.crt"))
 }
 
+/// The trusted roots, and the certificates of a root file (to recognise a
+/// server certificate that is itself a trusted root).
+struct Roots {
+    store: RootCertStore,
+    certificates: Vec<CertificateDer<'static>>,
+}
+
 /// Loads the roots `setting` names (libpq's default file when `None`).
-fn load_roots(setting: Option<&SslRootCert>) -> Result<RootCertStore, TlsError> {
+fn load_roots(setting: Option<&SslRootCert>) -> Result<Roots, TlsError> {
     let default_file;
     let path = match setting {
-        Some(SslRootCert::System) => return load_system_roots(),
+        Some(SslRootCert::System) => {
+            return load_system_roots().map(|store| Roots {
+                store,
+                certificates: Vec::new(),
+            });
+        }
         Some(root) => root.path(),
         None => {
             default_file = default_root_cert_file().ok_or(TlsError::RootCertUnset)?;
@@ -78,7 +91,7 @@ fn load_roots(setting: Option<&SslRootCert>) -> Result<RootCertStore, TlsError> 
 }
 
 /// Loads the CA certificates of a PEM file.
-fn load_root_file(path: &Path) -> Result<RootCertStore, TlsError> {
+fn load_root_file(path: &Path) -> Result<Roots, TlsError> {
     let pem = std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             TlsError::RootCertMissing {
@@ -96,14 +109,21 @@ fn load_root_file(path: &Path) -> Result<RootCertStore, TlsError> {
         reason,
     };
     let mut store = RootCertStore::empty();
+    let mut certificates = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| invalid(e.to_string()))?;
-        store.add(cert).map_err(|e| invalid(e.to_string()))?;
+        store
+            .add(cert.clone())
+            .map_err(|e| invalid(e.to_string()))?;
+        certificates.push(cert);
     }
     if store.is_empty() {
         return Err(invalid("it holds no PEM certificate".into()));
     }
-    Ok(store)
+    Ok(Roots {
+        store,
+        certificates,
+    })
 }
 
 /// Loads the operating system's trust store, as found by
@@ -133,44 +153,83 @@ pub(crate) fn verifier(
 ) -> Result<Arc<dyn ServerCertVerifier>, TlsError> {
     let algorithms = provider.signature_verification_algorithms;
     if verification == Verification::None {
-        return Ok(Arc::new(Lenient {
+        return Ok(Arc::new(Verifier {
             chain: None,
+            check_name: false,
+            own_roots: Vec::new(),
             algorithms,
         }));
     }
     let roots = load_roots(roots)?;
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Config {
-            reason: e.to_string(),
-        })?;
-    Ok(match verification {
-        Verification::Full => webpki,
-        _ => Arc::new(Lenient {
-            chain: Some(webpki),
-            algorithms,
-        }),
-    })
+    let webpki =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots.store), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Config {
+                reason: e.to_string(),
+            })?;
+    Ok(Arc::new(Verifier {
+        chain: Some(webpki),
+        check_name: verification == Verification::Full,
+        own_roots: roots.certificates,
+        algorithms,
+    }))
 }
 
-/// Checks less of the certificate than webpki: nothing at all
-/// ([`Verification::None`]), or its chain but not its name
-/// ([`Verification::Chain`]).
+/// Checks the server's certificate as libpq does for its sslmode: nothing
+/// at all ([`Verification::None`]), its chain ([`Verification::Chain`]),
+/// or its chain and name ([`Verification::Full`]), with webpki.
+///
+/// One case webpki refuses and libpq accepts: a server certificate that is
+/// itself one of the trusted roots, as in PostgreSQL's documented
+/// self-signed setup (`openssl req -x509`, `server.crt` given as
+/// `sslrootcert`). Such a certificate is trusted as it stands, once its
+/// validity period covers now (and, for `verify-full`, it names the host).
 ///
 /// The handshake signature is always checked, with the provider's
 /// algorithms as webpki checks it, so the server must hold the key of the
 /// certificate it presents.
 #[derive(Debug)]
-struct Lenient {
+struct Verifier {
     /// The chain check; without it any certificate is accepted.
     ///
     /// webpki checks the chain before the name, so a name mismatch is only
     /// reported for a certificate whose chain is otherwise valid.
     chain: Option<Arc<WebPkiServerVerifier>>,
+    /// Whether a name mismatch fails (`verify-full`).
+    check_name: bool,
+    /// The root file's certificates, in DER.
+    own_roots: Vec<CertificateDer<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for Lenient {
+impl Verifier {
+    /// A server certificate that is one of the trusted roots: valid now,
+    /// and for the host when names are checked.
+    fn verify_trusted_root(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let Some((not_before, not_after)) = super::validity::validity(end_entity) else {
+            return Err(CertificateError::BadEncoding.into());
+        };
+        if now < not_before {
+            return Err(CertificateError::NotValidYet.into());
+        }
+        if now > not_after {
+            return Err(CertificateError::Expired.into());
+        }
+        if self.check_name {
+            let parsed = ParsedCertificate::try_from(end_entity)?;
+            verify_server_name(&parsed, server_name)?;
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -187,7 +246,12 @@ impl ServerCertVerifier for Lenient {
         match result {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            Err(rustls::Error::InvalidCertificate(_))
+                if self.own_roots.iter().any(|root| root == end_entity) =>
+            {
+                self.verify_trusted_root(end_entity, server_name, now)
+            }
             other => other,
         }
     }
