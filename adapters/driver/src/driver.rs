@@ -216,14 +216,26 @@ impl Driver {
         }
     }
 
-    /// The TLS connector for `target`, built once per distinct target.
+    /// The TLS connector for `target`, built once per distinct target (the
+    /// host name aside: it is given per handshake).
     fn connector(&mut self, target: &TlsTarget) -> Result<TlsConnector, TlsError> {
         if let Some((cached, connector)) = &self.tls {
-            if cached.ssl_mode == target.ssl_mode && cached.root_cert == target.root_cert {
+            let same = (
+                &cached.ssl_mode,
+                &cached.root_cert,
+                &cached.client_cert,
+                &cached.client_key,
+            ) == (
+                &target.ssl_mode,
+                &target.root_cert,
+                &target.client_cert,
+                &target.client_key,
+            );
+            if same {
                 return Ok(connector.clone());
             }
         }
-        let connector = TlsConnector::for_ssl_mode(target.ssl_mode, target.root_cert.as_ref())?;
+        let connector = TlsConnector::for_target(target)?;
         self.tls = Some((target.clone(), connector.clone()));
         Ok(connector)
     }

@@ -216,3 +216,117 @@ fn an_expired_self_signed_server_certificate_is_refused() {
         }
     });
 }
+
+/// A CA and a client certificate it signed for `user` (its CommonName),
+/// as PEM: (CA, certificate, key).
+fn client_pki(user: &str) -> (String, String, String) {
+    let alg = &rcgen::PKCS_ECDSA_P256_SHA256;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pgnotify client CA");
+    let ca_key = rcgen::KeyPair::generate_for(alg).expect("CA key");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("client params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, user);
+    let key = rcgen::KeyPair::generate_for(alg).expect("client key");
+    let cert = params.signed_by(&key, &ca).expect("client certificate");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Writes `text` to `path` with `mode`.
+fn write_with_mode(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Issue 15: client-certificate authentication (`hostssl … cert` in
+/// pg_hba.conf) with `sslcert`/`sslkey`; a key readable by others and an
+/// encrypted key are refused with libpq's reasons, before connecting.
+#[test]
+fn client_certificate_authentication_with_sslcert_and_sslkey() {
+    let server_pki = common::pki(
+        "pgnotify test CA",
+        &["db.test"],
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+    );
+    let (client_ca, client_cert, client_key) = client_pki("alice");
+    // The server reads its client CA at start: a file the postgres user can read.
+    let dir = std::env::temp_dir().join(format!("pgnotify-client-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let ca_file = dir.join("client-ca.pem");
+    write_with_mode(&ca_file, &client_ca, 0o644);
+    let server = TestServer::builder()
+        .user("alice", "unused-password")
+        .ssl(server_pki.cert_pem.clone(), server_pki.key_pem.clone())
+        .setting("ssl_ca_file", ca_file.display().to_string())
+        .hba_line("hostssl all alice 127.0.0.1/32 cert")
+        .hba_line("hostnossl all all 127.0.0.1/32 reject")
+        .start()
+        .expect("a server asking for client certificates");
+    let root = server.data_dir().join("root.pem");
+    std::fs::write(&root, &server_pki.ca_pem).expect("write the root");
+    let cert = dir.join("postgresql.crt");
+    write_with_mode(&cert, &client_cert, 0o644);
+    let key = dir.join("postgresql.key");
+    write_with_mode(&key, &client_key, 0o600);
+    let loose_key = dir.join("loose.key");
+    write_with_mode(&loose_key, &client_key, 0o644);
+    let encrypted_key = dir.join("encrypted.key");
+    write_with_mode(
+        &encrypted_key,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        0o600,
+    );
+    let with_cert = |key: &Path| {
+        let url = format!(
+            "postgres://alice@db.test:{}/postgres?hostaddr=127.0.0.1&sslmode=verify-full\
+             &sslrootcert={}&sslcert={}&sslkey={}",
+            server.port(),
+            root.display(),
+            cert.display(),
+            key.display()
+        );
+        fast(Config::parse(&url).expect("a valid URL"))
+    };
+    let (with_cert, key, loose_key, encrypted_key) = (&with_cert, &key, &loose_key, &encrypted_key);
+    let server = &server;
+
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, with_cert(key)).await;
+        let pid = listener.backend_pid().expect("connected");
+        let row = server
+            .execute(&format!(
+                "SELECT client_dn FROM pg_stat_ssl WHERE pid = {pid}"
+            ))
+            .expect("query");
+        assert_eq!(row, "/CN=alice");
+        listener.close().await;
+
+        for (key, expected) in [
+            (loose_key, "has group or world access"),
+            (encrypted_key, "does not support sslpassword"),
+        ] {
+            let result = within(
+                rt,
+                "the refused connect",
+                Listener::builder(with_cert(key))
+                    .runtime(rt.clone())
+                    .connect(),
+            )
+            .await;
+            match result {
+                Err(ListenerError::Connect(error)) => {
+                    assert!(error.to_string().contains(expected), "{error}")
+                }
+                other => panic!("expected a key error, got {other:?}"),
+            }
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -31,6 +31,7 @@ mod stats;
 mod subscribers;
 
 use std::collections::{HashMap, VecDeque};
+use std::path::Path;
 use std::time::Instant;
 
 pub use batch::{EventBatch, EventRef, IntoIter as EventBatchIntoIter, Iter as EventBatchIter};
@@ -679,6 +680,8 @@ impl Bus {
             server_name: self.current_host_name(),
             ssl_mode: self.config.ssl_mode(),
             root_cert: self.config.ssl_root_cert_setting().cloned(),
+            client_cert: self.config.ssl_cert().map(Path::to_owned),
+            client_key: self.config.ssl_key().map(Path::to_owned),
         }
     }
 

@@ -1,5 +1,6 @@
 //! What the bus asks of its driver ([`Action`]) and tells it ([`BusEvent`]).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::EndReason;
@@ -67,6 +68,12 @@ pub struct TlsTarget {
     /// configured: as libpq, the driver then reads `~/.postgresql/root.crt`
     /// for the verifying modes.
     pub root_cert: Option<SslRootCert>,
+    /// The client certificate and key files (`sslcert`, `sslkey`); `None`
+    /// means libpq's defaults, `~/.postgresql/postgresql.crt` and `.key`,
+    /// used only if the certificate file exists.
+    pub client_cert: Option<PathBuf>,
+    /// See [`client_cert`](Self::client_cert).
+    pub client_key: Option<PathBuf>,
 }
 
 /// Where a subscriber stands.

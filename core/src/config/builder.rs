@@ -1,6 +1,6 @@
 //! [`ConfigBuilder`]: every setting in code, checked once by `build`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::duration::MAX_DURATION;
@@ -68,6 +68,8 @@ pub struct ConfigBuilder {
     pub(crate) options: Option<String>,
     pub(crate) ssl_mode: Option<SslMode>,
     pub(crate) ssl_root_cert: Option<SslRootCert>,
+    pub(crate) ssl_cert: Option<PathBuf>,
+    pub(crate) ssl_key: Option<PathBuf>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) keepalive: Keepalive,
     pub(crate) target_session_attrs: TargetSessionAttrs,
@@ -151,6 +153,21 @@ impl ConfigBuilder {
     /// Sets the certificate authorities to trust.
     pub fn ssl_root_cert(mut self, roots: SslRootCert) -> Self {
         self.ssl_root_cert = Some(roots);
+        self
+    }
+
+    /// Sets the client certificate file (PEM) to present when the server
+    /// asks for one (`sslcert`; libpq's default is
+    /// `~/.postgresql/postgresql.crt`, used only if it exists).
+    pub fn ssl_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ssl_cert = Some(path.into());
+        self
+    }
+
+    /// Sets the client certificate's private key file (PEM, unencrypted;
+    /// `sslkey`, default `~/.postgresql/postgresql.key`).
+    pub fn ssl_key(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ssl_key = Some(path.into());
         self
     }
 
@@ -342,6 +359,11 @@ impl ConfigBuilder {
             options,
             ssl_mode,
             ssl_root_cert: self.ssl_root_cert.map(check_root_cert).transpose()?,
+            ssl_cert: self
+                .ssl_cert
+                .map(|p| check_path("sslcert", p))
+                .transpose()?,
+            ssl_key: self.ssl_key.map(|p| check_path("sslkey", p)).transpose()?,
             connect_timeout: connect_timeout(self.connect_timeout)?,
             keepalive: keepalive(self.keepalive)?,
             target_session_attrs: self.target_session_attrs,
@@ -430,6 +452,24 @@ fn check_root_cert(roots: SslRootCert) -> Result<SslRootCert, ConfigError> {
         ));
     }
     Ok(roots)
+}
+
+/// A file path parameter: non-empty UTF-8 without NUL bytes (it must
+/// print back into a connection string).
+fn check_path(name: &str, path: PathBuf) -> Result<PathBuf, ConfigError> {
+    match path.to_str() {
+        Some(text) if !text.is_empty() && !text.contains('\0') => Ok(path),
+        Some(text) => Err(ConfigError::invalid(
+            name,
+            text,
+            "must be a non-empty path without NUL bytes",
+        )),
+        None => Err(ConfigError::invalid(
+            name,
+            &path.to_string_lossy(),
+            "the path must be valid UTF-8",
+        )),
+    }
 }
 
 fn bounded(

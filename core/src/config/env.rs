@@ -6,7 +6,7 @@
 /// `USER` and then `LOGNAME` are also consulted for the user name when
 /// neither `user` nor `PGUSER` gives one, as libpq uses the operating-system
 /// user.
-pub const ENV_VARIABLES: [(&str, &str); 12] = [
+pub const ENV_VARIABLES: [(&str, &str); 14] = [
     ("PGHOST", "host"),
     ("PGHOSTADDR", "hostaddr"),
     ("PGPORT", "port"),
@@ -17,6 +17,8 @@ pub const ENV_VARIABLES: [(&str, &str); 12] = [
     ("PGOPTIONS", "options"),
     ("PGSSLMODE", "sslmode"),
     ("PGSSLROOTCERT", "sslrootcert"),
+    ("PGSSLCERT", "sslcert"),
+    ("PGSSLKEY", "sslkey"),
     ("PGCONNECT_TIMEOUT", "connect_timeout"),
     ("PGTARGETSESSIONATTRS", "target_session_attrs"),
 ];

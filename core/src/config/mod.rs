@@ -89,7 +89,7 @@ mod tls;
 mod url;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -172,6 +172,8 @@ pub struct Config {
     options: Option<String>,
     ssl_mode: SslMode,
     ssl_root_cert: Option<SslRootCert>,
+    ssl_cert: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
     connect_timeout: Option<Duration>,
     keepalive: Keepalive,
     target_session_attrs: TargetSessionAttrs,
@@ -270,6 +272,8 @@ impl Config {
             options: self.options.clone(),
             ssl_mode: Some(self.ssl_mode),
             ssl_root_cert: self.ssl_root_cert.clone(),
+            ssl_cert: self.ssl_cert.clone(),
+            ssl_key: self.ssl_key.clone(),
             connect_timeout: self.connect_timeout,
             keepalive: self.keepalive.clone(),
             target_session_attrs: self.target_session_attrs,
@@ -339,6 +343,18 @@ impl Config {
     /// `None` when nothing was configured.
     pub fn ssl_root_cert_setting(&self) -> Option<&SslRootCert> {
         self.ssl_root_cert.as_ref()
+    }
+
+    /// The client certificate file (`sslcert`), if one was set; the driver
+    /// then looks for libpq's `~/.postgresql/postgresql.crt`.
+    pub fn ssl_cert(&self) -> Option<&Path> {
+        self.ssl_cert.as_deref()
+    }
+
+    /// The client key file (`sslkey`), if one was set; the driver then
+    /// looks for libpq's `~/.postgresql/postgresql.key`.
+    pub fn ssl_key(&self) -> Option<&Path> {
+        self.ssl_key.as_deref()
     }
 
     /// Whether to trust the TLS implementation's own roots
@@ -492,6 +508,8 @@ impl Default for Config {
             options: None,
             ssl_mode: SslMode::default(),
             ssl_root_cert: None,
+            ssl_cert: None,
+            ssl_key: None,
             connect_timeout: None,
             keepalive: Keepalive::default(),
             target_session_attrs: TargetSessionAttrs::default(),

@@ -12,7 +12,7 @@ use super::{Config, duration, host};
 use crate::OverflowPolicy;
 
 /// Every parameter a connection string may hold, libpq's first.
-pub const PARAMETERS: [&str; 31] = [
+pub const PARAMETERS: [&str; 33] = [
     "host",
     "hostaddr",
     "port",
@@ -23,6 +23,8 @@ pub const PARAMETERS: [&str; 31] = [
     "options",
     "sslmode",
     "sslrootcert",
+    "sslcert",
+    "sslkey",
     "connect_timeout",
     "keepalives",
     "keepalives_idle",
@@ -47,7 +49,7 @@ pub const PARAMETERS: [&str; 31] = [
 ];
 
 /// libpq parameters pgnotify refuses by name rather than as unknown.
-const UNSUPPORTED: [&str; 29] = [
+const UNSUPPORTED: [&str; 27] = [
     "passfile",
     "require_auth",
     "channel_binding",
@@ -60,8 +62,6 @@ const UNSUPPORTED: [&str; 29] = [
     "krbsrvname",
     "sslnegotiation",
     "sslcompression",
-    "sslcert",
-    "sslkey",
     "sslpassword",
     "sslcertmode",
     "sslcrl",
@@ -134,6 +134,8 @@ impl Params {
             "application_name" => b.application_name = text,
             "options" => b.options = text,
             "sslmode" => b.ssl_mode = given.then(|| value.parse()).transpose()?,
+            "sslcert" => b.ssl_cert = text.map(PathBuf::from),
+            "sslkey" => b.ssl_key = text.map(PathBuf::from),
             "sslrootcert" => {
                 b.ssl_root_cert = text.map(|path| match path.as_str() {
                     "system" => SslRootCert::System,

@@ -56,6 +56,11 @@ pub(crate) fn conninfo(config: &Config, redact: bool) -> String {
     if let Some(roots) = &config.ssl_root_cert {
         push_pair(&mut out, "sslrootcert", &roots.to_string());
     }
+    for (name, path) in [("sslcert", &config.ssl_cert), ("sslkey", &config.ssl_key)] {
+        if let Some(path) = path {
+            push_pair(&mut out, name, &path.to_string_lossy());
+        }
+    }
     if let Some(timeout) = config.connect_timeout {
         push_pair(&mut out, "connect_timeout", &timeout.as_secs().to_string());
     }

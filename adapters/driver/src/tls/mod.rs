@@ -7,6 +7,7 @@
 //! channel-binding data exist in one place. The crypto provider is ring.
 
 mod binding;
+mod client_cert;
 mod validity;
 mod verify;
 
@@ -15,6 +16,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use pgnotify_core::bus::TlsTarget;
 use pgnotify_core::config::{SslMode, SslRootCert};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -55,16 +57,53 @@ impl TlsConnector {
         verification: Verification,
         root_cert: Option<&SslRootCert>,
     ) -> Result<Self, TlsError> {
+        Self::build(verification, root_cert, None)
+    }
+
+    /// Creates the connector the bus asks for: [`for_ssl_mode`](Self::for_ssl_mode)
+    /// with the target's roots, presenting the client certificate of
+    /// `sslcert`/`sslkey` (or libpq's `~/.postgresql/postgresql.crt` and
+    /// `.key`, when that certificate file exists) if the server asks for
+    /// one.
+    ///
+    /// Fails, besides the reasons of [`new`](Self::new), when a client
+    /// certificate exists but its key is missing, unreadable, encrypted (a
+    /// passphrase, `sslpassword`, is not supported) or readable by group or
+    /// others.
+    pub fn for_target(target: &TlsTarget) -> Result<Self, TlsError> {
+        let identity =
+            client_cert::load(target.client_cert.as_deref(), target.client_key.as_deref())?;
+        let root_cert = target.root_cert.as_ref();
+        Self::build(
+            Verification::for_ssl_mode(target.ssl_mode, root_cert),
+            root_cert,
+            identity,
+        )
+    }
+
+    fn build(
+        verification: Verification,
+        root_cert: Option<&SslRootCert>,
+        identity: Option<client_cert::ClientIdentity>,
+    ) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = verify::verifier(verification, root_cert, &provider)?;
-        let mut config = ClientConfig::builder_with_provider(provider)
+        let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config {
                 reason: e.to_string(),
             })?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let mut config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| {
+                TlsError::ClientKeyInvalid {
+                    path: PathBuf::from("sslkey"),
+                    reason: format!("it does not match the certificate or is not supported ({e})"),
+                }
+            })?,
+        };
         config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
         Ok(TlsConnector {
             config: Arc::new(config),
@@ -128,6 +167,53 @@ pub enum TlsError {
     /// `sslrootcert=system` was asked for but the system store gave nothing.
     SystemRootsUnavailable {
         /// What went wrong while loading it.
+        reason: String,
+    },
+    /// The client certificate file (`sslcert`) exists but could not be read.
+    ClientCertUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why reading failed.
+        source: io::Error,
+    },
+    /// The client certificate file holds no usable certificate.
+    ClientCertInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A client certificate was found but not its key (`sslkey`).
+    ClientKeyMissing {
+        /// The key file looked for.
+        path: PathBuf,
+    },
+    /// The client key file exists but could not be read.
+    ClientKeyUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why reading failed.
+        source: io::Error,
+    },
+    /// The client key is protected by a passphrase, which pgnotify does not
+    /// support (libpq's `sslpassword`).
+    ClientKeyEncrypted {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The client key file may be read by group or others (libpq refuses
+    /// that too).
+    ClientKeyPermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The client key is not a usable private key.
+    ClientKeyInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
     /// `verify-full` needs a host name or IP address, and this is neither.
@@ -198,6 +284,43 @@ impl fmt::Display for TlsError {
             TlsError::SystemRootsUnavailable { reason } => {
                 write!(f, "could not load the system's root certificates: {reason}")
             }
+            TlsError::ClientCertUnreadable { path, source } => write!(
+                f,
+                "could not read client certificate file \"{}\": {source}",
+                path.display()
+            ),
+            TlsError::ClientCertInvalid { path, reason } => write!(
+                f,
+                "client certificate file \"{}\" is not usable: {reason}",
+                path.display()
+            ),
+            TlsError::ClientKeyMissing { path } => write!(
+                f,
+                "a client certificate was found but not its private key file \"{}\": set sslkey",
+                path.display()
+            ),
+            TlsError::ClientKeyUnreadable { path, source } => write!(
+                f,
+                "could not read private key file \"{}\": {source}",
+                path.display()
+            ),
+            TlsError::ClientKeyEncrypted { path } => write!(
+                f,
+                "private key file \"{}\" is encrypted; pgnotify does not support sslpassword: \
+                 decrypt it (openssl pkey -in key -out key.plain) and protect it with file permissions",
+                path.display()
+            ),
+            TlsError::ClientKeyPermissions { path, mode } => write!(
+                f,
+                "private key file \"{}\" has group or world access (mode {mode:o}); it must be \
+                 u=rw (0600) or less, or owned by root and u=rw,g=r (0640) or less",
+                path.display()
+            ),
+            TlsError::ClientKeyInvalid { path, reason } => write!(
+                f,
+                "private key file \"{}\" is not usable: {reason}",
+                path.display()
+            ),
             TlsError::InvalidServerName { host } => write!(
                 f,
                 "sslmode=verify-full needs a host name or IP address to check the certificate against, and \"{host}\" is neither"
@@ -280,7 +403,9 @@ fn certificate_problem(error: &rustls::CertificateError) -> String {
 impl std::error::Error for TlsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            TlsError::RootCertUnreadable { source, .. } => Some(source),
+            TlsError::RootCertUnreadable { source, .. }
+            | TlsError::ClientCertUnreadable { source, .. }
+            | TlsError::ClientKeyUnreadable { source, .. } => Some(source),
             TlsError::Handshake(error) => Some(error),
             TlsError::Io(error) => Some(error),
             _ => None,
