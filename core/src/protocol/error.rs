@@ -78,7 +78,9 @@ impl fmt::Display for OneLine<'_> {
             f.write_str(&rest[..at])?;
             let c = rest[at..].chars().next().unwrap_or_default();
             write!(f, "{}", c.escape_default())?;
-            rest = &rest[at + c.len_utf8()..];
+            rest = rest
+                .get(at.saturating_add(c.len_utf8())..)
+                .unwrap_or_default();
         }
         f.write_str(rest)
     }
