@@ -105,6 +105,7 @@ mod json;
 mod listener;
 pub mod metrics;
 mod observe;
+mod passfile;
 mod runtime;
 mod shared;
 mod signal;

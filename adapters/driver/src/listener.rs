@@ -387,7 +387,8 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
             .or_else(R::current)
             .ok_or(ListenerError::NoRuntime)?;
         let hosts = u32::try_from(self.config.hosts().len()).unwrap_or(u32::MAX);
-        let bus = Bus::new(with_random_seed(self.config), Instant::now());
+        let config = crate::passfile::with_password_file(with_random_seed(self.config));
+        let bus = Bus::new(config, Instant::now());
         let shared = Shared::new(bus, runtime.clone());
         runtime.spawn(Box::pin(Driver::new(shared.clone())));
         let listener = Listener {

@@ -86,7 +86,10 @@ impl Bus {
         StartupParams {
             user: self.config.user().to_owned(),
             database: Some(self.config.dbname().to_owned()),
-            password: self.config.password().map(str::to_owned),
+            password: self
+                .config
+                .password_for(self.current_host())
+                .map(str::to_owned),
             application_name: Some(
                 self.config
                     .application_name()

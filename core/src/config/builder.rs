@@ -7,6 +7,7 @@ use super::duration::MAX_DURATION;
 use super::error::ConfigError;
 use super::host::{DEFAULT_HOST, DEFAULT_PORT, HostSpec};
 use super::keepalive::Keepalive;
+use super::passfile::PassFile;
 use super::password::Password;
 use super::pooler::TransactionPooler;
 use super::session_attrs::TargetSessionAttrs;
@@ -69,6 +70,8 @@ pub struct ConfigBuilder {
     pub(crate) ssl_mode: Option<SslMode>,
     pub(crate) ssl_root_cert: Option<SslRootCert>,
     pub(crate) ssl_cert: Option<PathBuf>,
+    pub(crate) passfile: Option<PathBuf>,
+    pub(crate) password_file: Option<PassFile>,
     pub(crate) ssl_key: Option<PathBuf>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) keepalive: Keepalive,
@@ -153,6 +156,21 @@ impl ConfigBuilder {
     /// Sets the certificate authorities to trust.
     pub fn ssl_root_cert(mut self, roots: SslRootCert) -> Self {
         self.ssl_root_cert = Some(roots);
+        self
+    }
+
+    /// Sets where the password file is (`passfile`; libpq's default is
+    /// `~/.pgpass`). The core reads no file: a driver reads it and hands
+    /// its entries in with [`password_file`](Self::password_file).
+    pub fn passfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.passfile = Some(path.into());
+        self
+    }
+
+    /// Sets the password file's entries, consulted for each host when no
+    /// password is set ([`Config::password_for`]).
+    pub fn password_file(mut self, entries: PassFile) -> Self {
+        self.password_file = Some(entries);
         self
     }
 
@@ -364,6 +382,11 @@ impl ConfigBuilder {
                 .map(|p| check_path("sslcert", p))
                 .transpose()?,
             ssl_key: self.ssl_key.map(|p| check_path("sslkey", p)).transpose()?,
+            passfile: self
+                .passfile
+                .map(|p| check_path("passfile", p))
+                .transpose()?,
+            password_file: self.password_file,
             connect_timeout: connect_timeout(self.connect_timeout)?,
             keepalive: keepalive(self.keepalive)?,
             target_session_attrs: self.target_session_attrs,

@@ -6,12 +6,13 @@
 /// `USER` and then `LOGNAME` are also consulted for the user name when
 /// neither `user` nor `PGUSER` gives one, as libpq uses the operating-system
 /// user.
-pub const ENV_VARIABLES: [(&str, &str); 14] = [
+pub const ENV_VARIABLES: [(&str, &str); 15] = [
     ("PGHOST", "host"),
     ("PGHOSTADDR", "hostaddr"),
     ("PGPORT", "port"),
     ("PGUSER", "user"),
     ("PGPASSWORD", "password"),
+    ("PGPASSFILE", "passfile"),
     ("PGDATABASE", "dbname"),
     ("PGAPPNAME", "application_name"),
     ("PGOPTIONS", "options"),

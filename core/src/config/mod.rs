@@ -81,6 +81,7 @@ mod host;
 mod keepalive;
 mod keyvalue;
 mod params;
+mod passfile;
 mod password;
 mod pooler;
 mod render;
@@ -103,6 +104,7 @@ pub use error::ConfigError;
 pub use host::{DEFAULT_HOST, DEFAULT_PORT, HostSpec};
 pub use keepalive::Keepalive;
 pub use params::PARAMETERS;
+pub use passfile::PassFile;
 pub use pooler::TransactionPooler;
 pub use session_attrs::TargetSessionAttrs;
 pub use tls::{SslMode, SslRootCert};
@@ -174,6 +176,8 @@ pub struct Config {
     ssl_root_cert: Option<SslRootCert>,
     ssl_cert: Option<PathBuf>,
     ssl_key: Option<PathBuf>,
+    passfile: Option<PathBuf>,
+    password_file: Option<PassFile>,
     connect_timeout: Option<Duration>,
     keepalive: Keepalive,
     target_session_attrs: TargetSessionAttrs,
@@ -273,6 +277,8 @@ impl Config {
             ssl_mode: Some(self.ssl_mode),
             ssl_root_cert: self.ssl_root_cert.clone(),
             ssl_cert: self.ssl_cert.clone(),
+            passfile: self.passfile.clone(),
+            password_file: self.password_file.clone(),
             ssl_key: self.ssl_key.clone(),
             connect_timeout: self.connect_timeout,
             keepalive: self.keepalive.clone(),
@@ -307,6 +313,28 @@ impl Config {
     /// The password, if any.
     pub fn password(&self) -> Option<&str> {
         self.password.as_ref().map(Password::as_str)
+    }
+
+    /// The password for a connection to `host`: the configured one, else
+    /// the first matching entry of the password file a driver handed in
+    /// ([`ConfigBuilder::password_file`]).
+    pub fn password_for(&self, host: &HostSpec) -> Option<&str> {
+        self.password().or_else(|| {
+            self.password_file
+                .as_ref()?
+                .lookup(host, &self.dbname, &self.user)
+        })
+    }
+
+    /// Where the password file is, if `passfile` (or `PGPASSFILE`) set it;
+    /// libpq's default is `~/.pgpass`.
+    pub fn passfile(&self) -> Option<&Path> {
+        self.passfile.as_deref()
+    }
+
+    /// The password file's entries, if a driver handed them in.
+    pub fn password_file(&self) -> Option<&PassFile> {
+        self.password_file.as_ref()
     }
 
     /// The database name.
@@ -510,6 +538,8 @@ impl Default for Config {
             ssl_root_cert: None,
             ssl_cert: None,
             ssl_key: None,
+            passfile: None,
+            password_file: None,
             connect_timeout: None,
             keepalive: Keepalive::default(),
             target_session_attrs: TargetSessionAttrs::default(),

@@ -12,12 +12,13 @@ use super::{Config, duration, host};
 use crate::OverflowPolicy;
 
 /// Every parameter a connection string may hold, libpq's first.
-pub const PARAMETERS: [&str; 33] = [
+pub const PARAMETERS: [&str; 34] = [
     "host",
     "hostaddr",
     "port",
     "user",
     "password",
+    "passfile",
     "dbname",
     "application_name",
     "options",
@@ -49,8 +50,7 @@ pub const PARAMETERS: [&str; 33] = [
 ];
 
 /// libpq parameters pgnotify refuses by name rather than as unknown.
-const UNSUPPORTED: [&str; 27] = [
-    "passfile",
+const UNSUPPORTED: [&str; 26] = [
     "require_auth",
     "channel_binding",
     "client_encoding",
@@ -130,6 +130,7 @@ impl Params {
             }
             "user" => b.user = text,
             "password" => b.password = text.map(Password::new),
+            "passfile" => b.passfile = text.map(PathBuf::from),
             "dbname" => b.dbname = text,
             "application_name" => b.application_name = text,
             "options" => b.options = text,

@@ -56,7 +56,11 @@ pub(crate) fn conninfo(config: &Config, redact: bool) -> String {
     if let Some(roots) = &config.ssl_root_cert {
         push_pair(&mut out, "sslrootcert", &roots.to_string());
     }
-    for (name, path) in [("sslcert", &config.ssl_cert), ("sslkey", &config.ssl_key)] {
+    for (name, path) in [
+        ("passfile", &config.passfile),
+        ("sslcert", &config.ssl_cert),
+        ("sslkey", &config.ssl_key),
+    ] {
         if let Some(path) = path {
             push_pair(&mut out, name, &path.to_string_lossy());
         }
