@@ -129,7 +129,7 @@ fn the_user_falls_back_on_pguser_then_user_then_logname_then_postgres() {
 #[test]
 fn unrelated_variables_are_ignored() {
     let config =
-        Config::from_env([("PATH", "/bin"), ("PGSSLCERT", "/x.pem"), ("HOME", "/root")]).unwrap();
+        Config::from_env([("PATH", "/bin"), ("PGSSLCRL", "/x.pem"), ("HOME", "/root")]).unwrap();
     assert_eq!(config, Config::default());
 }
 

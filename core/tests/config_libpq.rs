@@ -34,6 +34,15 @@ fn accepted() -> Vec<(&'static str, ConfigBuilder)> {
                 .dbname("mydb")
                 .connect_timeout(Duration::from_secs(10)),
         ),
+        // Client certificate, key and password file paths.
+        (
+            "host=db sslcert=/c/client.crt sslkey=/c/client.key passfile=/c/pgpass",
+            base()
+                .host(tcp("db", 5432))
+                .ssl_cert("/c/client.crt")
+                .ssl_key("/c/client.key")
+                .passfile("/c/pgpass"),
+        ),
         // The libpq docs' URL with options (a `-c` setting for the session).
         (
             "postgresql://user@localhost:5433/mydb?options=-c%20synchronous_commit%3Doff",
@@ -301,9 +310,9 @@ fn refused() -> Vec<(&'static str, ConfigError)> {
             },
         ),
         (
-            "sslcert=/x.pem",
+            "sslpassword=x",
             ConfigError::UnsupportedParameter {
-                name: "sslcert".into(),
+                name: "sslpassword".into(),
             },
         ),
         // Ports.
