@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use pgnotify_core::Config;
-use pgnotify_tokio::Listener;
+use pgnotify_tokio::{Listener, load_config};
 
 use crate::error::CliError;
 
 /// The PG* variables that name a server; when none is set (and neither
 /// `--url` nor `DATABASE_URL` is), the demo starts its own.
-const SERVER_VARIABLES: [&str; 4] = ["PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE"];
+const SERVER_VARIABLES: [&str; 5] = ["PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE"];
 
 /// The application name set when the connection string gives none, so the
 /// session is recognisable in `pg_stat_activity`.
@@ -36,10 +36,10 @@ pub(crate) fn resolve(url: Option<&str>) -> Result<Target, CliError> {
             .map(|(_, v)| v.as_str())
     };
     let (config, named) = match (url, var("DATABASE_URL")) {
-        (Some(url), _) => (parse(url, "--url", &env)?, true),
-        (None, Some(url)) => (parse(url, "DATABASE_URL", &env)?, true),
+        (Some(url), _) => (parse(url, "--url")?, true),
+        (None, Some(url)) => (parse(url, "DATABASE_URL")?, true),
         (None, None) => {
-            let config = Config::from_env(env.iter().cloned()).map_err(CliError::Config)?;
+            let config = load_config("").map_err(CliError::Config)?;
             (config, SERVER_VARIABLES.iter().any(|v| var(v).is_some()))
         }
     };
@@ -49,9 +49,10 @@ pub(crate) fn resolve(url: Option<&str>) -> Result<Target, CliError> {
     })
 }
 
-fn parse(url: &str, origin: &'static str, env: &[(String, String)]) -> Result<Config, CliError> {
-    Config::parse_with_env(url, env.iter().cloned())
-        .map_err(|source| CliError::ConnectionString { origin, source })
+/// Parses as libpq would here: PG* variables and service files
+/// ([`load_config`]).
+fn parse(url: &str, origin: &'static str) -> Result<Config, CliError> {
+    load_config(url).map_err(|source| CliError::ConnectionString { origin, source })
 }
 
 /// Shortens each connection attempt to end before `limit`, so that when

@@ -13,7 +13,7 @@ use pgnotify_testkit::server::TestServer;
 const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The variables that would point the binary somewhere other than the test's server.
-const CONNECTION_VARIABLES: [&str; 8] = [
+const CONNECTION_VARIABLES: [&str; 10] = [
     "DATABASE_URL",
     "PGHOST",
     "PGHOSTADDR",
@@ -22,6 +22,8 @@ const CONNECTION_VARIABLES: [&str; 8] = [
     "PGUSER",
     "PGPASSWORD",
     "PGAPPNAME",
+    "PGSERVICE",
+    "PGSERVICEFILE",
 ];
 
 fn pgnotify() -> Command {
@@ -334,6 +336,58 @@ fn an_injected_error_before_tls_is_retried_and_never_printed() {
         "stderr: {stderr}"
     );
     assert!(server.accepted().len() >= 2, "retried: {stderr}");
+}
+
+/// Issue 15: libpq's service file, named by `service=` or `PGSERVICE`
+/// and found through `PGSERVICEFILE`, gives the server to connect to.
+#[test]
+fn a_service_file_names_the_server() {
+    let server = TestServer::new().expect("a server");
+    let dir = std::env::temp_dir().join(format!("pgnotify-cli-service-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let file = dir.join("pg_service.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "# a test service\n[pgnotify-test]\nhost=127.0.0.1\nport={}\nuser={}\ndbname=postgres\nsslmode=disable\n",
+            server.port(),
+            server.user()
+        ),
+    )
+    .expect("write the service file");
+    for (url, service) in [
+        (Some("service=pgnotify-test"), None),
+        (None, Some("pgnotify-test")),
+    ] {
+        let mut command = pgnotify();
+        command.env("PGSERVICEFILE", &file);
+        if let Some(url) = url {
+            command.args(["--url", url]);
+        }
+        if let Some(service) = service {
+            command.env("PGSERVICE", service);
+        }
+        let output =
+            run(command.args(["--connect-timeout", "10s", "notify", "jobs", "via service"]));
+        assert!(
+            output.status.success(),
+            "{url:?} {service:?}: {}",
+            stderr_of(&output)
+        );
+    }
+    let output = run(pgnotify().env("PGSERVICEFILE", &file).args([
+        "--url",
+        "service=missing",
+        "notify",
+        "jobs",
+        "x",
+    ]));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("definition of service \"missing\" not found"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -146,3 +146,44 @@ fn the_environment_map_can_be_owned_strings_like_std_env_vars() {
     let env: Vec<(String, String)> = vec![("PGDATABASE".into(), "db".into())];
     assert_eq!(Config::parse_with_env("", env).unwrap().dbname(), "db");
 }
+
+#[test]
+fn a_service_gives_defaults_between_the_string_and_the_environment() {
+    use pgnotify_core::config::ServiceFile;
+    let user_file = ServiceFile::parse("[s]\nhost=svc\nport=6000\ndbname=svcdb\n").unwrap();
+    let system_file = ServiceFile::parse("[s]\nhost=system\n[t]\nport=notaport\n").unwrap();
+    let files = [user_file, system_file];
+    let env = [
+        ("PGHOST", "envhost"),
+        ("PGUSER", "envuser"),
+        ("PGDATABASE", "envdb"),
+    ];
+    let config = Config::parse_with_services("service=s dbname=mine", env, &files).unwrap();
+    assert_eq!(
+        config.hosts(),
+        [HostSpec::tcp("svc", 6000)],
+        "the service beats PGHOST"
+    );
+    assert_eq!(config.dbname(), "mine", "the string beats the service");
+    assert_eq!(
+        config.user(),
+        "envuser",
+        "the environment fills in the rest"
+    );
+    let config = Config::parse_with_services("", [("PGSERVICE", "s")], &files).unwrap();
+    assert_eq!(config.dbname(), "svcdb", "PGSERVICE names the service");
+    assert_eq!(
+        Config::parse_with_services("service=u", env, &files),
+        Err(ConfigError::ServiceNotFound { name: "u".into() })
+    );
+    assert_eq!(
+        Config::parse("service=s"),
+        Err(ConfigError::ServiceNotFound { name: "s".into() }),
+        "without files a service cannot be found"
+    );
+    let bad = Config::parse_with_services("service=t", env, &files).unwrap_err();
+    assert!(
+        matches!(bad, ConfigError::Service { ref name, .. } if name == "t"),
+        "{bad}"
+    );
+}

@@ -13,6 +13,7 @@ pub use crate::events::{ConnectionEvent, ConnectionEvents};
 #[cfg(feature = "json")]
 pub use crate::json::{DecodeError, JsonEvent, JsonSubscription, NotifyJsonError};
 pub use crate::listener::{DEFAULT_FIRST_CONNECT_ROUNDS, ListenerError};
+pub use crate::load::load_config;
 /// The names of the metrics a listener publishes with the `metrics` feature.
 pub use crate::metrics;
 pub use crate::subscription::{SubscribeError, Subscription};

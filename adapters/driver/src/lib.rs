@@ -103,6 +103,7 @@ mod guard;
 #[cfg(feature = "json")]
 mod json;
 mod listener;
+mod load;
 pub mod metrics;
 mod observe;
 mod passfile;

@@ -119,13 +119,14 @@ impl<R> fmt::Debug for Listener<R> {
 
 impl<R: CurrentRuntime> Listener<R> {
     /// Connects to the server named by a libpq connection string (URL or
-    /// `key=value`), with the PG* environment variables as defaults, on the
-    /// current runtime.
+    /// `key=value`), with the PG* environment variables as defaults and
+    /// libpq's service files for `service=` ([`load_config`](crate::load_config)),
+    /// on the current runtime.
     ///
     /// Returns once the first connection is up (see
     /// [`ListenerBuilder::connect`] for when it fails).
     pub async fn connect(url: &str) -> Result<Self, ListenerError> {
-        let config = Config::parse_with_env(url, std::env::vars())?;
+        let config = crate::load::load_config(url)?;
         Self::connect_with(config).await
     }
 

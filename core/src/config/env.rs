@@ -6,7 +6,8 @@
 /// `USER` and then `LOGNAME` are also consulted for the user name when
 /// neither `user` nor `PGUSER` gives one, as libpq uses the operating-system
 /// user.
-pub const ENV_VARIABLES: [(&str, &str); 15] = [
+pub const ENV_VARIABLES: [(&str, &str); 16] = [
+    ("PGSERVICE", "service"),
     ("PGHOST", "host"),
     ("PGHOSTADDR", "hostaddr"),
     ("PGPORT", "port"),

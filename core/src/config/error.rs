@@ -38,8 +38,8 @@ pub enum ConfigError {
         /// The parameter name as written.
         name: String,
     },
-    /// A libpq parameter that pgnotify does not implement (`sslcert`,
-    /// `options`, `service`, ...). Refused rather than ignored, so a setting
+    /// A libpq parameter that pgnotify does not implement (`sslpassword`,
+    /// `gssencmode`, `replication`, ...). Refused rather than ignored, so a setting
     /// that matters is never silently dropped.
     UnsupportedParameter {
         /// The parameter name.
@@ -81,6 +81,26 @@ pub enum ConfigError {
         min: Duration,
         /// The maximum backoff.
         max: Duration,
+    },
+    /// `service` (or `PGSERVICE`) names a service no service file defines.
+    ServiceNotFound {
+        /// The service name.
+        name: String,
+    },
+    /// A service file has a line that is neither `[name]`, `key=value`, a
+    /// comment nor blank.
+    ServiceFile {
+        /// The file, as its reader named it.
+        file: String,
+        /// The 1-based line number.
+        line: usize,
+    },
+    /// A parameter of a service from a service file is invalid.
+    Service {
+        /// The service name.
+        name: String,
+        /// What is wrong with the parameter.
+        source: Box<ConfigError>,
     },
     /// `sslrootcert=system` with an `sslmode` weaker than `verify-full`
     /// (refused as libpq 16 does: anyone can get a publicly trusted
@@ -157,6 +177,16 @@ impl fmt::Display for ConfigError {
                 f,
                 "backoff_max ({max:?}) is shorter than backoff_min ({min:?})"
             ),
+            Self::ServiceNotFound { name } => write!(
+                f,
+                "definition of service {name:?} not found in the service files (PGSERVICEFILE or \
+                 ~/.pg_service.conf, then PGSYSCONFDIR/pg_service.conf)"
+            ),
+            Self::Service { name, source } => write!(f, "service {name:?}: {source}"),
+            Self::ServiceFile { file, line } => write!(
+                f,
+                "syntax error in service file {file:?}, line {line}: expected [name] or key=value"
+            ),
             Self::SystemRootsNeedVerifyFull { ssl_mode } => write!(
                 f,
                 "sslrootcert=system requires sslmode=verify-full, but sslmode is {ssl_mode}"
@@ -168,7 +198,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Environment { source, .. } => Some(&**source),
+            Self::Environment { source, .. } | Self::Service { source, .. } => Some(&**source),
             _ => None,
         }
     }

@@ -85,6 +85,7 @@ mod passfile;
 mod password;
 mod pooler;
 mod render;
+mod service;
 mod session_attrs;
 mod tls;
 mod url;
@@ -106,6 +107,7 @@ pub use keepalive::Keepalive;
 pub use params::PARAMETERS;
 pub use passfile::PassFile;
 pub use pooler::TransactionPooler;
+pub use service::{ServiceFile, ServiceFileError};
 pub use session_attrs::TargetSessionAttrs;
 pub use tls::{SslMode, SslRootCert};
 
@@ -230,11 +232,56 @@ impl Config {
         K: AsRef<str>,
         V: AsRef<str>,
     {
+        Self::parse_with_services(s, env, &[])
+    }
+
+    /// Parses a connection string as [`parse_with_env`](Self::parse_with_env)
+    /// does, and resolves libpq's `service=name` (or `PGSERVICE`) from
+    /// `files`: the first file that defines the service gives its
+    /// parameters, as defaults for what the string does not give and ahead
+    /// of the PG* variables. A service no file defines is
+    /// [`ConfigError::ServiceNotFound`].
+    ///
+    /// The core reads no files: a runtime crate's `load_config` (what
+    /// `Listener::connect(url)` uses) reads libpq's `PGSERVICEFILE` or
+    /// `~/.pg_service.conf`, then `PGSYSCONFDIR/pg_service.conf`.
+    pub fn parse_with_services<K, V>(
+        s: &str,
+        env: impl IntoIterator<Item = (K, V)>,
+        files: &[ServiceFile],
+    ) -> Result<Self, ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
         let explicit = split_connection_string(s)?;
         let env = EnvDefaults::collect(env);
+        let service_name = explicit
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "service")
+            .map(|(_, value)| value.as_str())
+            .or_else(|| {
+                env.params
+                    .iter()
+                    .find(|(_, name, _)| *name == "service")
+                    .map(|(_, _, value)| value.as_str())
+            })
+            .filter(|name| !name.is_empty());
+        let service = match service_name {
+            None => &[][..],
+            Some(name) => files
+                .iter()
+                .find_map(|file| file.service(name))
+                .ok_or_else(|| ConfigError::ServiceNotFound {
+                    name: name.to_owned(),
+                })?,
+        };
+        let in_string = |name: &str| explicit.iter().any(|(key, _)| key == name);
+        let in_service = |name: &str| service.iter().any(|(key, _)| key == name);
         let mut params = Params::default();
         for (variable, name, value) in &env.params {
-            if explicit.iter().any(|(key, _)| key == name) {
+            if in_string(name) || in_service(name) {
                 continue;
             }
             params
@@ -245,6 +292,20 @@ impl Config {
                 })?;
         }
         params.os_user = env.os_user;
+        for (name, value) in service.iter().filter(|(name, _)| !in_string(name)) {
+            let error = |source| ConfigError::Service {
+                name: service_name.unwrap_or_default().to_owned(),
+                source: Box::new(source),
+            };
+            if name == "service" {
+                return Err(error(ConfigError::invalid(
+                    name,
+                    value,
+                    "a service cannot name another service",
+                )));
+            }
+            params.apply(name, value).map_err(error)?;
+        }
         for (name, value) in &explicit {
             params.apply(name, value)?;
         }

@@ -12,7 +12,8 @@ use super::{Config, duration, host};
 use crate::OverflowPolicy;
 
 /// Every parameter a connection string may hold, libpq's first.
-pub const PARAMETERS: [&str; 34] = [
+pub const PARAMETERS: [&str; 35] = [
+    "service",
     "host",
     "hostaddr",
     "port",
@@ -50,7 +51,7 @@ pub const PARAMETERS: [&str; 34] = [
 ];
 
 /// libpq parameters pgnotify refuses by name rather than as unknown.
-const UNSUPPORTED: [&str; 26] = [
+const UNSUPPORTED: [&str; 25] = [
     "require_auth",
     "channel_binding",
     "client_encoding",
@@ -72,7 +73,6 @@ const UNSUPPORTED: [&str; 26] = [
     "min_protocol_version",
     "max_protocol_version",
     "requirepeer",
-    "service",
     "load_balance_hosts",
     "scram_client_key",
     "scram_server_key",
@@ -119,6 +119,8 @@ impl Params {
         }
         let given = !value.is_empty();
         match name {
+            // Resolved by `Config::parse_with_services` before any parameter.
+            "service" => {}
             "host" => self.host = text,
             "hostaddr" => {
                 host::check_hostaddr_list(value)?;
