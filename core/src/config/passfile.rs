@@ -76,7 +76,7 @@ impl PassFile {
         self.entries
             .iter()
             .find(|e| {
-                (e.host == "*" || names.iter().any(|name| *name == e.host))
+                (e.host == "*" || names.contains(&e.host))
                     && matches(&e.port, &port)
                     && matches(&e.database, database)
                     && matches(&e.user, user)
