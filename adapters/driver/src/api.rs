@@ -16,6 +16,7 @@ pub use crate::listener::{DEFAULT_FIRST_CONNECT_ROUNDS, ListenerError};
 pub use crate::load::load_config;
 /// The names of the metrics a listener publishes with the `metrics` feature.
 pub use crate::metrics;
+pub use crate::multi::{ChannelEvent, MultiSubscription};
 pub use crate::subscription::{SubscribeError, Subscription};
 pub use crate::tracker::{DEFAULT_BOUNCE_AFTER, RecoveryTracker, TrackerStats};
 

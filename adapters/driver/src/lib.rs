@@ -105,6 +105,7 @@ mod json;
 mod listener;
 mod load;
 pub mod metrics;
+mod multi;
 mod observe;
 mod passfile;
 mod runtime;

@@ -16,6 +16,7 @@ use pgnotify_core::{Config, ConfigError, SubscribeOptions};
 
 use crate::driver::Driver;
 use crate::events::ConnectionEvents;
+use crate::multi::MultiSubscription;
 use crate::runtime::{Runtime, with_deadline};
 use crate::shared::{PublishSlot, Shared, store_waker};
 use crate::subscription::{SubscribeError, Subscription};
@@ -180,6 +181,63 @@ impl<R> Listener<R> {
         let subscription = Subscription::register(self.shared(), channel, Some(options))?;
         subscription.ready().await?;
         Ok(subscription)
+    }
+
+    /// Subscribes to every channel in `channels` as one stream, each with
+    /// the configuration's default capacity and policy; returns once the
+    /// server has acknowledged every LISTEN (they go out together, not one
+    /// round trip each). A channel named twice is subscribed once.
+    ///
+    /// Fails, and subscribes to nothing, if any channel name is invalid or
+    /// the listener is closed.
+    pub async fn subscribe_all<I, S>(
+        &self,
+        channels: I,
+    ) -> Result<MultiSubscription, SubscribeError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.subscribe_all_with(channels, None).await
+    }
+
+    /// [`subscribe_all`](Self::subscribe_all) with the same queue capacity
+    /// and overflow policy for each channel (`None`: the configuration's).
+    pub async fn subscribe_all_with<I, S>(
+        &self,
+        channels: I,
+        options: impl Into<Option<SubscribeOptions>>,
+    ) -> Result<MultiSubscription, SubscribeError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let options = options.into();
+        let mut subscriptions: Vec<Subscription> = Vec::new();
+        for channel in channels {
+            let channel = channel.as_ref();
+            if subscriptions.iter().any(|s| s.channel() == channel) {
+                continue;
+            }
+            subscriptions.push(Subscription::register(
+                self.shared(),
+                channel,
+                options.clone(),
+            )?);
+        }
+        for subscription in &subscriptions {
+            subscription.ready().await?;
+        }
+        Ok(MultiSubscription::new(subscriptions))
+    }
+
+    /// The channels LISTENed on the server right now, as the listener
+    /// knows them (acknowledged LISTENs; its own ping channel excluded).
+    /// Empty while disconnected.
+    pub fn listening_channels(&self) -> Vec<String> {
+        let mut channels = self.shared().lock().bus.listening_channels();
+        channels.sort();
+        channels
     }
 
     /// Sends `NOTIFY channel, payload` (as `pg_notify`) on the listener's

@@ -384,3 +384,66 @@ fn no_backend_of_ours_remains_after_close_or_after_the_last_handle_is_dropped() 
         publisher.close().await;
     });
 }
+
+/// Issue 15: one stream over several channels. Each item says its channel;
+/// a terminated backend puts one reconnect gap in each channel's stream;
+/// the listener reports the channels it LISTENs on.
+#[test]
+fn a_multi_channel_stream_survives_a_reconnect_with_a_gap_per_channel() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "multi")).await;
+        let publisher = listen(rt, config(&server.url(), "multi-publisher")).await;
+        let mut stream = within(
+            rt,
+            "subscribe_all",
+            listener.subscribe_all(["orders", "invoices", "orders"]),
+        )
+        .await
+        .expect("subscribe_all");
+        assert_eq!(stream.channels().count(), 2, "a channel named twice is one");
+        assert_eq!(listener.listening_channels(), ["invoices", "orders"]);
+        let mut next = async || {
+            let item = within(rt, "an item", stream.recv()).await.expect("an item");
+            (item.channel.to_string(), item.event)
+        };
+        for channel in ["orders", "invoices"] {
+            publisher.notify(channel, "before").await.expect("notify");
+        }
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match next().await {
+                (channel, Event::Notification(n)) => {
+                    assert_eq!(*n.channel, *channel);
+                    got.push(channel);
+                }
+                other => panic!("expected a notification, got {other:?}"),
+            }
+        }
+        got.sort();
+        assert_eq!(got, ["invoices", "orders"]);
+
+        assert_eq!(server.terminate_backends("multi").expect("terminate"), 1);
+        let mut gaps = Vec::new();
+        while gaps.len() < 2 {
+            match next().await {
+                (channel, Event::Gap(Gap::Reconnected { generation: 2 })) => gaps.push(channel),
+                other => panic!("expected a reconnect gap, got {other:?}"),
+            }
+        }
+        gaps.sort();
+        assert_eq!(gaps, ["invoices", "orders"], "one gap per channel");
+        publisher.notify("invoices", "after").await.expect("notify");
+        match next().await {
+            (channel, Event::Notification(n)) => {
+                assert_eq!((channel.as_str(), &*n.payload), ("invoices", "after"));
+            }
+            other => panic!("expected a notification, got {other:?}"),
+        }
+        drop(stream);
+        listener.close().await;
+        publisher.close().await;
+    });
+}
