@@ -378,3 +378,63 @@ fn commands_after_failure_are_dropped() {
     let out = run_all(params(), &script);
     assert_eq!(out.tags(), "_");
 }
+
+#[test]
+fn publish_all_is_one_transaction_with_one_result() {
+    let items = || {
+        vec![
+            ("jobs".to_owned(), "1".to_owned()),
+            ("jobs".to_owned(), "2".to_owned()),
+            ("other".to_owned(), "3".to_owned()),
+        ]
+    };
+    let mut ok = Vec::new();
+    for _ in 0..3 {
+        ok.extend(parse_complete());
+        ok.extend(bind_complete());
+        ok.extend(data_row(&[Some("")]));
+        ok.extend(command_complete("SELECT 1"));
+    }
+    ok.extend(ready(b'I'));
+    let script = [
+        trust_startup(),
+        call(move |c| {
+            c.publish_all(items());
+        }),
+        server(ok),
+        publish("jobs", "4"),
+        server(publish_ok()),
+    ];
+    let out = run_all(params(), &script);
+    // Three Parse/Bind/Execute and one Sync: one implicit transaction.
+    assert_eq!(out.tags(), "_PBEPBEPBESPBES");
+    assert_eq!(results(&out), vec![Ok(QueryResult::default()); 2]);
+}
+
+#[test]
+fn a_failure_inside_publish_all_fails_it_whole_and_nothing_else() {
+    let items = vec![
+        ("jobs".to_owned(), "1".to_owned()),
+        ("jobs".to_owned(), "2".to_owned()),
+    ];
+    let mut reply = Vec::new();
+    reply.extend(parse_complete());
+    reply.extend(bind_complete());
+    reply.extend(error("ERROR", "22023", "payload string too long"));
+    // The server skips the rest of the group until its Sync.
+    reply.extend(ready(b'I'));
+    reply.extend(publish_ok());
+    let script = [
+        trust_startup(),
+        call(move |c| {
+            c.publish_all(items.clone());
+        }),
+        publish("jobs", "3"),
+        server(reply),
+    ];
+    let out = run_all(params(), &script);
+    let r = results(&out);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].as_ref().unwrap_err().code, "22023");
+    assert!(r[1].is_ok(), "the next command is not affected");
+}

@@ -243,6 +243,14 @@ impl<R> Listener<R> {
     /// Sends `NOTIFY channel, payload` (as `pg_notify`) on the listener's
     /// connection and waits for the server's answer.
     ///
+    /// With group commit (the default, `group_commit=on`), calls made while
+    /// another is in flight share the next transaction, so many tasks
+    /// publishing at once pay one commit per round trip rather than one
+    /// each; a lone call goes out at once. Two identical (channel, payload)
+    /// pairs never share a transaction (PostgreSQL would fold them into
+    /// one delivery). A transaction that fails fails every call in it, with
+    /// the server's error.
+    ///
     /// Each call gets exactly one result. Arguments are checked before
     /// anything is sent. While disconnected the notification waits up to
     /// `publish_timeout` for a connection. If the connection dies while it
@@ -254,6 +262,41 @@ impl<R> Listener<R> {
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), NotifyError> {
         let id = self.shared().command(|state, now| {
             let id = state.bus.notify(now, channel, payload)?;
+            state.publishes.insert(id, PublishSlot::default());
+            Ok::<_, NotifyError>(id)
+        })?;
+        PublishWait {
+            shared: self.shared(),
+            id,
+        }
+        .wait()
+        .await
+    }
+
+    /// Sends every `(channel, payload)` of `items` in one transaction and
+    /// waits for the server's answer: all are delivered, or none is.
+    ///
+    /// A batch holding the same pair twice is refused before anything is
+    /// sent ([`NotifyError::Duplicate`]): PostgreSQL would deliver it once.
+    /// Otherwise as [`notify`](Self::notify).
+    ///
+    /// ```no_run
+    /// # async fn f(listener: pgnotify_tokio::Listener) -> Result<(), pgnotify_tokio::NotifyError> {
+    /// listener
+    ///     .notify_many([("jobs", "41"), ("jobs", "42"), ("audit", "two jobs")])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn notify_many<C, P>(
+        &self,
+        items: impl IntoIterator<Item = (C, P)>,
+    ) -> Result<(), NotifyError>
+    where
+        C: AsRef<str>,
+        P: AsRef<str>,
+    {
+        let id = self.shared().command(|state, now| {
+            let id = state.bus.notify_many(now, items)?;
             state.publishes.insert(id, PublishSlot::default());
             Ok::<_, NotifyError>(id)
         })?;

@@ -645,3 +645,103 @@ fn each_runtime_crate_connects_on_the_current_runtime() {
         "{no_runtime:?}"
     );
 }
+
+/// Issue 18: 64 tasks publishing at once through one listener share
+/// transactions (group commit), yet every call gets its own result and
+/// every notification arrives, identical ones included (a group never
+/// holds the same pair twice, so PostgreSQL folds nothing), in each task's
+/// order.
+#[test]
+fn group_commit_shares_transactions_and_never_folds_identical_notifications() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "group-listener")).await;
+        let publisher = listen(rt, config(&server.url(), "group-publisher")).await;
+        let mut sub = listener
+            .subscribe_with("grouped", SubscribeOptions::new().capacity(100_000))
+            .await
+            .expect("subscribe");
+        let tasks: u32 = 64;
+        let per_task: u32 = 20;
+        let publisher = &publisher;
+        let calls = (0..tasks).map(|task| async move {
+            for i in 0..per_task {
+                // Half the payloads are the same for every task.
+                let payload = if i % 2 == 0 {
+                    "same".to_owned()
+                } else {
+                    format!("{task}:{i}")
+                };
+                publisher.notify("grouped", &payload).await.expect("notify");
+            }
+        });
+        within(rt, "every publish", join_all(calls.collect())).await;
+        let stats = publisher.stats();
+        let total = u64::from(tasks * per_task);
+        assert_eq!(stats.published, total);
+        assert!(
+            stats.publish_transactions < total,
+            "expected shared transactions: {stats:?}"
+        );
+        println!(
+            "{} publishes in {} transactions",
+            stats.published, stats.publish_transactions
+        );
+        let mut same = 0;
+        let mut last_of_task = vec![None::<u32>; tasks as usize];
+        for _ in 0..total {
+            let n = next_notification(rt, &mut sub).await;
+            if &*n.payload == "same" {
+                same += 1;
+                continue;
+            }
+            let (task, i) = n.payload.split_once(':').expect("task:i");
+            let (task, i): (usize, u32) = (task.parse().unwrap(), i.parse().unwrap());
+            assert!(last_of_task[task] < Some(i), "task {task} out of order");
+            last_of_task[task] = Some(i);
+        }
+        assert_eq!(
+            same,
+            tasks * per_task / 2,
+            "no identical notification folded"
+        );
+        listener.close().await;
+        publisher.close().await;
+    });
+}
+
+/// Issue 18: `notify_many` is one transaction, all or nothing; a batch
+/// that repeats a pair is refused before anything is sent.
+#[test]
+fn notify_many_is_atomic_and_refuses_duplicates() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "many")).await;
+        let mut sub = listener.subscribe("batch").await.expect("subscribe");
+        let batch: Vec<(String, String)> = (0..500)
+            .map(|i| ("batch".to_owned(), i.to_string()))
+            .collect();
+        within(rt, "notify_many", listener.notify_many(batch))
+            .await
+            .expect("notify_many");
+        for i in 0..500 {
+            assert_eq!(
+                &*next_notification(rt, &mut sub).await.payload,
+                i.to_string()
+            );
+        }
+        assert_eq!(
+            listener
+                .notify_many([("batch", "a"), ("batch", "b"), ("batch", "a")])
+                .await,
+            Err(NotifyError::Duplicate { index: 2 })
+        );
+        listener.notify("batch", "after").await.expect("notify");
+        assert_eq!(&*next_notification(rt, &mut sub).await.payload, "after");
+        listener.close().await;
+    });
+}

@@ -195,6 +195,12 @@ pub enum NotifyError {
         /// How long the publish waited.
         waited: Duration,
     },
+    /// A `notify_many` batch holds the same (channel, payload) twice, at
+    /// this index: PostgreSQL would deliver it once. Nothing was sent.
+    Duplicate {
+        /// The index of the second occurrence.
+        index: usize,
+    },
     /// The bus is closed.
     Closed,
 }
@@ -216,6 +222,11 @@ impl fmt::Display for NotifyError {
                     "not connected to the server for {waited:?}; the notification was not sent"
                 )
             }
+            Self::Duplicate { index } => write!(
+                f,
+                "item {index} of the batch repeats an earlier (channel, payload) pair, which \
+                 PostgreSQL would deliver only once in one transaction; nothing was sent"
+            ),
             Self::Closed => f.write_str("the listener is closed"),
         }
     }

@@ -188,9 +188,7 @@ impl Bus {
         self.phase = Phase::Relistening {
             deadline: now + self.attempt_timeout(),
         };
-        for p in self.publishes.take_all().collect::<Vec<_>>() {
-            self.send_publish(p.id, &p.channel, &p.payload);
-        }
+        self.send_queued_publishes();
     }
 
     /// The LISTENs of a new connection were acknowledged: it is up.

@@ -17,6 +17,7 @@ pub mod consumption;
 mod error;
 mod fanout;
 mod filter;
+mod group;
 mod guard;
 mod lifecycle;
 mod output;
@@ -37,6 +38,7 @@ use std::time::Instant;
 pub use batch::{EventBatch, EventRef, IntoIter as EventBatchIntoIter, Iter as EventBatchIter};
 pub use consumption::Consumption;
 pub use error::{BusError, NotifyError, TransportError, TransportErrorKind};
+pub use group::MAX_GROUP;
 pub use guard::{QueueUsageSession, ServerQueueCheck, SessionStatus};
 pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, TlsTarget};
 pub use registry::SubscriberId;
@@ -70,8 +72,8 @@ enum Purpose {
     Ping,
     /// `SELECT pg_listening_channels()` compared with the registry.
     ListenCheck,
-    /// An application's publish.
-    Publish(PublishId),
+    /// Applications' publishes, in one transaction.
+    Publish(Vec<PublishId>),
     /// `UNLISTEN *` on close.
     UnlistenAll,
     /// The `SET`s that turn the server's session timeouts off (see
@@ -150,6 +152,8 @@ pub struct Bus {
     own_pid: Option<i32>,
     /// Whether the current connection's session timeouts were turned off.
     timeouts_off: bool,
+    /// Publish transactions sent and not yet answered.
+    publishes_in_flight: usize,
     publishes: PublishQueue,
     commands: HashMap<CommandId, Purpose>,
     actions: VecDeque<Action>,
@@ -190,6 +194,7 @@ impl Bus {
             pending_ping_channel: None,
             own_pid: None,
             timeouts_off: false,
+            publishes_in_flight: 0,
             publishes: PublishQueue::default(),
             commands: HashMap::new(),
             actions: VecDeque::new(),
@@ -377,18 +382,89 @@ impl Bus {
             self.stats.near_limit_published += 1;
         }
         let id = self.publishes.next_id();
-        if self.phase.accepts_commands() {
-            self.send_publish(id, channel, payload);
-        } else {
-            self.publishes.push(WaitingPublish {
-                id,
-                channel: channel.to_owned(),
-                payload: payload.to_owned(),
-                queued_at: now,
-                deadline: now + self.config.publish_timeout(),
-            });
-        }
+        let publish = WaitingPublish {
+            id,
+            items: vec![(channel.to_owned(), payload.to_owned())],
+            atomic: false,
+            queued_at: now,
+            deadline: now + self.config.publish_timeout(),
+        };
+        self.send_or_queue(publish);
         Ok(id)
+    }
+
+    /// Sends every `(channel, payload)` of `items` in one transaction: all
+    /// are delivered or none is, and one [`BusEvent::PublishDone`] reports
+    /// the outcome. As [`notify`](Self::notify) otherwise (checks before
+    /// sending, waits for a connection up to `publish_timeout`).
+    ///
+    /// PostgreSQL delivers identical (channel, payload) pairs sent in one
+    /// transaction once, so a batch holding the same pair twice is refused
+    /// ([`NotifyError::Duplicate`]) rather than silently folded.
+    pub fn notify_many<C, P>(
+        &mut self,
+        now: Instant,
+        items: impl IntoIterator<Item = (C, P)>,
+    ) -> Result<PublishId, NotifyError>
+    where
+        C: AsRef<str>,
+        P: AsRef<str>,
+    {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (index, (channel, payload)) in items.into_iter().enumerate() {
+            let (channel, payload) = (channel.as_ref(), payload.as_ref());
+            validate_channel(channel)?;
+            validate_payload(payload)?;
+            if !seen.insert((channel.to_owned(), payload.to_owned())) {
+                return Err(NotifyError::Duplicate { index });
+            }
+            pairs.push((channel.to_owned(), payload.to_owned()));
+        }
+        if self.phase.is_closed() {
+            return Err(NotifyError::Closed);
+        }
+        let near_limit = pairs
+            .iter()
+            .filter(|(_, p)| p.len() >= stats::NEAR_LIMIT_PAYLOAD_LEN)
+            .count();
+        self.stats.near_limit_published += near_limit as u64;
+        let id = self.publishes.next_id();
+        let publish = WaitingPublish {
+            id,
+            items: pairs,
+            atomic: true,
+            queued_at: now,
+            deadline: now + self.config.publish_timeout(),
+        };
+        self.send_or_queue(publish);
+        Ok(id)
+    }
+
+    /// Sends a publish now, or queues it: until a connection is up, or
+    /// (group commit) until the publishes in flight complete.
+    fn send_or_queue(&mut self, publish: WaitingPublish) {
+        let behind_others = self.config.group_commit() && self.publishes_in_flight > 0;
+        if self.phase.accepts_commands() && !behind_others {
+            self.send_transaction(vec![publish]);
+        } else {
+            self.publishes.push(publish);
+        }
+    }
+
+    /// Sends every queued publish, grouped into as few transactions as
+    /// group commit allows (one each without it).
+    pub(super) fn send_queued_publishes(&mut self) {
+        let queued: Vec<WaitingPublish> = self.publishes.take_all().collect();
+        if self.config.group_commit() {
+            for transaction in group::transactions(queued) {
+                self.send_transaction(transaction);
+            }
+        } else {
+            for publish in queued {
+                self.send_transaction(vec![publish]);
+            }
+        }
     }
 
     /// [`bounce`](Self::bounce) on behalf of a recovery tracker, counted in
@@ -500,7 +576,10 @@ impl Bus {
         self.lifecycle_timeout(now);
         self.absorb_timeout(now);
         let mut expired = Vec::new();
-        self.publishes.expire(now, |id, e| expired.push((id, e)));
+        // Connected, queued publishes wait only for the ones in flight.
+        if !self.phase.accepts_commands() {
+            self.publishes.expire(now, |id, e| expired.push((id, e)));
+        }
         for (id, e) in expired {
             self.publish_done(id, Err(e));
         }
@@ -520,7 +599,9 @@ impl Bus {
         [
             self.phase.deadline(),
             self.healthy_at,
-            self.publishes.next_deadline(),
+            self.publishes
+                .next_deadline()
+                .filter(|_| !self.phase.accepts_commands()),
             self.subscribers.next_stall_deadline(),
             self.guard.deadline(),
             if self.phase.is_listening() {
@@ -685,11 +766,17 @@ impl Bus {
         }
     }
 
-    fn send_publish(&mut self, id: PublishId, channel: &str, payload: &str) {
-        if let Some(conn) = self.conn.as_mut() {
-            let cmd = conn.publish(channel, payload);
-            self.commands.insert(cmd, Purpose::Publish(id));
-        }
+    /// Sends `publishes` as one transaction.
+    fn send_transaction(&mut self, publishes: Vec<WaitingPublish>) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let ids = publishes.iter().map(|p| p.id).collect();
+        let items = publishes.into_iter().flat_map(|p| p.items).collect();
+        let cmd = conn.publish_all(items);
+        self.commands.insert(cmd, Purpose::Publish(ids));
+        self.publishes_in_flight += 1;
+        self.stats.publish_transactions += 1;
     }
 
     fn publish_done(&mut self, id: PublishId, result: Result<(), NotifyError>) {
@@ -925,8 +1012,15 @@ impl Bus {
                     self.compare_listening(now, &result);
                 }
             }
-            Purpose::Publish(pid) => {
-                self.publish_done(pid, result.map(|_| ()).map_err(NotifyError::Server))
+            Purpose::Publish(ids) => {
+                let result = result.map(|_| ()).map_err(NotifyError::Server);
+                for id in ids {
+                    self.publish_done(id, result.clone());
+                }
+                self.publishes_in_flight = self.publishes_in_flight.saturating_sub(1);
+                if self.publishes_in_flight == 0 && self.phase.accepts_commands() {
+                    self.send_queued_publishes();
+                }
             }
             Purpose::UnlistenAll => {
                 if matches!(self.phase, Phase::Closing { .. }) {
@@ -1081,15 +1175,13 @@ impl Bus {
         let mut publishes: Vec<PublishId> = self
             .commands
             .drain()
-            .filter_map(|(_, p)| {
-                if let Purpose::Publish(id) = p {
-                    Some(id)
-                } else {
-                    None
-                }
+            .flat_map(|(_, p)| match p {
+                Purpose::Publish(ids) => ids,
+                _ => Vec::new(),
             })
             .collect();
         publishes.sort();
+        self.publishes_in_flight = 0;
         for id in publishes {
             self.publish_done(
                 id,

@@ -1,8 +1,11 @@
-//! The publish pipeline: publishes waiting for a connection.
+//! The publish pipeline: publishes waiting to be sent.
 //!
 //! Publishes in flight are tracked with the other commands (see
-//! `Bus::commands`); this module holds the ones that arrived while no
-//! connection was up, each with the deadline after which it fails.
+//! `Bus::commands`); this module holds the ones not sent yet: those that
+//! arrived while no connection was up, each with the deadline after which
+//! it fails, and (with group commit) those that arrived while another
+//! publish was in flight, to go out together when it completes
+//! (`group.rs`).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -10,12 +13,15 @@ use std::time::Instant;
 use crate::bus::error::NotifyError;
 use crate::bus::output::PublishId;
 
-/// A publish waiting for a connection.
+/// A publish not sent yet.
 #[derive(Debug)]
 pub(crate) struct WaitingPublish {
     pub(crate) id: PublishId,
-    pub(crate) channel: String,
-    pub(crate) payload: String,
+    /// The (channel, payload) pairs: one for `notify`, any number for
+    /// `notify_many`.
+    pub(crate) items: Vec<(String, String)>,
+    /// A `notify_many` batch: a transaction of its own, all or nothing.
+    pub(crate) atomic: bool,
     pub(crate) queued_at: Instant,
     pub(crate) deadline: Instant,
 }

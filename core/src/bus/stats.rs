@@ -92,6 +92,9 @@ pub struct Stats {
     pub published: u64,
     /// Publishes that failed (any reason).
     pub publish_failures: u64,
+    /// Transactions sent to publish (one per `notify` without group
+    /// commit; with it, fewer than publishes under load).
+    pub publish_transactions: u64,
     /// Notifications a subscriber's filter dropped before queuing them (one
     /// per subscriber); neither delivered nor overflow.
     pub notifications_filtered: u64,

@@ -84,6 +84,7 @@ pub struct ConfigBuilder {
     pub(crate) backoff_reset_after: Option<Duration>,
     pub(crate) publish_timeout: Option<Duration>,
     pub(crate) listen_check_every: u32,
+    pub(crate) group_commit: Option<bool>,
     pub(crate) queue_capacity: Option<usize>,
     pub(crate) overflow_policy: OverflowPolicy,
     pub(crate) stall_limit: Option<Duration>,
@@ -206,6 +207,13 @@ impl ConfigBuilder {
     /// Sets which servers are acceptable among several hosts.
     pub fn target_session_attrs(mut self, attrs: TargetSessionAttrs) -> Self {
         self.target_session_attrs = attrs;
+        self
+    }
+
+    /// Turns group commit on or off (default on): publishes that arrive
+    /// while another is in flight share the next transaction.
+    pub fn group_commit(mut self, on: bool) -> Self {
+        self.group_commit = Some(on);
         self
     }
 
@@ -406,6 +414,7 @@ impl ConfigBuilder {
                 defaults::PUBLISH_TIMEOUT,
             )?,
             listen_check_every: self.listen_check_every,
+            group_commit: self.group_commit.unwrap_or(true),
             subscribe_options: SubscribeOptions::new()
                 .capacity(queue_capacity)
                 .policy(self.overflow_policy)

@@ -53,6 +53,7 @@
 //! | `overflow_policy` | `absorb` | default [`OverflowPolicy`](crate::OverflowPolicy) |
 //! | `stall_limit` | 5s | how long a full `absorb` subscriber may consume nothing before it drops instead of pausing the listener |
 //! | `server_queue_limit` | 0.5 | while paused, stop pausing for `absorb` subscribers once `pg_notification_queue_usage()` is above this fraction (or `50%`) |
+//! | `group_commit` | on | publishes that arrive while another is in flight share the next transaction (never two identical ones, at most 1,000 notifications); `off` gives each its own |
 //! | `transaction_pooler` | `fail` | on detecting a transaction-pooling proxy (LISTEN cannot work through one), stop with the error, or `retry` (see [`TransactionPooler`]) |
 //! | `max_frame_size` | 1MiB | the largest server message accepted, in bytes (or `KiB`, `MiB`) |
 //! | `jitter_seed` | 0 | seed of the backoff jitter |
@@ -191,6 +192,7 @@ pub struct Config {
     backoff_reset_after: Duration,
     publish_timeout: Duration,
     listen_check_every: u32,
+    group_commit: bool,
     subscribe_options: SubscribeOptions,
     server_queue_limit_ppm: u32,
     max_frame_len: usize,
@@ -352,6 +354,7 @@ impl Config {
             backoff_reset_after: Some(self.backoff_reset_after),
             publish_timeout: Some(self.publish_timeout),
             listen_check_every: self.listen_check_every,
+            group_commit: Some(self.group_commit),
             queue_capacity: Some(self.subscribe_options.capacity_items()),
             overflow_policy: self.subscribe_options.overflow_policy(),
             stall_limit: Some(self.subscribe_options.stall_limit_duration()),
@@ -508,6 +511,12 @@ impl Config {
         self.publish_timeout
     }
 
+    /// Whether publishes that arrive while another is in flight share the
+    /// next transaction (group commit; see [`MAX_GROUP`](crate::bus::MAX_GROUP)).
+    pub fn group_commit(&self) -> bool {
+        self.group_commit
+    }
+
     /// What the listener does once it detects a transaction-pooling proxy
     /// (see [`TransactionPooler`]).
     pub fn transaction_pooler(&self) -> TransactionPooler {
@@ -612,6 +621,7 @@ impl Default for Config {
             backoff_reset_after: defaults::BACKOFF_RESET_AFTER,
             publish_timeout: defaults::PUBLISH_TIMEOUT,
             listen_check_every: 0,
+            group_commit: true,
             subscribe_options: SubscribeOptions::default(),
             server_queue_limit_ppm: defaults::SERVER_QUEUE_LIMIT_PPM,
             max_frame_len: defaults::MAX_FRAME_LEN,

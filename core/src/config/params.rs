@@ -12,7 +12,7 @@ use super::{Config, duration, host};
 use crate::OverflowPolicy;
 
 /// Every parameter a connection string may hold, libpq's first.
-pub const PARAMETERS: [&str; 35] = [
+pub const PARAMETERS: [&str; 36] = [
     "service",
     "host",
     "hostaddr",
@@ -40,6 +40,7 @@ pub const PARAMETERS: [&str; 35] = [
     "backoff_max",
     "backoff_reset_after",
     "publish_timeout",
+    "group_commit",
     "listen_check_every",
     "queue_capacity",
     "overflow_policy",
@@ -175,6 +176,13 @@ impl Params {
                 } else {
                     Default::default()
                 };
+            }
+            "group_commit" => {
+                b.group_commit = Some(match value {
+                    "" | "on" | "true" | "yes" | "1" => true,
+                    "off" | "false" | "no" | "0" => false,
+                    _ => return Err(ConfigError::invalid(name, value, "expected on or off")),
+                });
             }
             "transaction_pooler" => {
                 b.transaction_pooler = if given {

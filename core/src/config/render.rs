@@ -99,6 +99,9 @@ pub(crate) fn conninfo(config: &Config, redact: bool) -> String {
             config.target_session_attrs.name(),
         );
     }
+    if !config.group_commit {
+        push_pair(&mut out, "group_commit", "off");
+    }
     if config.transaction_pooler != Default::default() {
         push_pair(
             &mut out,

@@ -18,7 +18,8 @@ use super::{CommandId, ConnectionEvent, Phase, QueryResult};
 #[derive(Debug)]
 pub(crate) enum Request {
     Query(String),
-    Publish { channel: String, payload: String },
+    /// One or more `pg_notify` calls in one transaction (one Sync).
+    Publish(Vec<(String, String)>),
 }
 
 #[derive(Debug)]
@@ -28,9 +29,15 @@ enum Kind {
         /// Columns of the current statement's rows, once its RowDescription came.
         columns: Option<u16>,
     },
-    /// Parse/Bind/Execute/Sync of the unnamed statement: a failed Parse
-    /// fails this publish alone.
-    Publish { parse_complete: bool },
+    /// Parse/Bind/Execute of the unnamed statement per notification, then
+    /// one Sync: one transaction, which one failure fails whole (the server
+    /// skips the rest until the Sync), and which fails no other command.
+    Publish {
+        /// How many notifications it carries.
+        size: usize,
+        /// ParseCompletes seen (one per notification at most).
+        parsed: usize,
+    },
     /// Refused before sending (it cannot be encoded); completes with its
     /// error when it reaches the head of the FIFO, to keep replies in order.
     Rejected,
@@ -113,7 +120,7 @@ impl Commands {
                     )
                 }
             }
-            Request::Publish { channel, payload } => self.encode_publish(&channel, &payload, out),
+            Request::Publish(items) => self.encode_publish(&items, out),
         };
         self.in_flight.push_back(InFlight { id, kind, error });
         self.complete_rejected(events);
@@ -121,13 +128,14 @@ impl Commands {
 
     fn encode_publish(
         &mut self,
-        channel: &str,
-        payload: &str,
+        items: &[(String, String)],
         out: &mut BytesMut,
     ) -> (Kind, Option<ServerError>) {
-        if frontend::publish(channel, payload, out) {
+        let pairs = items.iter().map(|(c, p)| (c.as_str(), p.as_str()));
+        if frontend::publish(pairs, out) {
             let kind = Kind::Publish {
-                parse_complete: false,
+                size: items.len(),
+                parsed: 0,
             };
             return (kind, None);
         }
@@ -194,8 +202,8 @@ impl Commands {
             ) => {
                 *columns = None;
             }
-            (Kind::Publish { parse_complete }, Message::ParseComplete) if !*parse_complete => {
-                *parse_complete = true;
+            (Kind::Publish { size, parsed }, Message::ParseComplete) if *parsed < *size => {
+                *parsed += 1;
             }
             (Kind::Publish { .. }, Message::BindComplete | Message::CommandComplete) => {}
             (Kind::Publish { .. }, Message::DataRow(row)) if row.columns == 1 => {}

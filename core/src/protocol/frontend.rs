@@ -63,9 +63,26 @@ pub(crate) fn query(sql: &str, out: &mut BytesMut) -> bool {
     true
 }
 
-/// Appends Parse/Bind/Execute/Sync of one publish; `false` (and nothing
-/// appended) if the message cannot be built (a parameter over 2 GiB).
-pub(crate) fn publish(channel: &str, payload: &str, out: &mut BytesMut) -> bool {
+/// Appends Parse/Bind/Execute of each publish and one Sync, so that they
+/// run as one transaction; `false` (and nothing appended) if a message
+/// cannot be built (a parameter over 2 GiB).
+pub(crate) fn publish<'a>(
+    items: impl IntoIterator<Item = (&'a str, &'a str)>,
+    out: &mut BytesMut,
+) -> bool {
+    let start = out.len();
+    for (channel, payload) in items {
+        if !publish_unsynced(channel, payload, out) {
+            out.truncate(start);
+            return false;
+        }
+    }
+    frontend::sync(out);
+    true
+}
+
+/// Appends Parse/Bind/Execute of one publish, without Sync.
+fn publish_unsynced(channel: &str, payload: &str, out: &mut BytesMut) -> bool {
     let start = out.len();
     // Constant, NUL-free strings: cannot fail.
     let _ = frontend::parse(PUBLISH_STATEMENT, PUBLISH_SQL, [TEXT_OID, TEXT_OID], out);
@@ -85,7 +102,6 @@ pub(crate) fn publish(channel: &str, payload: &str, out: &mut BytesMut) -> bool 
         out.truncate(start);
         return false;
     }
-    frontend::sync(out);
     true
 }
 

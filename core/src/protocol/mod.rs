@@ -430,10 +430,22 @@ impl Connection {
     /// [`crate::validate_payload`]): the server's refusal arrives as an error
     /// only after a round trip.
     pub fn publish(&mut self, channel: &str, payload: &str) -> CommandId {
-        self.command(Request::Publish {
-            channel: channel.to_owned(),
-            payload: payload.to_owned(),
-        })
+        self.command(Request::Publish(vec![(
+            channel.to_owned(),
+            payload.to_owned(),
+        )]))
+    }
+
+    /// Sends several `pg_notify` calls as one transaction: Parse/Bind/Execute
+    /// of each and a single Sync. The command completes once, with success
+    /// for all or the first error for all (the server rolls the whole
+    /// transaction back and skips the rest).
+    ///
+    /// PostgreSQL delivers identical (channel, payload) pairs sent in one
+    /// transaction only once: keep them out of the same call (the bus
+    /// splits its groups there).
+    pub fn publish_all(&mut self, items: Vec<(String, String)>) -> CommandId {
+        self.command(Request::Publish(items))
     }
 
     /// Ends the session: queues Terminate (once startup has begun) and stops

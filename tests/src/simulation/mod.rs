@@ -231,8 +231,8 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "connections: {}, publishes: {} ({} outcome unknown)",
-            s.connections, s.publishes, s.outcome_unknown
+            "connections: {}, publishes: {} ({} outcome unknown) in {} transactions",
+            s.connections, s.publishes, s.outcome_unknown, s.publish_transactions
         )?;
         writeln!(
             f,

@@ -115,6 +115,9 @@ pub struct RunStats {
     pub publishes: u64,
     /// Publishes whose outcome was unknown.
     pub outcome_unknown: u64,
+    /// Transactions the bus sent publishes in (fewer than `publishes` when
+    /// group commit shared them).
+    pub publish_transactions: u64,
     /// Backoff delays observed (non-zero ones), and the longest.
     pub backoff_delays: u64,
     /// The longest backoff delay observed.
@@ -148,6 +151,7 @@ impl RunStats {
         self.connections += other.connections;
         self.publishes += other.publishes;
         self.outcome_unknown += other.outcome_unknown;
+        self.publish_transactions += other.publish_transactions;
         self.backoff_delays += other.backoff_delays;
         self.longest_backoff = self.longest_backoff.max(other.longest_backoff);
         self.black_holes_detected += other.black_holes_detected;
@@ -341,6 +345,7 @@ impl World {
         let mut stats = self.stats.clone();
         stats.virtual_time = self.elapsed();
         stats.committed = self.notes.len() as u64;
+        stats.publish_transactions = self.bus.stats().publish_transactions;
         stats.backoff_delays = self.backoff.delays.iter().filter(|d| !d.is_zero()).count() as u64;
         stats.longest_backoff = self
             .backoff
