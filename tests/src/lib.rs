@@ -7,3 +7,6 @@ pub mod proxy;
 pub mod server;
 pub mod sim;
 pub mod simulation;
+mod skip;
+
+pub use skip::skip;

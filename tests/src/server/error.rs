@@ -5,6 +5,8 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 
+use super::version::{MIN_SUPPORTED_MAJOR, ServerVersion};
+
 /// A shorthand for results whose error is the testkit's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -16,6 +18,21 @@ pub enum Error {
     BinariesNotFound {
         /// Every directory that was looked at, in search order.
         searched: Vec<PathBuf>,
+    },
+    /// `postgres --version` did not say which version it is.
+    UnknownVersion {
+        /// The directory holding `initdb` and `postgres`.
+        bindir: PathBuf,
+        /// What `postgres --version` printed.
+        output: String,
+    },
+    /// The server binaries found are older than the testkit supports
+    /// ([`MIN_SUPPORTED_MAJOR`](super::MIN_SUPPORTED_MAJOR)).
+    UnsupportedVersion {
+        /// The directory holding `initdb` and `postgres`.
+        bindir: PathBuf,
+        /// Their version.
+        version: ServerVersion,
     },
     /// The server binaries were found but `psql` is not next to them.
     PsqlNotFound {
@@ -96,6 +113,20 @@ impl fmt::Display for Error {
                      the directory holding initdb",
                 )
             }
+            Self::UnknownVersion { bindir, output } => write!(
+                f,
+                "could not tell the version of the PostgreSQL server in {}: `postgres --version` \
+                 printed {:?}",
+                bindir.display(),
+                output.trim_end()
+            ),
+            Self::UnsupportedVersion { bindir, version } => write!(
+                f,
+                "the PostgreSQL server in {} is version {version}, and the testkit needs \
+                 {MIN_SUPPORTED_MAJOR} or newer; install a newer one or point \
+                 $PGNOTIFY_PG_BINDIR at one (.ci/postgres-versions fetches any of 13 to 18)",
+                bindir.display()
+            ),
             Self::PsqlNotFound { bindir } => write!(
                 f,
                 "psql was found neither next to the server binaries in {} nor in $PATH; install the PostgreSQL \

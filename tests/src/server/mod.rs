@@ -11,6 +11,9 @@
 //! the process exits; a server whose test process was killed gets `SIGQUIT` from the kernel
 //! (`PR_SET_PDEATHSIG`), and its directory is removed by the next test process.
 //!
+//! The binaries must be PostgreSQL [`MIN_SUPPORTED_MAJOR`] or newer; [`TestServer::version`]
+//! says which one runs, for tests that need a newer server's feature.
+//!
 //! `initdb` runs once per process, into a template that each server copies, so a server of its
 //! own per test costs a directory copy and a postmaster start (about 60 ms; the
 //! `throwaway-postgres --measure 10` binary prints the figure). Scratch directories live in
@@ -23,6 +26,7 @@ mod error;
 mod os_user;
 mod process;
 mod psql;
+mod version;
 mod workspace;
 
 use std::fs;
@@ -37,6 +41,7 @@ pub use binaries::BINDIR_ENV;
 pub use config::AuthMethod;
 pub use error::{Error, Result};
 pub use os_user::SERVER_OS_USER;
+pub use version::{MIN_SUPPORTED_MAJOR, ServerVersion};
 
 use config::{ServerConfig, percent_encode, quote_conninfo, quote_identifier, quote_literal};
 use os_user::give;
@@ -57,6 +62,23 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// How often the first start picks another port when the chosen one was taken meanwhile.
 const PORT_ATTEMPTS: usize = 5;
+
+/// The version of the PostgreSQL binaries every [`TestServer`] of this process runs, without
+/// starting one: for a test that must skip on an older server before it configures one with a
+/// setting that server would refuse.
+///
+/// ```no_run
+/// use pgnotify_testkit::server::{self, TestServer};
+///
+/// if server::version()?.skip_unless(14, "idle_session_timeout") {
+///     return Ok(());
+/// }
+/// let server = TestServer::builder().setting("idle_session_timeout", "1s").start()?;
+/// # Ok::<(), pgnotify_testkit::server::Error>(())
+/// ```
+pub fn version() -> Result<ServerVersion> {
+    Ok(Workspace::get()?.binaries.version.clone())
+}
 
 /// How a server is shut down (for [`TestServer::stop_with`] and [`TestServer::restart`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +248,15 @@ impl TestServer {
     /// Starts a server with default settings: trust authentication, only the superuser.
     pub fn new() -> Result<Self> {
         Self::builder().start()
+    }
+
+    /// The version of the server binaries this server runs.
+    ///
+    /// Every server of a test process runs the same binaries (see [`BINDIR_ENV`]); a test that
+    /// needs a newer server than the oldest supported asks
+    /// [`skip_unless`](ServerVersion::skip_unless).
+    pub fn version(&self) -> &ServerVersion {
+        &self.workspace.binaries.version
     }
 
     /// The loopback TCP port the server listens on; it stays the same across restarts.
