@@ -34,6 +34,16 @@ pub enum Error {
         /// Their version.
         version: ServerVersion,
     },
+    /// No `pgbouncer` executable was found (for a [`TestPgBouncer`](crate::pooler::TestPgBouncer)).
+    PgBouncerNotFound {
+        /// Every path that was looked at, in search order.
+        searched: Vec<PathBuf>,
+    },
+    /// PgBouncer exited, or did not report readiness in time, while starting.
+    PgBouncerStartFailed {
+        /// What it logged.
+        log: String,
+    },
     /// The server binaries were found but `psql` is not next to them.
     PsqlNotFound {
         /// The directory holding `initdb` and `postgres`.
@@ -127,6 +137,28 @@ impl fmt::Display for Error {
                  $PGNOTIFY_PG_BINDIR at one (.ci/postgres-versions fetches any of 13 to 18)",
                 bindir.display()
             ),
+            Self::PgBouncerNotFound { searched } => {
+                let env = searched
+                    .first()
+                    .filter(|_| std::env::var_os("PGNOTIFY_PGBOUNCER").is_some());
+                match env {
+                    Some(path) => write!(
+                        f,
+                        "PgBouncer is not installed: $PGNOTIFY_PGBOUNCER names {}, which does not exist, and there is no pgbouncer in $PATH or /usr/sbin",
+                        path.display()
+                    )?,
+                    None => f.write_str(
+                        "PgBouncer is not installed: there is no pgbouncer in $PATH or /usr/sbin",
+                    )?,
+                }
+                f.write_str(
+                    "; install it with `apt-get install pgbouncer` or point $PGNOTIFY_PGBOUNCER \
+                     at the executable",
+                )
+            }
+            Self::PgBouncerStartFailed { log } => {
+                write!(f, "PgBouncer did not start; its log:\n{log}")
+            }
             Self::PsqlNotFound { bindir } => write!(
                 f,
                 "psql was found neither next to the server binaries in {} nor in $PATH; install the PostgreSQL \

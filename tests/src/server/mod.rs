@@ -21,13 +21,13 @@
 //! server user must be able to reach them.
 
 mod binaries;
-mod config;
+pub(crate) mod config;
 mod error;
-mod os_user;
-mod process;
-mod psql;
+pub(crate) mod os_user;
+pub(crate) mod process;
+pub(crate) mod psql;
 mod version;
-mod workspace;
+pub(crate) mod workspace;
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -45,7 +45,7 @@ pub use version::{MIN_SUPPORTED_MAJOR, ServerVersion};
 
 use config::{ServerConfig, percent_encode, quote_conninfo, quote_identifier, quote_literal};
 use os_user::give;
-use process::{Log, Postmaster, Readiness};
+use process::{Daemon, Log, Readiness};
 use workspace::{SETTINGS_FILE, Workspace};
 
 /// The superuser every server has, used for administration over the unix socket.
@@ -236,7 +236,7 @@ pub struct TestServer {
     users: Vec<(String, String)>,
     start_timeout: Duration,
     log: Arc<Log>,
-    postmaster: Mutex<Option<Postmaster>>,
+    postmaster: Mutex<Option<Daemon>>,
 }
 
 impl TestServer {
@@ -309,6 +309,15 @@ impl TestServer {
         )
     }
 
+    /// Every login role with its password: the superuser first, then the test's users.
+    pub(crate) fn users(&self) -> &[(String, String)] {
+        &self.users
+    }
+
+    pub(crate) fn workspace(&self) -> &Arc<Workspace> {
+        &self.workspace
+    }
+
     /// A key=value connection string for the default user over TCP.
     pub fn conninfo(&self) -> String {
         self.conninfo_as(self.user())
@@ -330,7 +339,7 @@ impl TestServer {
 
     /// The postmaster's process id, or `None` while the server is stopped.
     pub fn pid(&self) -> Option<u32> {
-        self.lock_postmaster().as_ref().map(Postmaster::pid)
+        self.lock_postmaster().as_ref().map(Daemon::pid)
     }
 
     /// Whether the server is running (not stopped with [`stop`](Self::stop)).
@@ -454,7 +463,7 @@ impl TestServer {
             .map(|(_, password)| password.as_str())
     }
 
-    fn lock_postmaster(&self) -> MutexGuard<'_, Option<Postmaster>> {
+    fn lock_postmaster(&self) -> MutexGuard<'_, Option<Daemon>> {
         self.postmaster.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -522,7 +531,7 @@ impl TestServer {
         self.execute(&sql).map(drop)
     }
 
-    fn spawn_postmaster(&self) -> Result<Postmaster> {
+    fn spawn_postmaster(&self) -> Result<Daemon> {
         let mut cmd = Command::new(self.workspace.binaries.postgres());
         cmd.arg("-D")
             .arg(&self.data_dir)
@@ -532,7 +541,7 @@ impl TestServer {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let log_start = self.log.len();
-        let postmaster = Postmaster::spawn(cmd, self.workspace.run_as, self.log.clone())
+        let postmaster = Daemon::spawn(cmd, self.workspace.run_as, self.log.clone())
             .map_err(|e| Error::io("start postgres", e))?;
         workspace::track(postmaster.pid());
         let readiness = postmaster.wait_ready(log_start, self.start_timeout);
@@ -563,7 +572,7 @@ impl Drop for TestServer {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| Error::io("bind a loopback port", e))?;
     let addr = listener
