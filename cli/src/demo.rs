@@ -110,6 +110,25 @@ async fn tour(target: Target, connect_timeout: Duration) -> Result<(), CliError>
     Ok(())
 }
 
+/// Every line of `error` and of each of its sources (unless its message already said it), one
+/// per line, indented, without blank lines: a server that failed to start explains itself in
+/// its log or initdb's output, which may begin with an empty line.
+fn whole_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let message = error.to_string();
+        if !text.contains(message.trim()) {
+            for line in message.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+                text.push_str("\n  ");
+                text.push_str(line);
+            }
+        }
+        next = error.source();
+    }
+    text
+}
+
 /// Starts a throwaway server unless the user named one.
 async fn server(target: Target) -> Result<(Server, Config), CliError> {
     if target.named {
@@ -125,10 +144,10 @@ async fn server(target: Target) -> Result<(Server, Config), CliError> {
         .await
         .map_err(|e| CliError::Demo(format!("could not start a server: {e}")))?
         .map_err(|e| {
-            let first_line = e.to_string().lines().next().unwrap_or_default().to_owned();
             CliError::Demo(format!(
-                "could not start a throwaway PostgreSQL: {first_line}; \
-                 or run the demo on a server of yours with --url"
+                "could not start a throwaway PostgreSQL (or run the demo on a server of yours \
+                 with --url); the cause:{}",
+                whole_cause(&e)
             ))
         })?;
     say(format!(
@@ -429,4 +448,29 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> Result<T, Cli
     tokio::time::timeout(STEP_TIMEOUT, future)
         .await
         .map_err(|_| CliError::Demo(format!("gave up waiting for {what} after {STEP_TIMEOUT:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_cause_keeps_every_line_and_every_source() {
+        let log = "\n2026-01-01 LOG  starting\n\nFATAL:  could not create lock file\n";
+        let error = pgnotify_testkit::server::Error::StartFailed {
+            log: log.to_owned(),
+        };
+        assert_eq!(
+            whole_cause(&error),
+            "\n  the PostgreSQL server exited while starting; its log:\
+             \n  2026-01-01 LOG  starting\
+             \n  FATAL:  could not create lock file"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let error = pgnotify_testkit::server::Error::Io {
+            action: "create /x".to_owned(),
+            source: io,
+        };
+        assert_eq!(whole_cause(&error), "\n  could not create /x: denied");
+    }
 }

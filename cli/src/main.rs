@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Failures print one line on stderr, `pgnotify: <what went wrong>`, and exit
-//! with 2 for bad arguments or 1 for anything else.
+//! with 2 for bad arguments or 1 for anything else; only a demo whose
+//! throwaway server fails to start adds the whole cause (initdb's output, the
+//! server's log) on indented lines below.
 
 mod args;
 mod connection;

@@ -596,6 +596,12 @@ fn notify_waiting_longer_than_publish_timeout_fails_as_not_connected() {
 
 #[test]
 fn pings_keep_idle_session_timeout_away() {
+    if pgnotify_testkit::server::version()
+        .unwrap()
+        .skip_unless(14, "idle_session_timeout")
+    {
+        return;
+    }
     let server = TestServer::builder()
         .setting("idle_session_timeout", "1s")
         .start()

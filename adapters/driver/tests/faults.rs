@@ -210,6 +210,12 @@ fn a_black_holed_connection_is_detected_within_ping_interval_plus_timeout() {
 
 #[test]
 fn pings_keep_an_idle_session_timeout_away() {
+    if pgnotify_testkit::server::version()
+        .expect("the server binaries")
+        .skip_unless(14, "idle_session_timeout")
+    {
+        return;
+    }
     let server = TestServer::builder()
         .setting("idle_session_timeout", "1s")
         .start()

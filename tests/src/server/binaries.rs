@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::error::{Error, Result};
+use super::version::{MIN_SUPPORTED_MAJOR, ServerVersion};
 
 /// The environment variable that, when set, names the directory holding `initdb` and `postgres`.
 pub const BINDIR_ENV: &str = "PGNOTIFY_PG_BINDIR";
@@ -13,27 +14,20 @@ pub const BINDIR_ENV: &str = "PGNOTIFY_PG_BINDIR";
 #[derive(Debug, Clone)]
 pub(crate) struct Binaries {
     pub(crate) bindir: PathBuf,
+    pub(crate) version: ServerVersion,
 }
 
 impl Binaries {
     /// Searches `$PGNOTIFY_PG_BINDIR`, `$PATH`, `pg_config --bindir`, then the newest
-    /// `/usr/lib/postgresql/*/bin`, and takes the first directory holding `initdb` and `postgres`.
+    /// `/usr/lib/postgresql/*/bin`, takes the first directory holding `initdb` and `postgres`,
+    /// and checks that its version is one the testkit supports.
     pub(crate) fn find() -> Result<Self> {
-        let mut searched = Vec::new();
-        for dir in candidates() {
-            if is_server_bindir(&dir) {
-                // PATH may hold symlinks to a few of the binaries (initdb, postgres) but not the
-                // rest (psql): follow them to the installation's own directory.
-                let bindir = std::fs::canonicalize(dir.join("postgres"))
-                    .ok()
-                    .and_then(|real| real.parent().map(Path::to_path_buf))
-                    .filter(|real| is_server_bindir(real))
-                    .unwrap_or(dir);
-                return Ok(Self { bindir });
-            }
-            searched.push(dir);
+        let bindir = find_bindir()?;
+        let version = version_of(&bindir)?;
+        if !version.at_least(MIN_SUPPORTED_MAJOR) {
+            return Err(Error::UnsupportedVersion { bindir, version });
         }
-        Err(Error::BinariesNotFound { searched })
+        Ok(Self { bindir, version })
     }
 
     pub(crate) fn initdb(&self) -> PathBuf {
@@ -55,6 +49,43 @@ impl Binaries {
             .ok_or_else(|| Error::PsqlNotFound {
                 bindir: self.bindir.clone(),
             })
+    }
+}
+
+/// The first directory on the search path holding `initdb` and `postgres`.
+fn find_bindir() -> Result<PathBuf> {
+    let mut searched = Vec::new();
+    for dir in candidates() {
+        if is_server_bindir(&dir) {
+            // PATH may hold symlinks to a few of the binaries (initdb, postgres) but not the
+            // rest (psql): follow them to the installation's own directory.
+            let bindir = std::fs::canonicalize(dir.join("postgres"))
+                .ok()
+                .and_then(|real| real.parent().map(Path::to_path_buf))
+                .filter(|real| is_server_bindir(real))
+                .unwrap_or(dir);
+            return Ok(bindir);
+        }
+        searched.push(dir);
+    }
+    Err(Error::BinariesNotFound { searched })
+}
+
+/// What `<bindir>/postgres --version` says.
+fn version_of(bindir: &Path) -> Result<ServerVersion> {
+    let postgres = bindir.join("postgres");
+    let output = Command::new(&postgres)
+        .arg("--version")
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| Error::io(format!("run {} --version", postgres.display()), e))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    match ServerVersion::parse(&text) {
+        Some(version) if output.status.success() => Ok(version),
+        _ => Err(Error::UnknownVersion {
+            bindir: bindir.to_owned(),
+            output: format!("{text}{}", String::from_utf8_lossy(&output.stderr)),
+        }),
     }
 }
 

@@ -5,6 +5,8 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 
+use super::version::{MIN_SUPPORTED_MAJOR, ServerVersion};
+
 /// A shorthand for results whose error is the testkit's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -16,6 +18,31 @@ pub enum Error {
     BinariesNotFound {
         /// Every directory that was looked at, in search order.
         searched: Vec<PathBuf>,
+    },
+    /// `postgres --version` did not say which version it is.
+    UnknownVersion {
+        /// The directory holding `initdb` and `postgres`.
+        bindir: PathBuf,
+        /// What `postgres --version` printed.
+        output: String,
+    },
+    /// The server binaries found are older than the testkit supports
+    /// ([`MIN_SUPPORTED_MAJOR`](super::MIN_SUPPORTED_MAJOR)).
+    UnsupportedVersion {
+        /// The directory holding `initdb` and `postgres`.
+        bindir: PathBuf,
+        /// Their version.
+        version: ServerVersion,
+    },
+    /// No `pgbouncer` executable was found (for a [`TestPgBouncer`](crate::pooler::TestPgBouncer)).
+    PgBouncerNotFound {
+        /// Every path that was looked at, in search order.
+        searched: Vec<PathBuf>,
+    },
+    /// PgBouncer exited, or did not report readiness in time, while starting.
+    PgBouncerStartFailed {
+        /// What it logged.
+        log: String,
     },
     /// The server binaries were found but `psql` is not next to them.
     PsqlNotFound {
@@ -95,6 +122,42 @@ impl fmt::Display for Error {
                      or `brew install postgresql` (macOS), or point $PGNOTIFY_PG_BINDIR at \
                      the directory holding initdb",
                 )
+            }
+            Self::UnknownVersion { bindir, output } => write!(
+                f,
+                "could not tell the version of the PostgreSQL server in {}: `postgres --version` \
+                 printed {:?}",
+                bindir.display(),
+                output.trim_end()
+            ),
+            Self::UnsupportedVersion { bindir, version } => write!(
+                f,
+                "the PostgreSQL server in {} is version {version}, and the testkit needs \
+                 {MIN_SUPPORTED_MAJOR} or newer; install a newer one or point \
+                 $PGNOTIFY_PG_BINDIR at one (.ci/postgres-versions fetches any of 13 to 18)",
+                bindir.display()
+            ),
+            Self::PgBouncerNotFound { searched } => {
+                let env = searched
+                    .first()
+                    .filter(|_| std::env::var_os("PGNOTIFY_PGBOUNCER").is_some());
+                match env {
+                    Some(path) => write!(
+                        f,
+                        "PgBouncer is not installed: $PGNOTIFY_PGBOUNCER names {}, which does not exist, and there is no pgbouncer in $PATH or /usr/sbin",
+                        path.display()
+                    )?,
+                    None => f.write_str(
+                        "PgBouncer is not installed: there is no pgbouncer in $PATH or /usr/sbin",
+                    )?,
+                }
+                f.write_str(
+                    "; install it with `apt-get install pgbouncer` or point $PGNOTIFY_PGBOUNCER \
+                     at the executable",
+                )
+            }
+            Self::PgBouncerStartFailed { log } => {
+                write!(f, "PgBouncer did not start; its log:\n{log}")
             }
             Self::PsqlNotFound { bindir } => write!(
                 f,

@@ -11,6 +11,9 @@
 //! the process exits; a server whose test process was killed gets `SIGQUIT` from the kernel
 //! (`PR_SET_PDEATHSIG`), and its directory is removed by the next test process.
 //!
+//! The binaries must be PostgreSQL [`MIN_SUPPORTED_MAJOR`] or newer; [`TestServer::version`]
+//! says which one runs, for tests that need a newer server's feature.
+//!
 //! `initdb` runs once per process, into a template that each server copies, so a server of its
 //! own per test costs a directory copy and a postmaster start (about 60 ms; the
 //! `throwaway-postgres --measure 10` binary prints the figure). Scratch directories live in
@@ -18,12 +21,13 @@
 //! server user must be able to reach them.
 
 mod binaries;
-mod config;
+pub(crate) mod config;
 mod error;
-mod os_user;
-mod process;
-mod psql;
-mod workspace;
+pub(crate) mod os_user;
+pub(crate) mod process;
+pub(crate) mod psql;
+mod version;
+pub(crate) mod workspace;
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -37,10 +41,11 @@ pub use binaries::BINDIR_ENV;
 pub use config::AuthMethod;
 pub use error::{Error, Result};
 pub use os_user::SERVER_OS_USER;
+pub use version::{MIN_SUPPORTED_MAJOR, ServerVersion};
 
 use config::{ServerConfig, percent_encode, quote_conninfo, quote_identifier, quote_literal};
 use os_user::give;
-use process::{Log, Postmaster, Readiness};
+use process::{Daemon, Log, Readiness};
 use workspace::{SETTINGS_FILE, Workspace};
 
 /// The superuser every server has, used for administration over the unix socket.
@@ -57,6 +62,23 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// How often the first start picks another port when the chosen one was taken meanwhile.
 const PORT_ATTEMPTS: usize = 5;
+
+/// The version of the PostgreSQL binaries every [`TestServer`] of this process runs, without
+/// starting one: for a test that must skip on an older server before it configures one with a
+/// setting that server would refuse.
+///
+/// ```no_run
+/// use pgnotify_testkit::server::{self, TestServer};
+///
+/// if server::version()?.skip_unless(14, "idle_session_timeout") {
+///     return Ok(());
+/// }
+/// let server = TestServer::builder().setting("idle_session_timeout", "1s").start()?;
+/// # Ok::<(), pgnotify_testkit::server::Error>(())
+/// ```
+pub fn version() -> Result<ServerVersion> {
+    Ok(Workspace::get()?.binaries.version.clone())
+}
 
 /// How a server is shut down (for [`TestServer::stop_with`] and [`TestServer::restart`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +236,7 @@ pub struct TestServer {
     users: Vec<(String, String)>,
     start_timeout: Duration,
     log: Arc<Log>,
-    postmaster: Mutex<Option<Postmaster>>,
+    postmaster: Mutex<Option<Daemon>>,
 }
 
 impl TestServer {
@@ -226,6 +248,15 @@ impl TestServer {
     /// Starts a server with default settings: trust authentication, only the superuser.
     pub fn new() -> Result<Self> {
         Self::builder().start()
+    }
+
+    /// The version of the server binaries this server runs.
+    ///
+    /// Every server of a test process runs the same binaries (see [`BINDIR_ENV`]); a test that
+    /// needs a newer server than the oldest supported asks
+    /// [`skip_unless`](ServerVersion::skip_unless).
+    pub fn version(&self) -> &ServerVersion {
+        &self.workspace.binaries.version
     }
 
     /// The loopback TCP port the server listens on; it stays the same across restarts.
@@ -278,6 +309,15 @@ impl TestServer {
         )
     }
 
+    /// Every login role with its password: the superuser first, then the test's users.
+    pub(crate) fn users(&self) -> &[(String, String)] {
+        &self.users
+    }
+
+    pub(crate) fn workspace(&self) -> &Arc<Workspace> {
+        &self.workspace
+    }
+
     /// A key=value connection string for the default user over TCP.
     pub fn conninfo(&self) -> String {
         self.conninfo_as(self.user())
@@ -299,7 +339,7 @@ impl TestServer {
 
     /// The postmaster's process id, or `None` while the server is stopped.
     pub fn pid(&self) -> Option<u32> {
-        self.lock_postmaster().as_ref().map(Postmaster::pid)
+        self.lock_postmaster().as_ref().map(Daemon::pid)
     }
 
     /// Whether the server is running (not stopped with [`stop`](Self::stop)).
@@ -423,7 +463,7 @@ impl TestServer {
             .map(|(_, password)| password.as_str())
     }
 
-    fn lock_postmaster(&self) -> MutexGuard<'_, Option<Postmaster>> {
+    fn lock_postmaster(&self) -> MutexGuard<'_, Option<Daemon>> {
         self.postmaster.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -491,7 +531,7 @@ impl TestServer {
         self.execute(&sql).map(drop)
     }
 
-    fn spawn_postmaster(&self) -> Result<Postmaster> {
+    fn spawn_postmaster(&self) -> Result<Daemon> {
         let mut cmd = Command::new(self.workspace.binaries.postgres());
         cmd.arg("-D")
             .arg(&self.data_dir)
@@ -501,7 +541,7 @@ impl TestServer {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let log_start = self.log.len();
-        let postmaster = Postmaster::spawn(cmd, self.workspace.run_as, self.log.clone())
+        let postmaster = Daemon::spawn(cmd, self.workspace.run_as, self.log.clone())
             .map_err(|e| Error::io("start postgres", e))?;
         workspace::track(postmaster.pid());
         let readiness = postmaster.wait_ready(log_start, self.start_timeout);
@@ -532,7 +572,7 @@ impl Drop for TestServer {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| Error::io("bind a loopback port", e))?;
     let addr = listener

@@ -92,7 +92,7 @@ pub(crate) struct Log {
 #[derive(Debug, Default)]
 struct LogState {
     text: String,
-    /// Generations (one per postmaster start) whose stderr pipe is still open.
+    /// Generations (one per process start) whose stderr pipe is still open.
     open: Vec<u64>,
     next_generation: u64,
 }
@@ -162,22 +162,22 @@ pub(crate) enum Readiness {
     TimedOut,
 }
 
-/// A running postmaster that this process spawned and must reap.
+/// A long-running process this process spawned and must reap: a postmaster or a pgbouncer.
 #[derive(Debug)]
-pub(crate) struct Postmaster {
+pub(crate) struct Daemon {
     child: Child,
     log: Arc<Log>,
     generation: u64,
 }
 
-impl Postmaster {
-    /// Spawns `cmd` (a `postgres` invocation with stderr piped) and starts collecting its log.
+impl Daemon {
+    /// Spawns `cmd` (with stderr piped) and starts collecting its log.
     pub(crate) fn spawn(cmd: Command, run_as: Option<OsUser>, log: Arc<Log>) -> io::Result<Self> {
         let mut child = spawn(cmd, run_as)?;
         let stderr = child
             .stderr
             .take()
-            .ok_or_else(|| io::Error::other("the postmaster's stderr was not piped"))?;
+            .ok_or_else(|| io::Error::other("the process's stderr was not piped"))?;
         let generation = log.pump(stderr);
         Ok(Self {
             child,
@@ -190,15 +190,21 @@ impl Postmaster {
         self.child.id()
     }
 
-    /// Waits for the ready line logged after byte `since` of the log, or for the server to exit.
+    /// Waits for the postmaster's ready line logged after byte `since` of the log, or for the
+    /// server to exit.
     pub(crate) fn wait_ready(&self, since: usize, timeout: Duration) -> Readiness {
+        self.wait_for(since, READY_LINE, timeout)
+    }
+
+    /// Waits for `line` to be logged after byte `since` of the log, or for the process to exit.
+    pub(crate) fn wait_for(&self, since: usize, line: &str, timeout: Duration) -> Readiness {
         let generation = self.generation;
         let mut outcome = Readiness::TimedOut;
         self.log.wait_until(Instant::now() + timeout, |state| {
             if state
                 .text
                 .get(since..)
-                .is_some_and(|new| new.contains(READY_LINE))
+                .is_some_and(|new| new.contains(line))
             {
                 outcome = Readiness::Ready;
             } else if !state.open.contains(&generation) {
@@ -211,7 +217,7 @@ impl Postmaster {
         outcome
     }
 
-    /// Sends `signal` to the postmaster.
+    /// Sends `signal` to the process.
     pub(crate) fn signal(&self, signal: libc::c_int) {
         if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
             // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
@@ -219,7 +225,7 @@ impl Postmaster {
         }
     }
 
-    /// Sends `signal`, waits until the postmaster and all its children are gone (their shared
+    /// Sends `signal`, waits until the process and all its children are gone (their shared
     /// stderr pipe closes), escalating to SIGKILL after `grace`, and reaps it.
     pub(crate) fn shut_down(
         mut self,

@@ -94,12 +94,16 @@ fn initdb(binaries: &Binaries, run_as: Option<OsUser>, data: &Path) -> Result<()
             "--locale=C",
         ])
         // 1 MB WAL segments instead of 16: a smaller template is faster to copy per server.
-        .args(["--no-sync", "--no-instructions", "--wal-segsize=1"])
+        .args(["--no-sync", "--wal-segsize=1"])
         .current_dir(data.parent().unwrap_or(data))
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if binaries.version.at_least(14) {
+        // Only quieter output, so only where initdb knows the flag (14+).
+        cmd.arg("--no-instructions");
+    }
     let child = process::spawn(cmd, run_as).map_err(|e| Error::io("run initdb", e))?;
     let output = child
         .wait_with_output()

@@ -111,6 +111,40 @@ pub async fn startup(stream: &mut Stream, user: &str) -> (u8, Vec<u8>) {
     read_message(stream).await.expect("the server's reply")
 }
 
+/// The SASL mechanisms the server offers in an `AuthenticationSASL` message body (code 10
+/// followed by NUL-terminated names), or `None` when the message is another one.
+pub fn sasl_mechanisms(message: &(u8, Vec<u8>)) -> Option<Vec<String>> {
+    let (kind, body) = message;
+    if *kind != b'R' || body.get(..4)? != [0, 0, 0, 10] {
+        return None;
+    }
+    Some(
+        body[4..]
+            .split(|&b| b == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .collect(),
+    )
+}
+
+/// For a test of SCRAM-SHA-256-PLUS: `true`, after printing why the test skips, when the
+/// server did not offer it (over TLS, a server built without channel binding offers only
+/// SCRAM-SHA-256). `offered` is what its `AuthenticationSASL` listed.
+pub fn skip_without_scram_plus(
+    offered: &[String],
+    server: &pgnotify_testkit::server::TestServer,
+) -> bool {
+    if offered.iter().any(|m| m == "SCRAM-SHA-256-PLUS") {
+        return false;
+    }
+    pgnotify_testkit::skip(format_args!(
+        "PostgreSQL {} offers no SCRAM-SHA-256-PLUS over TLS (built without channel binding); \
+         it offered {offered:?}",
+        server.version()
+    ));
+    true
+}
+
 /// `AuthenticationOk`: type `R`, code 0.
 pub fn is_authentication_ok(message: &(u8, Vec<u8>)) -> bool {
     message.0 == b'R' && message.1 == [0, 0, 0, 0]

@@ -1,9 +1,11 @@
 //! Figure 6: pipelined publish throughput. `n` notifications (distinct
 //! 16-byte payloads) with up to `in_flight` awaiting their answer at once:
-//! `Listener::notify` on each runtime, against tokio-postgres running a
-//! prepared `SELECT pg_notify($1, $2)` the same way (tokio-postgres
-//! pipelines concurrent queries on one connection). Nobody LISTENs on the
-//! channel. Trials alternate between the implementations.
+//! `Listener::notify` on each runtime (with group commit, the default, and
+//! with `group_commit=off`: one transaction per call), against
+//! tokio-postgres running a prepared `SELECT pg_notify($1, $2)` the same
+//! way (tokio-postgres pipelines concurrent queries on one connection, one
+//! transaction each). Nobody LISTENs on the channel. Trials alternate
+//! between the implementations.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -39,12 +41,22 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
             .or_default()
             .push(n as f64 / elapsed.as_secs_f64());
         for exec in &execs {
-            let elapsed = on_runtime!(exec.kind(), pgnotify_trial(exec, server, n, in_flight));
-            eprintln!("trial {trial} pgnotify on {}: {elapsed:?}", exec.kind());
-            rates
-                .entry(format!("pgnotify on {} (Listener::notify)", exec.kind()))
-                .or_default()
-                .push(n as f64 / elapsed.as_secs_f64());
+            for group_commit in [true, false] {
+                let elapsed = on_runtime!(
+                    exec.kind(),
+                    pgnotify_trial(exec, server, n, in_flight, group_commit)
+                );
+                let mode = if group_commit {
+                    "group commit"
+                } else {
+                    "group_commit=off"
+                };
+                eprintln!("trial {trial} pgnotify on {} ({mode}): {elapsed:?}", exec.kind());
+                rates
+                    .entry(format!("pgnotify on {} (Listener::notify, {mode})", exec.kind()))
+                    .or_default()
+                    .push(n as f64 / elapsed.as_secs_f64());
+            }
         }
     }
     let base = median(&rates[&raw_name]);
@@ -91,8 +103,13 @@ fn pgnotify_trial<R: CurrentRuntime>(
     server: &TestServer,
     n: u64,
     in_flight: usize,
+    group_commit: bool,
 ) -> Duration {
-    let config = listener_config(&server.conninfo(), "bench-publish");
+    let config = listener_config(&server.conninfo(), "bench-publish")
+        .to_builder()
+        .group_commit(group_commit)
+        .build()
+        .expect("a valid config");
     exec.block_on(async {
         let listener = Listener::<R>::connect_with(config)
             .await
