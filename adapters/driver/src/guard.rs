@@ -1,4 +1,5 @@
-//! The server guard's check, run on a short session of its own.
+//! The checks that need a short session of their own: the server guard's
+//! queue reading, and the delivery probe behind a pooler.
 //!
 //! While reading is paused for an absorbing subscriber the bus asks for
 //! [`Action::CheckServerQueue`](pgnotify_core::bus::Action::CheckServerQueue):
@@ -13,7 +14,7 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgnotify_core::bus::{QueueUsageSession, ServerQueueCheck, SessionStatus};
+use pgnotify_core::bus::{CheckKind, QueueUsageSession, ServerQueueCheck, SessionStatus};
 
 use crate::connect::connect;
 use crate::runtime::{Runtime, with_deadline};
@@ -38,7 +39,12 @@ pub(crate) fn spawn_check(
         let result = with_deadline(&*runtime, deadline, run(&*runtime, &check, tls))
             .await
             .unwrap_or_else(|| Err(format!("no answer within {limit:?}")));
-        shared.command(|state, now| state.bus.handle_server_queue_usage(now, result));
+        shared.command(|state, now| match check.kind {
+            CheckKind::DeliveryProbe { .. } => {
+                state.bus.handle_delivery_probe(now, result.map(drop));
+            }
+            _ => state.bus.handle_server_queue_usage(now, result),
+        });
     }));
 }
 

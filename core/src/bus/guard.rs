@@ -66,9 +66,9 @@ impl ServerGuard {
     }
 }
 
-/// What a driver needs to run one server-queue check: where to connect,
-/// how to secure and start the session. Carried by
-/// [`Action::CheckServerQueue`](crate::bus::Action::CheckServerQueue).
+/// What a driver needs to run one check on a short second session: where
+/// to connect, how to secure and start the session, and what to run.
+/// Carried by [`Action::CheckServerQueue`](crate::bus::Action::CheckServerQueue).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerQueueCheck {
@@ -78,6 +78,44 @@ pub struct ServerQueueCheck {
     pub tls: TlsTarget,
     /// The startup parameters (same credentials as the listener's).
     pub startup: StartupParams,
+    /// What the session runs, and so where its result goes.
+    pub kind: CheckKind,
+}
+
+/// What a second session checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckKind {
+    /// `SELECT pg_notification_queue_usage()`, for the server guard: report
+    /// the result with [`Bus::handle_server_queue_usage`](crate::bus::Bus::handle_server_queue_usage).
+    QueueUsage,
+    /// `NOTIFY channel, 'payload'` from another session, to learn whether
+    /// notifications committed elsewhere reach the listener (behind a
+    /// pooler, see `session.rs`): report with
+    /// [`Bus::handle_delivery_probe`](crate::bus::Bus::handle_delivery_probe).
+    DeliveryProbe {
+        /// The listener's ping channel.
+        channel: String,
+        /// A payload the listener will recognise.
+        payload: String,
+    },
+}
+
+impl CheckKind {
+    fn sql(&self) -> String {
+        match self {
+            Self::QueueUsage => QUERY.to_owned(),
+            Self::DeliveryProbe { channel, payload } => {
+                let mut sql = String::from("NOTIFY ");
+                crate::push_quoted_identifier(&mut sql, channel);
+                // The bus makes the payload: no quote or backslash in it.
+                sql.push_str(", '");
+                sql.push_str(&payload.replace('\'', "''"));
+                sql.push('\'');
+                sql
+            }
+        }
+    }
 }
 
 impl ServerQueueCheck {
@@ -85,6 +123,7 @@ impl ServerQueueCheck {
     pub fn session(&self) -> QueueUsageSession {
         QueueUsageSession {
             conn: Connection::new(self.startup.clone()),
+            kind: self.kind.clone(),
             query: None,
             outcome: None,
         }
@@ -100,17 +139,19 @@ pub enum SessionStatus {
     StartTls,
     /// Write what [`QueueUsageSession::poll_transmit`] gives and read more.
     Running,
-    /// Finished: the fraction of the server's notification queue in use,
-    /// or why it could not be read. Write what is left (the Terminate
+    /// Finished: the fraction of the server's notification queue in use
+    /// (0 for a delivery probe, whose NOTIFY went through), or why it
+    /// failed. Write what is left (the Terminate
     /// message), then close the transport.
     Done(Result<f64, String>),
 }
 
-/// One short session that asks the server how full its notification queue
-/// is (`pg_notification_queue_usage()`) and terminates.
+/// One short session that runs a [`CheckKind`] (asks the server how full
+/// its notification queue is, or sends a delivery probe) and terminates.
 #[derive(Debug)]
 pub struct QueueUsageSession {
     conn: Connection,
+    kind: CheckKind,
     query: Option<CommandId>,
     outcome: Option<Result<f64, String>>,
 }
@@ -147,12 +188,13 @@ impl QueueUsageSession {
             match event {
                 ConnectionEvent::StartTls => return SessionStatus::StartTls,
                 ConnectionEvent::Ready => {
-                    self.query = Some(self.conn.simple_query(QUERY.to_owned()));
+                    self.query = Some(self.conn.simple_query(self.kind.sql()));
                 }
                 ConnectionEvent::CommandComplete { id, result } if Some(id) == self.query => {
-                    self.outcome = Some(match result {
-                        Ok(result) => usage_of(&result.rows),
-                        Err(e) => Err(e.to_string()),
+                    self.outcome = Some(match (result, &self.kind) {
+                        (Ok(result), CheckKind::QueueUsage) => usage_of(&result.rows),
+                        (Ok(_), CheckKind::DeliveryProbe { .. }) => Ok(0.0),
+                        (Err(e), _) => Err(e.to_string()),
                     });
                     self.conn.terminate();
                 }

@@ -113,6 +113,18 @@ impl Bus {
         }
     }
 
+    /// The startup of a second session (a server-guard check or a delivery
+    /// probe): the listener's, with ` (check)` after its application name,
+    /// so that operators (and anything matching the listener's name in
+    /// `pg_stat_activity`) can tell it from the listening session.
+    pub(super) fn check_startup_params(&self) -> StartupParams {
+        let mut params = self.startup_params();
+        if let Some(name) = &mut params.application_name {
+            name.push_str(" (check)");
+        }
+        params
+    }
+
     fn current_host(&self) -> &HostSpec {
         let hosts = self.config.hosts();
         &hosts[self.host_index % hosts.len()]
@@ -249,6 +261,7 @@ impl Bus {
         let was_listening = self.phase.is_listening();
         self.conn = None;
         self.own_pid = None;
+        self.probe = None;
         if self.transport_open {
             self.actions.push_back(Action::Disconnect);
             self.transport_open = false;

@@ -39,7 +39,7 @@ pub use batch::{EventBatch, EventRef, IntoIter as EventBatchIntoIter, Iter as Ev
 pub use consumption::Consumption;
 pub use error::{BusError, NotifyError, TransportError, TransportErrorKind};
 pub use group::MAX_GROUP;
-pub use guard::{QueueUsageSession, ServerQueueCheck, SessionStatus};
+pub use guard::{CheckKind, QueueUsageSession, ServerQueueCheck, SessionStatus};
 pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, TlsTarget};
 pub use registry::SubscriberId;
 pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
@@ -154,6 +154,10 @@ pub struct Bus {
     timeouts_off: bool,
     /// Publish transactions sent and not yet answered.
     publishes_in_flight: usize,
+    /// The current connection's delivery probe (behind a pooler only).
+    probe: Option<session::DeliveryProbe>,
+    /// Whether the current connection was probed already.
+    probed: bool,
     publishes: PublishQueue,
     commands: HashMap<CommandId, Purpose>,
     actions: VecDeque<Action>,
@@ -195,6 +199,8 @@ impl Bus {
             own_pid: None,
             timeouts_off: false,
             publishes_in_flight: 0,
+            probe: None,
+            probed: false,
             publishes: PublishQueue::default(),
             commands: HashMap::new(),
             actions: VecDeque::new(),
@@ -536,6 +542,8 @@ impl Bus {
             self.conn = Some(Connection::new(self.startup_params()));
             self.own_pid = None;
             self.timeouts_off = false;
+            self.probe = None;
+            self.probed = false;
             self.phase = Phase::Starting { deadline };
             self.process_connection(now);
         }
@@ -709,6 +717,28 @@ impl Bus {
             .take_consumption(id, held_items, held_bytes)
     }
 
+    /// The result of an [`Action::CheckServerQueue`] with
+    /// [`CheckKind::DeliveryProbe`]: whether its NOTIFY went through.
+    ///
+    /// If it did, its notification must reach the listening connection
+    /// before the answer to the next ping; if not, the listener sits behind
+    /// a transaction-pooling proxy ([`BusError::NotificationsNotDelivered`]).
+    /// A probe that could not be sent proves nothing and is dropped.
+    pub fn handle_delivery_probe(&mut self, now: Instant, sent: Result<(), String>) {
+        self.latest_now = self.latest_now.max(now);
+        match sent {
+            Ok(()) => {
+                if let Some(probe) = &mut self.probe {
+                    probe.notified_at = Some(now);
+                }
+            }
+            Err(e) => {
+                self.probe = None;
+                self.stats.guard_failures_last = Some(e);
+            }
+        }
+    }
+
     /// The result of an [`Action::CheckServerQueue`]: the fraction of the
     /// server's notification queue in use, or why it could not be read.
     ///
@@ -750,7 +780,8 @@ impl Bus {
             let check = ServerQueueCheck {
                 connect: self.connect_target(),
                 tls: self.tls_target(),
-                startup: self.startup_params(),
+                startup: self.check_startup_params(),
+                kind: CheckKind::QueueUsage,
             };
             self.actions.push_back(Action::CheckServerQueue(check));
         }
@@ -851,12 +882,29 @@ impl Bus {
     }
 
     fn on_notification(&mut self, now: Instant, n: Notification) {
-        if self.pinger.channel() == Some(&*n.channel) && Some(n.process_id) == self.backend_pid() {
-            if self.pinger.answered(now) {
-                self.connection_proved();
-                self.turn_session_timeouts_off();
+        if self.pinger.channel() == Some(&*n.channel) {
+            if self
+                .probe
+                .as_ref()
+                .is_some_and(|p| *p.payload == *n.payload)
+            {
+                // Notifications from other sessions reach this one.
+                self.probe = None;
+                return;
             }
-            return;
+            if Some(n.process_id) == self.backend_pid() {
+                if let Some(sent_at) = self.pinger.answered(now) {
+                    if self.probe.as_ref().is_some_and(|p| p.missed_by(sent_at)) {
+                        self.probe = None;
+                        self.listening_cannot_work(now, BusError::NotificationsNotDelivered);
+                        return;
+                    }
+                    self.connection_proved();
+                    self.turn_session_timeouts_off();
+                    self.probe_delivery_behind_pooler();
+                }
+                return;
+            }
         }
         self.stats.notifications_received += 1;
         self.stats.bytes_received += n.size() as u64;
@@ -1094,10 +1142,8 @@ impl Bus {
                     timeout: self.pinger.timeout(),
                 },
             };
-            if matches!(error, BusError::NotificationsNotDelivered)
-                && self.config.transaction_pooler() == TransactionPooler::Fail
-            {
-                self.give_up(now, error);
+            if matches!(error, BusError::NotificationsNotDelivered) {
+                self.listening_cannot_work(now, error);
             } else {
                 self.connection_lost(now, error);
             }
@@ -1115,6 +1161,41 @@ impl Bus {
                 }
             }
         }
+    }
+
+    /// A transaction-pooling proxy is in the way: stop, or with
+    /// `transaction_pooler=retry` reconnect as for any loss.
+    fn listening_cannot_work(&mut self, now: Instant, error: BusError) {
+        if self.config.transaction_pooler() == TransactionPooler::Fail {
+            self.give_up(now, error);
+        } else {
+            self.connection_lost(now, error);
+        }
+    }
+
+    /// After the first ping answer of a connection behind a pooler: asks
+    /// for a NOTIFY from another session (see `session.rs`).
+    fn probe_delivery_behind_pooler(&mut self) {
+        let key_pid = self.conn.as_ref().and_then(Connection::backend_pid);
+        if self.probed || !session::behind_pooler(key_pid, self.own_pid) {
+            return;
+        }
+        let Some(channel) = self.pinger.channel().map(str::to_owned) else {
+            return;
+        };
+        self.probed = true;
+        let payload = format!("pgnotify delivery probe {}", self.generation);
+        self.probe = Some(session::DeliveryProbe {
+            payload: payload.clone(),
+            notified_at: None,
+        });
+        let check = ServerQueueCheck {
+            connect: self.connect_target(),
+            tls: self.tls_target(),
+            startup: self.check_startup_params(),
+            kind: CheckKind::DeliveryProbe { channel, payload },
+        };
+        self.actions.push_back(Action::CheckServerQueue(check));
     }
 
     /// After the first ping answer of a connection: turns the server's

@@ -118,16 +118,14 @@ impl Pinger {
         self.sent_on_connection
     }
 
-    /// The ping's notification arrived; returns whether it answered the
-    /// outstanding ping (a connection that answers one has proved itself,
-    /// which resets the reconnect backoff).
-    pub(crate) fn answered(&mut self, now: Instant) -> bool {
-        let Some(out) = self.outstanding.take() else {
-            return false;
-        };
+    /// The ping's notification arrived; returns when the ping it answered
+    /// was sent, or `None` if no ping was outstanding (a connection that
+    /// answers one has proved itself, which resets the reconnect backoff).
+    pub(crate) fn answered(&mut self, now: Instant) -> Option<Instant> {
+        let out = self.outstanding.take()?;
         self.last_rtt = Some(now.saturating_duration_since(out.sent_at));
         self.next_at = Some(now + self.interval);
-        true
+        Some(out.sent_at)
     }
 
     /// The ping's NOTIFY command completed (its notification may still be on the way).
@@ -221,9 +219,9 @@ mod tests {
             Some("NOTIFY \"pgnotify.ping.42\"")
         );
         assert_eq!(p.due(t0, false), None, "one ping at a time");
-        assert!(p.answered(t0 + Duration::from_millis(3)));
+        assert_eq!(p.answered(t0 + Duration::from_millis(3)), Some(t0));
         assert!(
-            !p.answered(t0 + Duration::from_millis(4)),
+            p.answered(t0 + Duration::from_millis(4)).is_none(),
             "a second answer to the same ping answers nothing"
         );
         assert_eq!(p.last_rtt(), Some(Duration::from_millis(3)));

@@ -17,7 +17,43 @@
 //! unpooled one, so the settings cannot leak to other clients through a
 //! transaction pooler.
 
+use std::time::Instant;
+
 use crate::protocol::QueryResult;
+
+/// A delivery probe in progress: behind a pooler (BackendKeyData's pid is
+/// not the server's), a second session NOTIFYs the ping channel with
+/// `payload`. A session-mode pool delivers it; a transaction-mode pool
+/// cannot, since the listener's server connection is not linked to it
+/// between its transactions (its own pings can still come back, on the
+/// connection it happens to hold while it sends them).
+///
+/// The verdict needs no timer of its own. PostgreSQL delivers a session's
+/// notifications in commit order, so once the probe's NOTIFY has committed
+/// (`notified_at`), the answer to any ping sent after that comes after the
+/// probe's notification. A pong for such a ping with no probe before it
+/// means the probe was not delivered; no pong at all is a dead connection,
+/// which the ping timeout handles.
+#[derive(Debug)]
+pub(crate) struct DeliveryProbe {
+    pub(crate) payload: String,
+    /// When the probe's NOTIFY was reported committed.
+    pub(crate) notified_at: Option<Instant>,
+}
+
+impl DeliveryProbe {
+    /// Whether a pong for a ping sent at `ping_sent_at` proves the probe's
+    /// notification is not coming.
+    pub(crate) fn missed_by(&self, ping_sent_at: Instant) -> bool {
+        self.notified_at.is_some_and(|at| ping_sent_at > at)
+    }
+}
+
+/// Whether the connection sits behind a pooler: the pid BackendKeyData
+/// gave is not the server's own.
+pub(crate) fn behind_pooler(key_pid: Option<i32>, own_pid: Option<i32>) -> bool {
+    matches!((key_pid, own_pid), (Some(key), Some(own)) if key != own)
+}
 
 /// The first statement of every LISTEN query: the server's own pid.
 pub(crate) const BACKEND_PID_QUERY: &str = "SELECT pg_backend_pid()";

@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use pgnotify_core::bus::{
-    Action, Bus, BusError, BusEvent, EventBatch, NotifyError, PublishId, SubscriberStatus,
-    TransportError, TransportErrorKind,
+    Action, Bus, BusError, BusEvent, CheckKind, EventBatch, NotifyError, PublishId,
+    ServerQueueCheck, SubscriberStatus, TransportError, TransportErrorKind,
 };
 use pgnotify_core::config::{Config, HostSpec, SslMode, TargetSessionAttrs};
 use pgnotify_core::{EndReason, Event};
@@ -470,6 +470,19 @@ impl World {
                 self.sync()?;
                 self.link = None;
                 self.servers[host].disconnect(conn);
+            }
+            Action::CheckServerQueue(ServerQueueCheck {
+                kind: CheckKind::DeliveryProbe { channel, payload },
+                ..
+            }) => {
+                // The delivery probe's second session commits its NOTIFY on
+                // the host the bus is connected to; the simulated server is
+                // no pooler, so it is delivered.
+                if let Some(link) = &self.link {
+                    let host = link.id.0;
+                    let _ = self.servers[host].commit_external(self.now, &[(&channel, &payload)]);
+                }
+                self.bus.handle_delivery_probe(self.now, Ok(()));
             }
             Action::CheckServerQueue(_) => {
                 // The server guard's second session. The simulated server's
