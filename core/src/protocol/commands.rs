@@ -203,7 +203,7 @@ impl Commands {
                 *columns = None;
             }
             (Kind::Publish { size, parsed }, Message::ParseComplete) if *parsed < *size => {
-                *parsed += 1;
+                *parsed = parsed.saturating_add(1);
             }
             (Kind::Publish { .. }, Message::BindComplete | Message::CommandComplete) => {}
             (Kind::Publish { .. }, Message::DataRow(row)) if row.columns == 1 => {}
