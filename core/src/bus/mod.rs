@@ -234,6 +234,14 @@ impl Bus {
         self.subscribers.status(id)
     }
 
+    /// Whether subscriber `id` has items queued (notifications or gaps): the
+    /// level that [`BusEvent::SubscriberReadable`] announces (see
+    /// "Subscribers: readiness is level-triggered" above). False for an
+    /// unknown subscriber.
+    pub fn is_readable(&self, id: SubscriberId) -> bool {
+        self.subscribers.is_readable(id)
+    }
+
     /// How many notifications subscriber `id` has been delivered and not
     /// yet consumed: those queued, plus those [lent](Self::lend_batch) to
     /// its driver and not yet reported consumed. Its capacity bounds this
@@ -530,7 +538,10 @@ impl Bus {
     /// and returns its status after the hand-off.
     ///
     /// One call per batch: a subscriber task takes everything it can hold at
-    /// once. Draining a full `Backpressure` queue lets reading resume.
+    /// once. If items remain, the subscriber is announced again
+    /// ([`BusEvent::SubscriberReadable`]; readiness is level-triggered, see
+    /// above), so a bounded `max` strands nothing. Draining a full
+    /// `Backpressure` queue lets reading resume. Drain the outputs after it.
     pub fn drain_events(
         &mut self,
         now: Instant,
@@ -538,7 +549,11 @@ impl Bus {
         out: &mut Vec<Event>,
         max: usize,
     ) -> SubscriberStatus {
-        let status = self.subscribers.drain(now, id, out, max);
+        let drained = subscribers::Drained {
+            events: &mut self.events,
+            stats: &mut self.stats,
+        };
+        let status = self.subscribers.drain(now, id, out, max, drained);
         self.update_backpressure_after_change(Some(now));
         status
     }
@@ -550,7 +565,9 @@ impl Bus {
     /// takes the shared segments the notifications were fanned out in, so
     /// the hand-off touches no reference count per item and reading the
     /// batch by reference ([`EventBatch::iter`]) none at all. Gaps count as
-    /// items. Draining a full `Backpressure` queue lets reading resume.
+    /// items. As with `drain_events`, a drain that leaves items announces
+    /// the subscriber again, and draining a full `Backpressure` queue lets
+    /// reading resume.
     pub fn drain_batch(
         &mut self,
         now: Instant,
@@ -585,7 +602,13 @@ impl Bus {
         max: usize,
         lend: bool,
     ) -> SubscriberStatus {
-        let status = self.subscribers.drain_batch(now, id, out, max, lend);
+        let drained = subscribers::Drained {
+            events: &mut self.events,
+            stats: &mut self.stats,
+        };
+        let status = self
+            .subscribers
+            .drain_batch(now, id, out, max, lend, drained);
         self.update_backpressure_after_change(Some(now));
         status
     }

@@ -92,8 +92,12 @@ pub enum SubscriberStatus {
 pub enum BusEvent {
     /// The server acknowledged the subscriber's LISTEN: `subscribe` may complete.
     SubscriberReady(SubscriberId),
-    /// The subscriber's queue became non-empty: wake its task. Sent once
-    /// until the subscriber drains its queue.
+    /// The subscriber has items queued: wake its task, or drain it. Sent
+    /// when its queue becomes non-empty, and again after every drain that
+    /// leaves items queued, so a driver that drains once per announcement,
+    /// in batches of any size, takes everything (readiness is
+    /// level-triggered; see [`Bus`](crate::bus::Bus)). May be stale: the
+    /// items may have been taken already.
     SubscriberReadable(SubscriberId),
     /// The subscriber's stream ended (queued items remain readable).
     SubscriberEnded(SubscriberId, EndReason),
