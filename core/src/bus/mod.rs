@@ -1006,12 +1006,15 @@ impl Bus {
     }
 
     fn finish_close(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
-            conn.terminate();
-        }
-        // A transport the driver already reported closed needs no Disconnect.
         if self.transport_open {
+            if let Some(conn) = self.conn.as_mut() {
+                conn.terminate();
+            }
             self.actions.push_back(Action::Disconnect);
+        } else {
+            // The driver reported the transport closed: no Terminate, since
+            // `poll_transmit` gives nothing without a transport.
+            self.conn = None;
         }
         self.transport_open = false;
         self.pinger.stop();
