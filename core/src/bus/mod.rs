@@ -40,7 +40,7 @@ pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, T
 pub use registry::SubscriberId;
 pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, SslMode};
 use crate::protocol::{CommandId, Connection, ConnectionEvent, QueryResult, ServerError};
 use crate::{
     ChannelError, Event, Notification, SubscribeOptions, validate_channel, validate_payload,
@@ -159,7 +159,8 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// A bus for `config` that asks to connect at once.
+    /// A bus for `config` that asks to connect at once, for a driver that
+    /// can run TLS when asked ([`Action::StartTls`]).
     pub fn new(config: Config, now: Instant) -> Self {
         let pinger = Pinger::new(config.ping_interval(), config.ping_timeout());
         let backoff = Backoff::new(config.backoff_min(), config.backoff_max(), config.seed());
@@ -191,6 +192,45 @@ impl Bus {
         };
         bus.start_attempt(now);
         bus
+    }
+
+    /// A bus for a driver that has no TLS, which asks to connect at once.
+    ///
+    /// As with a libpq built without SSL support: `sslmode=disable` and
+    /// `sslmode=prefer` connect in plain text, without asking the server
+    /// for TLS (no SSLRequest is sent, and [`Action::StartTls`] never
+    /// comes), and the modes that require TLS are refused, since no
+    /// connection could satisfy them. The bus runs with `sslmode=disable`,
+    /// and its [`config`](Self::config) says so.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::TlsUnavailable`] for `sslmode=require`, `verify-ca`
+    /// and `verify-full` (also implied by `sslrootcert=system`).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use pgnotify_core::bus::Bus;
+    /// use pgnotify_core::config::{Config, ConfigError, SslMode};
+    ///
+    /// let prefer = Config::parse("postgres://app@db.example/app")?;
+    /// let bus = Bus::without_tls(prefer, Instant::now())?;
+    /// assert_eq!(bus.config().ssl_mode(), SslMode::Disable);
+    ///
+    /// let require = Config::parse("postgres://app@db.example/app?sslmode=require")?;
+    /// assert!(matches!(
+    ///     Bus::without_tls(require, Instant::now()),
+    ///     Err(ConfigError::TlsUnavailable { ssl_mode: SslMode::Require })
+    /// ));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn without_tls(config: Config, now: Instant) -> Result<Self, ConfigError> {
+        let config = match config.ssl_mode() {
+            SslMode::Disable => config,
+            SslMode::Prefer => config.to_builder().ssl_mode(SslMode::Disable).build()?,
+            ssl_mode => return Err(ConfigError::TlsUnavailable { ssl_mode }),
+        };
+        Ok(Self::new(config, now))
     }
 
     // ---------------------------------------------------------------- getters
