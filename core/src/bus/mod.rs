@@ -196,8 +196,10 @@ enum Purpose {
 /// | `close` waiting for `UNLISTEN *` | `ping_timeout` | closed anyway |
 /// | TCP keepalive, `TCP_USER_TIMEOUT` (the driver's socket) | `keepalives*`, `tcp_user_timeout` in [`ConnectTarget::keepalive`] | the OS fails the socket; the driver reports [`TransportErrorKind::Io`] |
 ///
-/// A blocking driver cannot be interrupted by the timer while it connects,
-/// so it bounds its own connect by `poll_timeout` as well.
+/// A blocking driver cannot act on the timer while it waits in a connect
+/// or a name lookup, so it bounds each connect itself (the example uses
+/// `connect_timeout`, else 10 s); the attempt's deadline then fails an
+/// attempt that took too long as soon as `handle_timeout` runs.
 ///
 /// # Drivers without TLS
 ///
