@@ -110,8 +110,8 @@ enum Purpose {
 ///
 /// Every input and every command may create output, and so does acting on
 /// output: `handle_connected` after an [`Action::Connect`] queues the
-/// startup message, `handle_closed` queues the next `Connect`, a drain may
-/// announce its subscriber again or resume reading. So after any call that
+/// startup message, `handle_closed` may queue the next `Connect` at once, a
+/// drain may announce its subscriber again or resume reading. So after any call that
 /// is not a getter, the driver drains the three outputs, in this order,
 /// **until one whole pass finds nothing**:
 ///
@@ -188,7 +188,7 @@ enum Purpose {
 /// | one attempt, from `Action::Connect` to the end of the startup: the transport, TLS, authentication, the startup itself and the read-only check of `target_session_attrs`, one budget for all | `connect_timeout` (unset: `ping_interval + ping_timeout`, 15 s) | [`BusError::StartupTimedOut`] in [`BusEvent::ConnectFailed`]; the next host, or the backoff |
 /// | the LISTENs of a new connection, a budget of the same length of their own | as above | as above |
 /// | opening one address (the driver's) | [`ConnectTarget::connect_timeout`], which is `connect_timeout`; `None`: no limit of the driver's own, the attempt's deadline still applies | the driver reports [`TransportErrorKind::ConnectTimedOut`] and may try the next address |
-/// | a health ping's answer, one sent every `ping_interval` (10 s) | `ping_timeout` (5 s) | [`BusError::PingTimedOut`]: the connection is replaced |
+/// | a health ping's answer, one sent every `ping_interval` (10 s); suspended while reading is paused on purpose | `ping_timeout` (5 s) | [`BusError::PingTimedOut`]: the connection is replaced |
 /// | the wait before a reconnect | `backoff_min` (100 ms) to `backoff_max` (10 s); the first retry is immediate | the next `Action::Connect` |
 /// | a publish waiting for a connection | `publish_timeout` (5 s) | [`NotifyError::NotConnected`] |
 /// | a full `Absorb` subscriber that consumes nothing | its `stall_limit` (5 s) | it drops instead of pausing the reading |
