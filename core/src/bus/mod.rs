@@ -110,10 +110,10 @@ enum Purpose {
 ///
 /// Every input and every command may create output, and so does acting on
 /// output: `handle_connected` after an [`Action::Connect`] queues the
-/// startup message, `handle_closed` may queue the next `Connect` at once, a
-/// drain may announce its subscriber again or resume reading. So after any call that
-/// is not a getter, the driver drains the three outputs, in this order,
-/// **until one whole pass finds nothing**:
+/// startup message, `handle_closed` may queue the next `Connect` at once,
+/// a drain may announce its subscriber again or resume reading. So after
+/// any call that is not a getter, the driver drains the three outputs, in
+/// this order, **until one whole pass finds nothing**:
 ///
 /// ```text
 /// loop {
