@@ -378,8 +378,8 @@ fn show_stats(stats: &Stats) {
             stats.notifications_received.to_string(),
         ),
         (
-            "delivered to queues",
-            stats.notifications_delivered.to_string(),
+            "queued to subscribers",
+            stats.notifications_queued.to_string(),
         ),
         ("dropped (drop-oldest)", stats.dropped_oldest.to_string()),
         ("published", stats.published.to_string()),

@@ -105,7 +105,7 @@ fn a_filter_drops_before_queuing_so_overflow_counts_only_what_it_keeps() {
     let stats = bus.stats();
     assert_eq!(stats.notifications_filtered, 5);
     assert_eq!(stats.dropped_oldest, 2);
-    assert_eq!(stats.notifications_delivered, 5 + 10);
+    assert_eq!(stats.notifications_queued, 5 + 10);
     assert_eq!(stats.notifications_received, 10);
 }
 

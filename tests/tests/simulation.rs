@@ -324,6 +324,46 @@ fn backpressured_subscriber_survives_a_reconnect_and_resumes_when_drained() {
     world.close_and_check().expect("close");
 }
 
+/// Issue 22: readiness is level-triggered. A consumer that takes 1, 2 or 7
+/// items per `SubscriberReadable` and never looks otherwise receives whole
+/// bursts of 5, 100 and 10,000 committed in one transaction (the default
+/// `Absorb` policy pauses reading at 1,024 and resumes as it drains); the
+/// world checks after every step that it has nothing left queued.
+#[test]
+fn consumers_draining_1_2_or_7_per_announcement_receive_every_burst() {
+    for (seed, batch) in [(31, 1), (32, 2), (33, 7)] {
+        let mut world = quiet_world(seed);
+        world
+            .subscribe(
+                "burst",
+                OverflowPolicy::Absorb,
+                pgnotify_core::DEFAULT_CAPACITY,
+                None,
+                ConsumerKind::Announced,
+                batch,
+            )
+            .expect("subscribe");
+        world.drive_for(Duration::from_secs(1)).expect("ready");
+        let mut sent = 0;
+        for n in [5, 100, 10_000] {
+            let payloads: Vec<String> = (0..n).map(|i| format!("{n}/{i}")).collect();
+            let notes: Vec<(&str, &str)> = payloads.iter().map(|p| ("burst", p.as_str())).collect();
+            world.notify_external(0, &notes).expect("commit");
+            sent += n as u64;
+            world
+                .drive_for(Duration::from_secs(5))
+                .unwrap_or_else(|v| panic!("batches of {batch}, burst of {n}: {v}"));
+            assert_eq!(
+                world.notifications_taken(1),
+                sent,
+                "batches of {batch}: expected every notification of the bursts so far taken"
+            );
+        }
+        assert!(world.check_quiet_point().expect("quiet"), "quiet");
+        world.close_and_check().expect("close");
+    }
+}
+
 /// Seeds that once broke an invariant, replayed on every run.
 #[test]
 fn regression_seeds_hold_every_invariant() {

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use pgnotify_core::bus::{TransportError, TransportErrorKind};
 use pgnotify_core::config::{HostSpec, Keepalive};
 
 use crate::runtime::{Runtime, Transport, with_deadline};
@@ -255,6 +256,43 @@ impl fmt::Display for ConnectError {
                 write!(f, "could not set socket option {option}: {source}")
             }
         }
+    }
+}
+
+impl ConnectError {
+    /// The kind of transport error this is for the bus, and its message:
+    /// where and why, without the kind's own phrase ("could not connect"),
+    /// which the [`TransportError`]'s `Display` puts in front.
+    pub(crate) fn to_transport_error(&self) -> TransportError {
+        let (kind, message) = match self {
+            ConnectError::Resolve { host, source } => {
+                (TransportErrorKind::Resolve, format!("\"{host}\": {source}"))
+            }
+            ConnectError::NoAddress { host } => (
+                TransportErrorKind::Resolve,
+                format!("\"{host}\" has no address"),
+            ),
+            ConnectError::Connect { target, source } => {
+                (TransportErrorKind::Connect, format!("{target}: {source}"))
+            }
+            ConnectError::Unix { path, source } => (
+                TransportErrorKind::Connect,
+                format!(
+                    "unix socket \"{}\": {source} (is the server running locally and \
+                     accepting connections on that socket?)",
+                    path.display()
+                ),
+            ),
+            ConnectError::TimedOut { target, after } => (
+                TransportErrorKind::ConnectTimedOut,
+                format!("{target} did not answer within {after:?}"),
+            ),
+            ConnectError::SocketOption { option, source } => (
+                TransportErrorKind::Connect,
+                format!("setting {option} failed: {source}"),
+            ),
+        };
+        TransportError::new(kind, message)
     }
 }
 

@@ -453,14 +453,7 @@ impl Drop for Driver {
 }
 
 fn connect_failure(e: &ConnectError) -> TransportError {
-    let kind = match e {
-        ConnectError::Resolve { .. } | ConnectError::NoAddress { .. } => {
-            TransportErrorKind::Resolve
-        }
-        ConnectError::TimedOut { .. } => TransportErrorKind::ConnectTimedOut,
-        _ => TransportErrorKind::Connect,
-    };
-    TransportError::new(kind, e.to_string())
+    e.to_transport_error()
 }
 
 fn tls_failure(e: &TlsError) -> TransportError {

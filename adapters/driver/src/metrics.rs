@@ -19,7 +19,8 @@
 //! | [`CONNECTED`] | gauge | listeners whose connection is up and listening (0 or 1 each) |
 //! | [`QUEUED`] | gauge | items waiting in subscriber queues |
 //! | [`NOTIFICATIONS`] | counter | notifications received from the server (pings excluded) |
-//! | [`DELIVERED`] | counter | notifications queued to subscribers (one per subscriber) |
+//! | [`NOTIFICATIONS_QUEUED`] | counter | notifications queued to subscribers (one per subscriber) |
+//! | [`NOTIFICATIONS_TAKEN`] | counter | notifications subscriptions took out of their queues (queued is not taken: the difference was dropped from a queue or is still in one) |
 //! | [`BYTES`] | counter | bytes of channel and payload text received |
 //! | [`DROPPED`] | counter, label `policy` | notifications discarded by an overflow policy: `drop_oldest`, `drop_newest`, `keep_latest` (replaced), `close` (subscriptions ended) |
 //! | [`RECONNECTS`] | counter | connections lost after being established |
@@ -42,8 +43,14 @@ pub const CONNECTED: &str = "pgnotify_connected";
 pub const QUEUED: &str = "pgnotify_queued_items";
 /// Counter: notifications received from the server, pings excluded.
 pub const NOTIFICATIONS: &str = "pgnotify_notifications_received_total";
-/// Counter: notifications queued to subscribers (one per subscriber).
-pub const DELIVERED: &str = "pgnotify_notifications_delivered_total";
+/// Counter: notifications queued to subscribers (one per subscriber);
+/// [`Stats::notifications_queued`](pgnotify_core::bus::Stats::notifications_queued).
+/// Named `DELIVERED` (`pgnotify_notifications_delivered_total`) before
+/// issue 22.
+pub const NOTIFICATIONS_QUEUED: &str = "pgnotify_notifications_queued_total";
+/// Counter: notifications subscriptions took out of their queues;
+/// [`Stats::notifications_taken`](pgnotify_core::bus::Stats::notifications_taken).
+pub const NOTIFICATIONS_TAKEN: &str = "pgnotify_notifications_taken_total";
 /// Counter: bytes of channel and payload text received, pings excluded.
 pub const BYTES: &str = "pgnotify_received_bytes_total";
 /// Counter, labelled `policy`: notifications discarded by overflow policies.
@@ -81,7 +88,8 @@ mod publish {
         connected: Gauge,
         queued: Gauge,
         notifications: Counter,
-        delivered: Counter,
+        queued_total: Counter,
+        taken: Counter,
         bytes: Counter,
         dropped_oldest: Counter,
         dropped_newest: Counter,
@@ -113,7 +121,8 @@ mod publish {
                 connected: gauge!(CONNECTED),
                 queued: gauge!(QUEUED),
                 notifications: counter!(NOTIFICATIONS),
-                delivered: counter!(DELIVERED),
+                queued_total: counter!(NOTIFICATIONS_QUEUED),
+                taken: counter!(NOTIFICATIONS_TAKEN),
                 bytes: counter!(BYTES),
                 dropped_oldest: counter!(DROPPED, "policy" => "drop_oldest"),
                 dropped_newest: counter!(DROPPED, "policy" => "drop_newest"),
@@ -144,9 +153,14 @@ mod publish {
                 new.notifications_received,
             );
             count(
-                &self.delivered,
-                old.notifications_delivered,
-                new.notifications_delivered,
+                &self.queued_total,
+                old.notifications_queued,
+                new.notifications_queued,
+            );
+            count(
+                &self.taken,
+                old.notifications_taken,
+                new.notifications_taken,
             );
             count(&self.bytes, old.bytes_received, new.bytes_received);
             count(&self.dropped_oldest, old.dropped_oldest, new.dropped_oldest);

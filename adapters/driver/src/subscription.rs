@@ -336,7 +336,9 @@ impl Subscription {
 
     /// Moves everything queued for this subscriber into `batch` under one
     /// lock (`lend`: still charged to the capacity until yielded);
-    /// registers the task's waker when there is nothing. Returns whether
+    /// registers the task's waker when there is nothing. Taking everything
+    /// keeps the bus's level-triggered readiness to one `SubscriberReadable`
+    /// per non-empty queue: a drain that left items would be announced again. Returns whether
     /// the driver must be woken because reading may resume.
     fn take_batch(&mut self, cx: &Context<'_>, lend: bool) -> bool {
         self.take(Some(cx), lend)

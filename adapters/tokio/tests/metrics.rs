@@ -214,16 +214,22 @@ async fn a_listener_publishes_its_counters_gauges_and_ping_times_and_withdraws_i
     registry
         .until(|r| {
             r.counter(names::NOTIFICATIONS) == 5
-                && r.counter(names::DELIVERED) == 10
+                && r.counter(names::NOTIFICATIONS_QUEUED) == 10
+                && r.counter(names::NOTIFICATIONS_TAKEN) == 5
                 && r.counter(&keep_latest) == 4
                 && r.gauge(names::SUBSCRIBERS) == 2.0
         })
         .await;
     assert_eq!(registry.counter(names::NOTIFICATIONS), 5);
     assert_eq!(
-        registry.counter(names::DELIVERED),
+        registry.counter(names::NOTIFICATIONS_QUEUED),
         10,
         "5 to each subscriber"
+    );
+    assert_eq!(
+        registry.counter(names::NOTIFICATIONS_TAKEN),
+        5,
+        "all 5 by the subscription that read them, none by the keep-latest one"
     );
     let bytes = 5 * ("metrics".len() as u64 + 1);
     assert_eq!(registry.counter(names::BYTES), bytes);

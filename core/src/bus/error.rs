@@ -9,19 +9,46 @@ use crate::{ChannelError, PayloadError};
 /// What went wrong with the transport, as the driver saw it.
 ///
 /// The driver hands one of these to [`Bus::handle_closed`](crate::bus::Bus::handle_closed)
-/// when connecting fails or an open transport fails or closes.
+/// when connecting fails or an open transport fails or closes. The bus
+/// shows it to the application (in [`BusError::Transport`], in
+/// [`Stats::last_error`](crate::bus::Stats::last_error)), so the two parts
+/// divide the work:
+///
+/// - [`kind`](Self::kind) says *what* failed, and decides whether retrying
+///   can help ([`BusError::is_transient`]: only [`Tls`](TransportErrorKind::Tls)
+///   is permanent);
+/// - [`message`](Self::message) says *where and why*, without repeating the
+///   kind: the address or socket tried, when connecting, and the error text
+///   of the OS or TLS library (`io::Error`'s `Display` is right as it is).
+///
+/// `Display` is always `<the kind's phrase>: <message>` (the phrase alone
+/// when the message is empty), whatever the kind:
+///
+/// ```
+/// use pgnotify_core::bus::{TransportError, TransportErrorKind};
+///
+/// let refused = TransportError::new(
+///     TransportErrorKind::Connect,
+///     "db.example (192.0.2.7:5432): Connection refused (os error 111)",
+/// );
+/// assert_eq!(
+///     refused.to_string(),
+///     "could not connect: db.example (192.0.2.7:5432): Connection refused (os error 111)"
+/// );
+/// let eof = TransportError::new(TransportErrorKind::Closed, "end of stream");
+/// assert_eq!(eof.to_string(), "the connection was closed: end of stream");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransportError {
     /// The kind of failure.
     pub kind: TransportErrorKind,
-    /// The driver's description (for example the OS error). For the
-    /// connecting kinds (`Resolve`, `Connect`, `ConnectTimedOut`) it is a
-    /// whole sentence naming the target and is displayed alone.
+    /// Where and why, in the driver's words, without the kind's own phrase
+    /// (see the type's docs).
     pub message: String,
 }
 
 impl TransportError {
-    /// A transport error of `kind` with a description.
+    /// A transport error of `kind`; `message` says where and why.
     pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -34,47 +61,47 @@ impl TransportError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportErrorKind {
-    /// The host name could not be resolved.
+    /// The host name could not be resolved, or resolved to no address.
     Resolve,
     /// The TCP or unix-socket connection could not be opened.
     Connect,
-    /// Opening the connection took longer than `connect_timeout`.
+    /// Opening the connection took longer than the driver allowed
+    /// ([`ConnectTarget::connect_timeout`](crate::bus::ConnectTarget::connect_timeout)
+    /// per address).
     ConnectTimedOut,
     /// The TLS handshake or certificate verification failed: the server's
     /// certificate is not trusted, or the roots could not be loaded. Not
     /// transient (see [`BusError::is_transient`]); a driver reports a
     /// connection that broke during the handshake as [`Io`](Self::Io).
     Tls,
-    /// The server closed the connection.
+    /// The connection was closed: the server ended the stream, or the
+    /// driver stopped.
     Closed,
     /// Reading or writing failed.
     Io,
 }
 
+impl TransportErrorKind {
+    /// The phrase `Display` puts before a [`TransportError`]'s message.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Self::Resolve => "could not resolve the host name",
+            Self::Connect => "could not connect",
+            Self::ConnectTimedOut => "connecting timed out",
+            Self::Tls => "TLS failed",
+            Self::Closed => "the connection was closed",
+            Self::Io => "the connection failed",
+        }
+    }
+}
+
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
-            TransportErrorKind::Resolve => "could not resolve the host",
-            TransportErrorKind::Connect => "could not connect",
-            TransportErrorKind::ConnectTimedOut => "connecting timed out",
-            TransportErrorKind::Tls => "TLS failed",
-            TransportErrorKind::Closed => "the server closed the connection",
-            TransportErrorKind::Io => "the connection failed",
-        };
-        let describes_itself = matches!(
-            self.kind,
-            TransportErrorKind::Resolve
-                | TransportErrorKind::Connect
-                | TransportErrorKind::ConnectTimedOut
-        );
+        let phrase = self.kind.phrase();
         if self.message.is_empty() {
-            f.write_str(what)
-        } else if describes_itself {
-            // Connecting fails with a sentence naming the target already
-            // ("could not connect to 10.0.0.1:5432: ..."); don't say it twice.
-            f.write_str(&self.message)
+            f.write_str(phrase)
         } else {
-            write!(f, "{what}: {}", self.message)
+            write!(f, "{phrase}: {}", self.message)
         }
     }
 }
@@ -90,9 +117,15 @@ pub enum BusError {
     /// The connection protocol failed: a protocol violation, a fatal server
     /// error (terminated backend, shutdown) or an authentication failure.
     Connection(ConnectionError),
-    /// The server did not finish the startup handshake in time.
+    /// A connection attempt took too long: from
+    /// [`Action::Connect`](crate::bus::Action::Connect) to the end of the
+    /// startup (transport, TLS, authentication, startup, the read-only
+    /// check), or the LISTENs of the new connection after it, each longer
+    /// than `connect_timeout` (when unset, `ping_interval + ping_timeout`,
+    /// 15 s by default). See "Timeouts" on [`Bus`](crate::bus::Bus).
     StartupTimedOut {
-        /// The time allowed.
+        /// The time allowed: `connect_timeout`, or `ping_interval +
+        /// ping_timeout` when it is unset.
         timeout: Duration,
     },
     /// Startup finished, but the server did not acknowledge the connection's
@@ -105,7 +138,7 @@ pub enum BusError {
     },
     /// A health ping was not answered in time: the connection is presumed dead.
     PingTimedOut {
-        /// The ping timeout.
+        /// The ping timeout (the `ping_timeout` setting).
         timeout: Duration,
     },
     /// The first ping's notification never came back although the server
@@ -146,7 +179,11 @@ impl fmt::Display for BusError {
             Self::Transport(e) => e.fmt(f),
             Self::Connection(e) => e.fmt(f),
             Self::StartupTimedOut { timeout } => {
-                write!(f, "the server did not complete the startup within {timeout:?}")
+                write!(
+                    f,
+                    "connecting to the server took longer than {timeout:?} (connect_timeout; \
+                     ping_interval + ping_timeout when it is unset)"
+                )
             }
             Self::ListenTimedOut { timeout } => write!(
                 f,
@@ -154,7 +191,8 @@ impl fmt::Display for BusError {
             ),
             Self::PingTimedOut { timeout } => write!(
                 f,
-                "a health ping was not answered within {timeout:?}; the connection is presumed dead"
+                "a health ping was not answered within {timeout:?} (ping_timeout); the \
+                 connection is presumed dead"
             ),
             Self::NotificationsNotDelivered => f.write_str(
                 "the server accepted NOTIFY but the notification never reached this connection's \

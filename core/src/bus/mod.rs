@@ -44,7 +44,7 @@ pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, T
 pub use registry::SubscriberId;
 pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
 
-use crate::config::{Config, TransactionPooler};
+use crate::config::{Config, ConfigError, SslMode, TransactionPooler};
 use crate::protocol::{CommandId, Connection, ConnectionEvent, QueryResult, ServerError};
 use crate::{
     ChannelError, Event, Notification, SubscribeOptions, validate_channel, validate_payload,
@@ -84,31 +84,149 @@ enum Purpose {
 /// Many subscribers over one PostgreSQL LISTEN connection, as a pure state
 /// machine.
 ///
-/// # Driving a bus
+/// The bus never does IO and never reads the clock. A *driver* owns it
+/// together with at most one transport (a byte stream to the server: TCP or
+/// a unix socket, with TLS if the driver has it) and one timer, and moves
+/// bytes, time and commands between them and the bus. This section is the
+/// whole contract between the two. `examples/blocking.rs` in this crate is
+/// a complete driver on `std` alone, kept as the reference for it;
+/// `pgnotify-driver` is the async one.
 ///
-/// The bus never does IO and never reads the clock. A driver owns it together
-/// with a transport and a timer, and:
+/// # The methods
 ///
-/// 1. feeds it inputs — [`handle_connected`](Self::handle_connected),
-///    [`handle_tls_established`](Self::handle_tls_established),
-///    [`handle_input`](Self::handle_input), [`handle_closed`](Self::handle_closed),
-///    [`handle_timeout`](Self::handle_timeout) — and application commands
-///    ([`subscribe`](Self::subscribe), [`unsubscribe`](Self::unsubscribe),
-///    [`notify`](Self::notify), [`bounce`](Self::bounce), [`close`](Self::close));
-/// 2. after each, drains the outputs in this order:
-///    [`poll_transmit`](Self::poll_transmit) (write the bytes),
-///    [`poll_action`](Self::poll_action) (connect, start TLS, disconnect),
-///    [`poll_event`](Self::poll_event) (wake subscribers, complete futures);
-/// 3. sleeps until [`poll_timeout`](Self::poll_timeout) or the next input,
-///    reading the socket only while [`wants_input`](Self::wants_input).
+/// As in quinn-proto, they fall into four kinds:
 ///
-/// Subscribers take their items in batches, with
-/// [`drain_batch`](Self::drain_batch) (shared, no copy per item) or
-/// [`drain_events`](Self::drain_events) (cloned into a `Vec<Event>`).
+/// - getters on `&self` ([`wants_input`](Self::wants_input),
+///   [`poll_timeout`](Self::poll_timeout), [`is_readable`](Self::is_readable),
+///   [`stats`](Self::stats), ...): they change nothing and create no output;
+/// - inputs from the transport and the timer:
+///   [`handle_connected`](Self::handle_connected),
+///   [`handle_tls_established`](Self::handle_tls_established),
+///   [`handle_input`](Self::handle_input), [`handle_closed`](Self::handle_closed),
+///   [`handle_timeout`](Self::handle_timeout),
+///   [`handle_server_queue_usage`](Self::handle_server_queue_usage);
+/// - application commands: [`subscribe`](Self::subscribe),
+///   [`unsubscribe`](Self::unsubscribe), [`notify`](Self::notify),
+///   [`bounce`](Self::bounce), [`close`](Self::close), and taking a
+///   subscriber's items: [`drain_events`](Self::drain_events),
+///   [`drain_batch`](Self::drain_batch), [`lend_batch`](Self::lend_batch);
+/// - outputs: [`poll_transmit`](Self::poll_transmit),
+///   [`poll_action`](Self::poll_action), [`poll_event`](Self::poll_event).
 ///
-/// The methods fall into four kinds, as in quinn-proto: getters on `&self`;
-/// `handle_*` for input from the network or the timer; application commands;
-/// `poll_*` for outputs.
+/// # The drive loop
+///
+/// Every input and every command may create output, and so does acting on
+/// output: `handle_connected` after an [`Action::Connect`] queues the
+/// startup message, `handle_closed` may queue the next `Connect` at once,
+/// a drain may announce its subscriber again or resume reading. So after
+/// any call that is not a getter, the driver drains the three outputs, in
+/// this order, **until one whole pass finds nothing**:
+///
+/// ```text
+/// loop {
+///     poll_transmit(buf)  -> write all of buf to the transport
+///     poll_action()*      -> act on each (connect, start TLS, disconnect, check the server queue)
+///     poll_event()*       -> dispatch each (wake or drain subscribers, finish publishes, report)
+///     if none of the three gave anything: break
+/// }
+/// ```
+///
+/// Acting on an action or an event inside the pass, with the `handle_*` or
+/// drain call it asks for (a blocking driver connects and calls
+/// `handle_connected` at once), is fine: the next pass picks up what that
+/// created. Then the driver waits for the first of: input on the transport,
+/// read only while [`wants_input`](Self::wants_input) (feed it with
+/// `handle_input`); the instant [`poll_timeout`](Self::poll_timeout)
+/// returned (call `handle_timeout`); a command from the application. And
+/// drains again.
+///
+/// What each output gives, and when:
+///
+/// - [`poll_transmit`](Self::poll_transmit) appends *everything* queued so
+///   far to the buffer in one call and returns whether it appended
+///   anything; the next call returns `false` until something new is
+///   queued. It gives bytes only while a transport is open: after
+///   `handle_connected` and before the bus's [`Action::Disconnect`] or the
+///   driver's `handle_closed`. Bytes the driver could not write before the
+///   transport ended are thrown away, never sent on the next connection.
+///   Bytes given before `handle_tls_established` are plaintext (the
+///   SSLRequest); after it, they go through TLS.
+/// - [`poll_action`](Self::poll_action) gives each [`Action`] once, in
+///   order. At most one transport is wanted at a time: a `Connect` always
+///   comes after the previous transport ended (`Disconnect`, or the driver's
+///   `handle_closed`). `StartTls` comes only on an open transport whose
+///   server accepted TLS. `Disconnect` means: write what `poll_transmit`
+///   gave before it, then close the transport, or abandon a connect still
+///   in progress; no `handle_closed` follows. `CheckServerQueue` asks for a
+///   second, short session beside the listening one (see the action).
+/// - [`poll_event`](Self::poll_event) gives each [`BusEvent`] once, in order.
+/// - [`poll_timeout`](Self::poll_timeout) is the next instant at which
+///   `handle_timeout` must be called; `None` means no timer. Any call may
+///   move it, so read it again before every wait. Calling `handle_timeout`
+///   early is harmless (nothing that is not due happens); late only delays
+///   what was due.
+///
+/// # Subscribers: readiness is level-triggered
+///
+/// [`BusEvent::SubscriberReadable`] says a subscriber has items queued. It
+/// is sent when its queue becomes non-empty, and sent again by every drain
+/// ([`drain_events`](Self::drain_events), [`drain_batch`](Self::drain_batch),
+/// [`lend_batch`](Self::lend_batch)) that returns with items still queued,
+/// whatever its `max`. So a driver may take any number of items per
+/// announcement, all of them or a bounded batch, and strands none: as long
+/// as it drains once per `SubscriberReadable` and keeps draining the
+/// outputs, the subscriber is announced again until its queue is empty.
+/// [`is_readable`](Self::is_readable) reads the same level at any time. An
+/// announcement may be stale (its items were taken already): the drain
+/// then returns nothing. A drain with `max` 0 takes nothing and announces
+/// again, so answering each announcement with an empty drain never ends.
+/// [`Stats::notifications_queued`] and [`Stats::notifications_taken`]
+/// count both sides.
+///
+/// # Timeouts
+///
+/// Every timer is the bus's own and reaches the driver through
+/// `poll_timeout`, except the per-address connect limit and TCP keepalive,
+/// which only the driver can apply. The settings are [`Config`]'s (URL
+/// parameters of the same names):
+///
+/// | what is bounded | setting (default) | when it expires |
+/// |---|---|---|
+/// | one attempt, from `Action::Connect` to the end of the startup: the transport, TLS, authentication, the startup itself and the read-only check of `target_session_attrs`, one budget for all | `connect_timeout` (unset: `ping_interval + ping_timeout`, 15 s) | [`BusError::StartupTimedOut`] in [`BusEvent::ConnectFailed`]; the next host, or the backoff |
+/// | the LISTENs of a new connection, a budget of the same length of their own | as above | as above |
+/// | opening one address (the driver's) | [`ConnectTarget::connect_timeout`], which is `connect_timeout`; `None`: no limit of the driver's own, the attempt's deadline still applies | the driver reports [`TransportErrorKind::ConnectTimedOut`] and may try the next address |
+/// | a health ping's answer, one sent every `ping_interval` (10 s); suspended while reading is paused on purpose | `ping_timeout` (5 s) | [`BusError::PingTimedOut`]: the connection is replaced |
+/// | the wait before a reconnect | `backoff_min` (100 ms) to `backoff_max` (10 s); the first retry is immediate | the next `Action::Connect` |
+/// | a publish waiting for a connection | `publish_timeout` (5 s) | [`NotifyError::NotConnected`] |
+/// | a full `Absorb` subscriber that consumes nothing | its `stall_limit` (5 s) | it drops instead of pausing the reading |
+/// | checking the server's queue while reading is paused | every second (fixed) | [`Action::CheckServerQueue`] |
+/// | `close` waiting for `UNLISTEN *` | `ping_timeout` | closed anyway |
+/// | TCP keepalive, `TCP_USER_TIMEOUT` (the driver's socket) | `keepalives*`, `tcp_user_timeout` in [`ConnectTarget::keepalive`] | the OS fails the socket; the driver reports [`TransportErrorKind::Io`] |
+///
+/// A blocking driver cannot act on the timer while it waits in a connect
+/// or a name lookup, so it bounds each connect itself (the example uses
+/// `connect_timeout`, else 10 s); the attempt's deadline then fails an
+/// attempt that took too long as soon as `handle_timeout` runs.
+///
+/// # Drivers without TLS
+///
+/// [`Bus::new`] is for a driver that can run TLS when asked
+/// ([`Action::StartTls`]): with the default `sslmode=prefer`, a server that
+/// offers TLS gets it. A driver without TLS makes its bus with
+/// [`Bus::without_tls`]: `disable` and `prefer` then connect in plain text
+/// (no SSLRequest is sent, so `StartTls` never comes) and `require`,
+/// `verify-ca` and `verify-full` are refused with
+/// [`ConfigError::TlsUnavailable`], as a libpq built without SSL support
+/// refuses them.
+///
+/// # Transport errors
+///
+/// When connecting fails or the transport fails or closes, the driver calls
+/// `handle_closed` with a [`TransportError`]: its kind says what failed and
+/// whether retrying can help (only [`TransportErrorKind::Tls`] is
+/// permanent), its message says where and why without repeating the kind
+/// (the address tried; the OS or TLS library's error text). It is shown as
+/// `<kind's phrase>: <message>`.
 ///
 /// ```
 /// use std::time::Instant;
@@ -177,7 +295,8 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// A bus for `config` that asks to connect at once.
+    /// A bus for `config` that asks to connect at once, for a driver that
+    /// can run TLS when asked ([`Action::StartTls`]).
     pub fn new(config: Config, now: Instant) -> Self {
         let pinger = Pinger::new(config.ping_interval(), config.ping_timeout());
         let backoff = Backoff::new(config.backoff_min(), config.backoff_max(), config.seed());
@@ -214,6 +333,45 @@ impl Bus {
         };
         bus.start_attempt(now);
         bus
+    }
+
+    /// A bus for a driver that has no TLS, which asks to connect at once.
+    ///
+    /// As with a libpq built without SSL support: `sslmode=disable` and
+    /// `sslmode=prefer` connect in plain text, without asking the server
+    /// for TLS (no SSLRequest is sent, and [`Action::StartTls`] never
+    /// comes), and the modes that require TLS are refused, since no
+    /// connection could satisfy them. The bus runs with `sslmode=disable`,
+    /// and its [`config`](Self::config) says so.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::TlsUnavailable`] for `sslmode=require`, `verify-ca`
+    /// and `verify-full` (also implied by `sslrootcert=system`).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use pgnotify_core::bus::Bus;
+    /// use pgnotify_core::config::{Config, ConfigError, SslMode};
+    ///
+    /// let prefer = Config::parse("postgres://app@db.example/app")?;
+    /// let bus = Bus::without_tls(prefer, Instant::now())?;
+    /// assert_eq!(bus.config().ssl_mode(), SslMode::Disable);
+    ///
+    /// let require = Config::parse("postgres://app@db.example/app?sslmode=require")?;
+    /// assert!(matches!(
+    ///     Bus::without_tls(require, Instant::now()),
+    ///     Err(ConfigError::TlsUnavailable { ssl_mode: SslMode::Require })
+    /// ));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn without_tls(config: Config, now: Instant) -> Result<Self, ConfigError> {
+        let config = match config.ssl_mode() {
+            SslMode::Disable => config,
+            SslMode::Prefer => config.to_builder().ssl_mode(SslMode::Disable).build()?,
+            ssl_mode => return Err(ConfigError::TlsUnavailable { ssl_mode }),
+        };
+        Ok(Self::new(config, now))
     }
 
     // ---------------------------------------------------------------- getters
@@ -259,6 +417,14 @@ impl Bus {
     /// Where subscriber `id` stands.
     pub fn subscriber_status(&self, id: SubscriberId) -> SubscriberStatus {
         self.subscribers.status(id)
+    }
+
+    /// Whether subscriber `id` has items queued (notifications or gaps): the
+    /// level that [`BusEvent::SubscriberReadable`] announces (see
+    /// "Subscribers: readiness is level-triggered" above). False for an
+    /// unknown subscriber.
+    pub fn is_readable(&self, id: SubscriberId) -> bool {
+        self.subscribers.is_readable(id)
     }
 
     /// How many notifications subscriber `id` has been delivered and not
@@ -596,7 +762,13 @@ impl Bus {
 
     // ------------------------------------------------------------------ outputs
 
-    /// Appends bytes to write to the transport; true if there were any.
+    /// Appends everything queued for the transport to `buf`; true if there
+    /// was anything.
+    ///
+    /// One call gives all of it. Bytes come only while a transport is open
+    /// (after [`handle_connected`](Self::handle_connected), before
+    /// [`Action::Disconnect`] or [`handle_closed`](Self::handle_closed));
+    /// see "The drive loop" above.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
         self.conn.as_mut().is_some_and(|c| c.poll_transmit(buf))
     }
@@ -623,12 +795,12 @@ impl Bus {
         .min()
     }
 
-    /// The next thing the driver must do.
+    /// The next thing the driver must do; each action is given once.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
-    /// The next event for the driver.
+    /// The next event for the driver; each event is given once.
     pub fn poll_event(&mut self) -> Option<BusEvent> {
         self.events.pop_front()
     }
@@ -637,7 +809,10 @@ impl Bus {
     /// and returns its status after the hand-off.
     ///
     /// One call per batch: a subscriber task takes everything it can hold at
-    /// once. Draining a full `Backpressure` queue lets reading resume.
+    /// once. If items remain, the subscriber is announced again
+    /// ([`BusEvent::SubscriberReadable`]; readiness is level-triggered, see
+    /// above), so a bounded `max` strands nothing. Draining a full
+    /// `Backpressure` queue lets reading resume. Drain the outputs after it.
     pub fn drain_events(
         &mut self,
         now: Instant,
@@ -645,7 +820,11 @@ impl Bus {
         out: &mut Vec<Event>,
         max: usize,
     ) -> SubscriberStatus {
-        let status = self.subscribers.drain(now, id, out, max);
+        let drained = subscribers::Drained {
+            events: &mut self.events,
+            stats: &mut self.stats,
+        };
+        let status = self.subscribers.drain(now, id, out, max, drained);
         self.update_backpressure_after_change(Some(now));
         status
     }
@@ -657,7 +836,9 @@ impl Bus {
     /// takes the shared segments the notifications were fanned out in, so
     /// the hand-off touches no reference count per item and reading the
     /// batch by reference ([`EventBatch::iter`]) none at all. Gaps count as
-    /// items. Draining a full `Backpressure` queue lets reading resume.
+    /// items. As with `drain_events`, a drain that leaves items announces
+    /// the subscriber again, and draining a full `Backpressure` queue lets
+    /// reading resume.
     pub fn drain_batch(
         &mut self,
         now: Instant,
@@ -692,7 +873,13 @@ impl Bus {
         max: usize,
         lend: bool,
     ) -> SubscriberStatus {
-        let status = self.subscribers.drain_batch(now, id, out, max, lend);
+        let drained = subscribers::Drained {
+            events: &mut self.events,
+            stats: &mut self.stats,
+        };
+        let status = self
+            .subscribers
+            .drain_batch(now, id, out, max, lend, drained);
         self.update_backpressure_after_change(Some(now));
         status
     }
@@ -1232,12 +1419,15 @@ impl Bus {
     }
 
     fn finish_close(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
-            conn.terminate();
-        }
-        // A transport the driver already reported closed needs no Disconnect.
         if self.transport_open {
+            if let Some(conn) = self.conn.as_mut() {
+                conn.terminate();
+            }
             self.actions.push_back(Action::Disconnect);
+        } else {
+            // The driver reported the transport closed: no Terminate, since
+            // `poll_transmit` gives nothing without a transport.
+            self.conn = None;
         }
         self.transport_open = false;
         self.pinger.stop();

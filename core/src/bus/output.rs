@@ -29,13 +29,15 @@ pub enum Action {
     /// Open a transport to this host, then call
     /// [`Bus::handle_connected`](crate::bus::Bus::handle_connected), or
     /// [`Bus::handle_closed`](crate::bus::Bus::handle_closed) if it fails.
+    /// Comes only when no transport is open or opening.
     Connect(ConnectTarget),
     /// The server accepted TLS: run the handshake on the open transport, then
     /// call [`Bus::handle_tls_established`](crate::bus::Bus::handle_tls_established)
     /// (or `handle_closed` with a TLS error).
     StartTls(TlsTarget),
-    /// Flush what `poll_transmit` gave, then close the transport. The bus
-    /// already knows; no `handle_closed` is needed.
+    /// Flush what `poll_transmit` gave, then close the transport, or
+    /// abandon the connect or TLS handshake in progress. The bus already
+    /// knows; no `handle_closed` is needed.
     Disconnect,
     /// Reading is paused for an absorbing subscriber: open a second, short
     /// session with these settings, run it with
@@ -53,7 +55,10 @@ pub enum Action {
 pub struct ConnectTarget {
     /// The host (TCP or unix socket directory) and port.
     pub host: HostSpec,
-    /// Give up connecting after this long.
+    /// Give up opening one address after this long (the `connect_timeout`
+    /// setting), then try the host's next address, if any. `None`: no limit
+    /// of the driver's own; the bus's deadline for the whole attempt (in
+    /// [`Bus::poll_timeout`](crate::bus::Bus::poll_timeout)) still applies.
     pub connect_timeout: Option<Duration>,
     /// TCP keepalive and `TCP_USER_TIMEOUT` settings to apply.
     pub keepalive: Keepalive,
@@ -101,8 +106,12 @@ pub enum SubscriberStatus {
 pub enum BusEvent {
     /// The server acknowledged the subscriber's LISTEN: `subscribe` may complete.
     SubscriberReady(SubscriberId),
-    /// The subscriber's queue became non-empty: wake its task. Sent once
-    /// until the subscriber drains its queue.
+    /// The subscriber has items queued: wake its task, or drain it. Sent
+    /// when its queue becomes non-empty, and again after every drain that
+    /// leaves items queued, so a driver that drains once per announcement,
+    /// in batches of any size, takes everything (readiness is
+    /// level-triggered; see [`Bus`](crate::bus::Bus)). May be stale: the
+    /// items may have been taken already.
     SubscriberReadable(SubscriberId),
     /// The subscriber's stream ended (queued items remain readable).
     SubscriberEnded(SubscriberId, EndReason),

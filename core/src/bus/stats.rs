@@ -31,8 +31,27 @@ pub struct Stats {
     pub subscribers: usize,
     /// Notifications received from the server, pings excluded.
     pub notifications_received: u64,
-    /// Notifications queued to subscribers (one per subscriber).
-    pub notifications_delivered: u64,
+    /// Notifications queued to subscribers, one per subscriber that queued
+    /// it (filtered ones excluded). Queued is not taken: see
+    /// [`notifications_taken`](Self::notifications_taken).
+    ///
+    /// Called `notifications_delivered` before issue 22; the name said
+    /// more than it counted.
+    pub notifications_queued: u64,
+    /// Notifications subscribers' drivers took out of their queues
+    /// ([`Bus::drain_events`](crate::bus::Bus::drain_events),
+    /// [`drain_batch`](crate::bus::Bus::drain_batch),
+    /// [`lend_batch`](crate::bus::Bus::lend_batch)); gaps are not counted.
+    ///
+    /// What was queued and not taken is still queued
+    /// ([`queued_items`](Self::queued_items), gaps aside), was discarded from
+    /// the queue by `DropOldest` or `KeepLatest`
+    /// ([`dropped_oldest`](Self::dropped_oldest),
+    /// [`replaced_latest`](Self::replaced_latest)), or went with a queue
+    /// that was unsubscribed. Items taken by `lend_batch` count here when
+    /// lent; [`lent_items`](Self::lent_items) is what of them the application
+    /// has not consumed yet.
+    pub notifications_taken: u64,
     /// Bytes of channel and payload text received, pings excluded.
     pub bytes_received: u64,
     /// Notifications discarded by the `DropOldest` policy.

@@ -50,7 +50,8 @@ struct Subscriber {
     /// Lived through an outage: a `Gap::Reconnected` is owed before its
     /// next item from the new connection.
     owes_reconnect_gap: bool,
-    /// `SubscriberReadable` was sent and the queue not drained since.
+    /// `SubscriberReadable` was sent and the queue not emptied since (a
+    /// drain that leaves items sends it again: readiness is level-triggered).
     readable_signalled: bool,
     /// Listed in `Subscribers::holding`.
     holding_back: bool,
@@ -362,7 +363,7 @@ impl Subscribers {
                 // The queue has ended: nothing more is delivered to it.
                 continue;
             }
-            stats.notifications_delivered += pushed.queued;
+            stats.notifications_queued += pushed.queued;
             if s.queue.policy() == OverflowPolicy::KeepLatest {
                 stats.replaced_latest += pushed.replaced;
             } else {
@@ -386,7 +387,8 @@ impl Subscribers {
 
     /// Hands up to `max` items of `id` over to `out` by reference (whole
     /// spans, no clone per item); `lend`: the notifications stay charged to
-    /// `id`'s capacity until its consumer reports them consumed.
+    /// `id`'s capacity until its consumer reports them consumed. Counts the
+    /// notifications taken in `stats`.
     pub(crate) fn drain_batch(
         &mut self,
         now: Instant,
@@ -394,39 +396,61 @@ impl Subscribers {
         out: &mut EventBatch,
         max: usize,
         lend: bool,
+        drained: Drained<'_>,
     ) -> SubscriberStatus {
         let Some(s) = self.table.get_mut(&id) else {
             return SubscriberStatus::Unknown;
         };
+        let before = s.queue.len();
         if lend {
             s.queue.lend_batch(out, max);
         } else {
             s.queue.drain_batch(out, max);
         }
-        self.after_drain(now, id)
+        drained.stats.notifications_taken += (before - s.queue.len()) as u64;
+        self.after_drain(now, id, drained.events)
     }
 
-    /// Moves up to `max` items of `id` into `out`.
+    /// Moves up to `max` items of `id` into `out`. Counts the notifications
+    /// taken in `stats`.
     pub(crate) fn drain(
         &mut self,
         now: Instant,
         id: SubscriberId,
         out: &mut Vec<Event>,
         max: usize,
+        drained: Drained<'_>,
     ) -> SubscriberStatus {
         let Some(s) = self.table.get_mut(&id) else {
             return SubscriberStatus::Unknown;
         };
+        let before = s.queue.len();
         s.queue.drain_into(out, max);
-        self.after_drain(now, id)
+        drained.stats.notifications_taken += (before - s.queue.len()) as u64;
+        self.after_drain(now, id, drained.events)
     }
 
-    /// Re-arms the readable signal and releases backpressure after `id`'s
-    /// consumer took items; returns its status.
-    fn after_drain(&mut self, now: Instant, id: SubscriberId) -> SubscriberStatus {
+    /// Whether `id` has anything queued (a notification or a gap).
+    pub(crate) fn is_readable(&self, id: SubscriberId) -> bool {
+        self.table.get(&id).is_some_and(|s| !s.queue.is_empty())
+    }
+
+    /// After `id`'s consumer came for items: announces it again if items
+    /// remain (readiness is level-triggered, so a bounded drain never
+    /// strands the rest), re-arms the signal once it is empty, and releases
+    /// backpressure; returns its status.
+    fn after_drain(
+        &mut self,
+        now: Instant,
+        id: SubscriberId,
+        events: &mut VecDeque<BusEvent>,
+    ) -> SubscriberStatus {
         if let Some(s) = self.table.get_mut(&id) {
             if s.queue.is_empty() {
                 s.readable_signalled = false;
+            } else {
+                s.readable_signalled = true;
+                events.push_back(BusEvent::SubscriberReadable(id));
             }
             if s.holding_back {
                 if s.queue.blocks_input() {
@@ -458,6 +482,13 @@ impl Subscribers {
             stats.largest_queue = stats.largest_queue.max(s.queue.len());
         }
     }
+}
+
+/// Where a drain reports: the bus's events (a re-announcement) and its
+/// counters (notifications taken).
+pub(crate) struct Drained<'a> {
+    pub(crate) events: &'a mut VecDeque<BusEvent>,
+    pub(crate) stats: &'a mut Stats,
 }
 
 /// What a subscriber's filter kept of a segment.
@@ -544,7 +575,11 @@ mod tests {
         assert_eq!(subs.release_stalled(t0 + limit / 2), 0, "not yet due");
         // It takes a lent batch: still full (the batch counts), clock restarted.
         let mut batch = EventBatch::new();
-        subs.drain_batch(t0 + limit / 2, id, &mut batch, usize::MAX, true);
+        let drained = Drained {
+            events: &mut events,
+            stats: &mut stats,
+        };
+        subs.drain_batch(t0 + limit / 2, id, &mut batch, usize::MAX, true, drained);
         assert_eq!(subs.backpressured(), 1);
         assert_eq!(subs.next_stall_deadline(), Some(t0 + limit / 2 + limit));
         // It consumes one item before the deadline: room, so it stops

@@ -109,6 +109,13 @@ pub enum ConfigError {
         /// The weaker mode that was asked for.
         ssl_mode: SslMode,
     },
+    /// The `sslmode` requires TLS and the driver has none (a bus made with
+    /// [`Bus::without_tls`](crate::bus::Bus::without_tls)); refused as a
+    /// libpq built without SSL support refuses it.
+    TlsUnavailable {
+        /// The mode that was asked for (`require`, `verify-ca` or `verify-full`).
+        ssl_mode: SslMode,
+    },
 }
 
 impl ConfigError {
@@ -190,6 +197,11 @@ impl fmt::Display for ConfigError {
             Self::SystemRootsNeedVerifyFull { ssl_mode } => write!(
                 f,
                 "sslrootcert=system requires sslmode=verify-full, but sslmode is {ssl_mode}"
+            ),
+            Self::TlsUnavailable { ssl_mode } => write!(
+                f,
+                "sslmode={ssl_mode} requires TLS, which this driver does not have; use \
+                 sslmode=prefer or sslmode=disable, or a driver with TLS"
             ),
         }
     }

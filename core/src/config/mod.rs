@@ -455,8 +455,17 @@ impl Config {
         self.ssl_root_cert == Some(SslRootCert::System)
     }
 
-    /// How long one connection attempt may take; `None` means no limit.
-    /// Whole seconds, at least two, as in libpq.
+    /// How long one connection attempt may take; whole seconds, at least
+    /// two, as in libpq.
+    ///
+    /// It bounds more than libpq's: the driver's connect to each address
+    /// ([`ConnectTarget::connect_timeout`](crate::bus::ConnectTarget::connect_timeout)),
+    /// and, as one budget, everything from the bus's `Connect` to the end
+    /// of the startup (transport, TLS, authentication, startup), then the
+    /// LISTENs of the new connection with a budget of their own. `None`
+    /// leaves the per-address connect unbounded and gives the attempt
+    /// `ping_interval + ping_timeout` (15 s by default); see "Timeouts" on
+    /// [`Bus`](crate::bus::Bus).
     pub fn connect_timeout(&self) -> Option<Duration> {
         self.connect_timeout
     }

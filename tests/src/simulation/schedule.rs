@@ -298,10 +298,14 @@ impl World {
                     self.settle()?;
                     if self.is_quiet() {
                         self.check_convergence()?;
-                        // Fast consumers are drained already: their tails
-                        // can be checked without changing the schedule.
+                        // Fast consumers are drained already, and so are
+                        // those drained per announcement (readiness is
+                        // level-triggered): their tails can be checked
+                        // without changing the schedule.
                         if let Some(current) = self.link_id() {
-                            for s in self.subs.iter().filter(|s| s.consumer == Consumer::Fast) {
+                            for s in self.subs.iter().filter(|s| {
+                                matches!(s.consumer, Consumer::Fast | Consumer::Announced)
+                            }) {
                                 s.check_tail(&self.notes, current, &mut self.stats.checks)?;
                             }
                         }

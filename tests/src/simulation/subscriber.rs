@@ -16,6 +16,10 @@ pub(crate) enum Consumer {
     Slow,
     /// Never drains until the schedule ends.
     Never,
+    /// Drains one batch each time the bus announces it
+    /// (`SubscriberReadable`), and at no other time: a driver that relies
+    /// on level-triggered readiness.
+    Announced,
 }
 
 /// A stretch of time during which the subscriber was owed every

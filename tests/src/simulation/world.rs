@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pgnotify_core::bus::{
     Action, Bus, BusError, BusEvent, CheckKind, EventBatch, NotifyError, PublishId,
-    ServerQueueCheck, SubscriberStatus, TransportError, TransportErrorKind,
+    ServerQueueCheck, SubscriberId, SubscriberStatus, TransportError, TransportErrorKind,
 };
 use pgnotify_core::config::{Config, HostSpec, SslMode, TargetSessionAttrs};
 use pgnotify_core::{EndReason, Event};
@@ -188,6 +188,9 @@ pub struct World {
     pub(crate) detections: Vec<Duration>,
     /// Print every action, event and fault (`PGNOTIFY_SIM_TRACE`).
     tracing: bool,
+    /// Subscribers announced readable in the current pass, for the
+    /// consumers that drain only when announced.
+    announced: Vec<SubscriberId>,
 }
 
 /// Whether a NotificationResponse body is a health ping's answer: a
@@ -298,6 +301,7 @@ impl World {
             generation: 0,
             close_called: false,
             closed_event: false,
+            announced: Vec::new(),
             options,
             stats: RunStats {
                 schedules: 1,
@@ -328,6 +332,12 @@ impl World {
     /// Black-hole detection times observed, in virtual time.
     pub fn detections(&self) -> &[Duration] {
         &self.detections
+    }
+
+    /// The notifications the `subscriber`-th subscription (in the order of
+    /// `subscribe`) has taken so far, checked against the model.
+    pub fn notifications_taken(&self, subscriber: usize) -> u64 {
+        self.subs[subscriber].delivered
     }
 
     /// The bus under test.
@@ -396,6 +406,20 @@ impl World {
             self.on_events(events)?;
             for action in actions {
                 self.on_action(action)?;
+            }
+            // One batch per announcement, as a driver that follows the
+            // level-triggered contract takes them: a drain that leaves items
+            // is announced again, in the next pass.
+            for id in std::mem::take(&mut self.announced) {
+                let announced = self
+                    .subs
+                    .iter()
+                    .position(|s| s.id == id && s.consumer == Consumer::Announced);
+                if let Some(i) = announced {
+                    let batch = self.subs[i].batch;
+                    self.take_items(i, batch)?;
+                    progress = true;
+                }
             }
             if !progress {
                 return Ok(any);
@@ -518,7 +542,7 @@ impl World {
             self.trace(format_args!("event {event:?}"));
             match event {
                 BusEvent::SubscriberReady(id) => self.on_ready(id)?,
-                BusEvent::SubscriberReadable(_) => {}
+                BusEvent::SubscriberReadable(id) => self.announced.push(id),
                 BusEvent::SubscriberEnded(id, reason) => {
                     let at = self.notes.len();
                     if let Some(s) = self.subs.iter_mut().find(|s| s.id == id) {
@@ -902,8 +926,17 @@ impl World {
         Ok(())
     }
 
-    /// Lets subscriber `i` drain up to `max` items; returns whether it got any.
+    /// Lets subscriber `i` drain up to `max` items, then drains the bus's
+    /// outputs; returns whether it got any.
     pub(crate) fn drain(&mut self, i: usize, max: usize) -> Result<bool, Violation> {
+        let got = self.take_items(i, max)?;
+        self.pump()?;
+        Ok(got)
+    }
+
+    /// Lets subscriber `i` take up to `max` items and checks them; returns
+    /// whether it got any. The bus's outputs are left to the caller.
+    fn take_items(&mut self, i: usize, max: usize) -> Result<bool, Violation> {
         let s = &self.subs[i];
         if s.finished || (s.unsubscribed && !self.rng.chance(1, 8)) {
             return Ok(false);
@@ -976,12 +1009,36 @@ impl World {
             SubscriberStatus::Unknown => s.finished = true,
             _ => {}
         }
-        self.pump()?;
         Ok(!out.is_empty())
     }
 
     /// Checks after every step.
     pub(crate) fn check_step(&mut self) -> Result<(), Violation> {
+        // Invariant 2 through the drive contract: readiness is
+        // level-triggered, so a consumer that takes one bounded batch per
+        // announcement, and nothing otherwise, has nothing left queued once
+        // the outputs are drained. (Edge-triggered, it would strand the
+        // rest of every partial batch, silently.)
+        for s in self
+            .subs
+            .iter()
+            .filter(|s| s.consumer == Consumer::Announced && !s.finished && !s.unsubscribed)
+        {
+            self.stats.checks.hit(2);
+            if self.bus.is_readable(s.id) {
+                return Err(Violation::new(
+                    2,
+                    format!(
+                        "expected nothing queued for {}, which takes {} items per \
+                         SubscriberReadable, after the outputs were drained; got {} \
+                         notifications still queued and no announcement",
+                        s.id,
+                        s.batch,
+                        self.bus.pending(s.id)
+                    ),
+                ));
+            }
+        }
         // Invariant 6, per subscriber: what it was delivered and has not
         // consumed (queued, or lent and not reported) stays within its bound.
         for s in self.subs.iter().filter(|s| !s.finished) {
@@ -1186,6 +1243,11 @@ impl World {
                 // Every other slow consumer reads as the driver does: lent
                 // batches, consumed a few items at a time (no extra draw,
                 // so existing seeds keep their schedules).
+                if model.consumer == Consumer::Slow && id.as_u64() % 4 == 1 {
+                    // A quarter of the slow consumers drain only when the bus
+                    // announces them, one batch each time (no extra draw).
+                    model.consumer = Consumer::Announced;
+                }
                 if model.consumer == Consumer::Slow && id.as_u64() % 2 == 0 {
                     model.lending =
                         self.bus
@@ -1470,6 +1532,8 @@ pub enum ConsumerKind {
     Slow,
     /// Only at the end.
     Never,
+    /// A batch each time the bus announces it readable, and only then.
+    Announced,
 }
 
 impl From<ConsumerKind> for Consumer {
@@ -1478,6 +1542,7 @@ impl From<ConsumerKind> for Consumer {
             ConsumerKind::Fast => Consumer::Fast,
             ConsumerKind::Slow => Consumer::Slow,
             ConsumerKind::Never => Consumer::Never,
+            ConsumerKind::Announced => Consumer::Announced,
         }
     }
 }

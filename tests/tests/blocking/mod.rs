@@ -426,10 +426,8 @@ impl BusDriver {
                         self.bus.handle_input(Instant::now(), &data);
                     }
                     Ok(ReadOutcome::Idle) => {}
-                    Ok(ReadOutcome::Eof) => self.transport_failed(
-                        TransportErrorKind::Closed,
-                        "the server closed the connection".to_owned(),
-                    ),
+                    Ok(ReadOutcome::Eof) => self
+                        .transport_failed(TransportErrorKind::Closed, "end of stream".to_owned()),
                     Err(e) => self.transport_failed(TransportErrorKind::Io, e.to_string()),
                 }
             }
