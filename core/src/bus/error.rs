@@ -129,8 +129,8 @@ pub enum BusError {
         timeout: Duration,
     },
     /// Startup finished, but the server did not acknowledge the connection's
-    /// LISTENs in time (the same per-attempt budget as
-    /// [`StartupTimedOut`](Self::StartupTimedOut): `connect_timeout`, or
+    /// LISTENs in time: a budget of its own, as long as the one of
+    /// [`StartupTimedOut`](Self::StartupTimedOut) (`connect_timeout`, or
     /// `ping_interval + ping_timeout` when it is unset).
     ListenTimedOut {
         /// The time allowed for the whole attempt.
@@ -187,7 +187,8 @@ impl fmt::Display for BusError {
             }
             Self::ListenTimedOut { timeout } => write!(
                 f,
-                "LISTEN was not acknowledged within {timeout:?} of starting the connection"
+                "LISTEN was not acknowledged within {timeout:?} of the end of startup \
+                 (connect_timeout; ping_interval + ping_timeout when it is unset)"
             ),
             Self::PingTimedOut { timeout } => write!(
                 f,

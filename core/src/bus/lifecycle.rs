@@ -66,7 +66,8 @@ pub(crate) fn is_read_only_error(e: &ServerError) -> bool {
 }
 
 impl Bus {
-    /// How long an attempt may take from `Action::Connect` to listening.
+    /// How long an attempt may take from `Action::Connect` to the end of
+    /// startup, and again from there to its LISTENs' acknowledgement.
     fn attempt_timeout(&self) -> Duration {
         self.config
             .connect_timeout()
