@@ -324,7 +324,7 @@ fn connect_and_startup_share_connect_timeout_and_the_listens_get_their_own() {
         .expect("the attempt failed");
     assert_eq!(
         failed,
-        BusError::StartupTimedOut {
+        BusError::ListenTimedOut {
             timeout: 3 * second
         }
     );

@@ -344,6 +344,11 @@ fn notify_round_trips_and_a_server_refusal_fails_only_that_publish() {
     );
     let stats = d.bus().stats();
     assert_eq!((stats.published, stats.publish_failures), (2, 1));
+    // "€" and "after" queued behind "café" and shared a transaction (group
+    // commit); the server refused it whole, and each was sent again alone,
+    // so "after" did not fail with "€".
+    assert_eq!(stats.group_retries, 1, "{stats:?}");
+    assert_eq!(stats.publish_transactions, 4, "{stats:?}");
 }
 
 #[test]

@@ -248,8 +248,9 @@ impl<R> Listener<R> {
     /// publishing at once pay one commit per round trip rather than one
     /// each; a lone call goes out at once. Two identical (channel, payload)
     /// pairs never share a transaction (PostgreSQL would fold them into
-    /// one delivery). A transaction that fails fails every call in it, with
-    /// the server's error.
+    /// one delivery). A shared transaction the server refuses is rolled back
+    /// whole and its calls are sent again one by one, so a call fails only
+    /// for its own error.
     ///
     /// Each call gets exactly one result. Arguments are checked before
     /// anything is sent. While disconnected the notification waits up to

@@ -73,7 +73,13 @@ enum Purpose {
     /// `SELECT pg_listening_channels()` compared with the registry.
     ListenCheck,
     /// Applications' publishes, in one transaction.
-    Publish(Vec<PublishId>),
+    Publish {
+        ids: Vec<PublishId>,
+        /// For a group of several `notify` calls: each call, to send again
+        /// alone should the group fail (its transaction rolled back, so
+        /// nothing was delivered), so that only a failing call fails.
+        retry: Option<Vec<WaitingPublish>>,
+    },
     /// `UNLISTEN *` on close.
     UnlistenAll,
     /// The `SET`s that turn the server's session timeouts off (see
@@ -990,9 +996,10 @@ impl Bus {
             return;
         };
         let ids = publishes.iter().map(|p| p.id).collect();
-        let items = publishes.into_iter().flat_map(|p| p.items).collect();
+        let items = publishes.iter().flat_map(|p| p.items.clone()).collect();
         let cmd = conn.publish_all(items);
-        self.commands.insert(cmd, Purpose::Publish(ids));
+        let retry = (publishes.len() > 1).then_some(publishes);
+        self.commands.insert(cmd, Purpose::Publish { ids, retry });
         self.publishes_in_flight += 1;
         self.stats.publish_transactions += 1;
     }
@@ -1247,12 +1254,25 @@ impl Bus {
                     self.compare_listening(now, &result);
                 }
             }
-            Purpose::Publish(ids) => {
-                let result = result.map(|_| ()).map_err(NotifyError::Server);
-                for id in ids {
-                    self.publish_done(id, result.clone());
-                }
+            Purpose::Publish { ids, retry } => {
                 self.publishes_in_flight = self.publishes_in_flight.saturating_sub(1);
+                match (result, retry) {
+                    (Err(_), Some(calls)) => {
+                        // Rolled back whole: each call again, alone and in
+                        // order, ahead of anything queued.
+                        self.stats.group_retries += 1;
+                        for call in calls {
+                            self.send_transaction(vec![call]);
+                        }
+                        return;
+                    }
+                    (result, _) => {
+                        let result = result.map(|_| ()).map_err(NotifyError::Server);
+                        for id in ids {
+                            self.publish_done(id, result.clone());
+                        }
+                    }
+                }
                 if self.publishes_in_flight == 0 && self.phase.accepts_commands() {
                     self.send_queued_publishes();
                 }
@@ -1447,7 +1467,7 @@ impl Bus {
             .commands
             .drain()
             .flat_map(|(_, p)| match p {
-                Purpose::Publish(ids) => ids,
+                Purpose::Publish { ids, .. } => ids,
                 _ => Vec::new(),
             })
             .collect();

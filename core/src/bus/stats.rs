@@ -114,6 +114,9 @@ pub struct Stats {
     /// Transactions sent to publish (one per `notify` without group
     /// commit; with it, fewer than publishes under load).
     pub publish_transactions: u64,
+    /// Group-commit transactions that failed and were sent again call by
+    /// call (a group fails whole; only the failing call may fail).
+    pub group_retries: u64,
     /// Notifications a subscriber's filter dropped before queuing them (one
     /// per subscriber); neither delivered nor overflow.
     pub notifications_filtered: u64,
