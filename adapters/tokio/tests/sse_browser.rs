@@ -8,7 +8,7 @@ mod browser;
 
 use std::time::Duration;
 
-use pgnotify_testkit::server::TestServer;
+use pgnotify_throwaway::server::TestServer;
 use pgnotify_tokio::Listener;
 use serde_json::Value;
 
