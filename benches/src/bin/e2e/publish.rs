@@ -51,9 +51,15 @@ pub(crate) fn run(server: &TestServer, args: &Args) {
                 } else {
                     "group_commit=off"
                 };
-                eprintln!("trial {trial} pgnotify on {} ({mode}): {elapsed:?}", exec.kind());
+                eprintln!(
+                    "trial {trial} pgnotify on {} ({mode}): {elapsed:?}",
+                    exec.kind()
+                );
                 rates
-                    .entry(format!("pgnotify on {} (Listener::notify, {mode})", exec.kind()))
+                    .entry(format!(
+                        "pgnotify on {} (Listener::notify, {mode})",
+                        exec.kind()
+                    ))
                     .or_default()
                     .push(n as f64 / elapsed.as_secs_f64());
             }
