@@ -17,29 +17,52 @@ Examples:
   seq 1 1000 | pgnotify notify jobs               # one NOTIFY per line, pipelined";
 
 const LISTEN_EXAMPLES: &str = "\
-Output: one line per event. JSON lines by default:
-  {\"type\":\"listening\",\"channels\":[\"jobs\"],\"generation\":1,\"backend_pid\":4242}
-  {\"type\":\"notification\",\"channel\":\"jobs\",\"payload\":\"42\",\"pid\":4250}
-  {\"type\":\"gap\",\"kind\":\"overflow\",\"missed\":3,\"channel\":\"jobs\"}
-  {\"type\":\"disconnected\",\"error\":\"...\"}
-  {\"type\":\"connected\",\"generation\":2}
-  {\"type\":\"gap\",\"kind\":\"reconnected\",\"generation\":2,\"channel\":\"jobs\"}
-A gap line means notifications may be missing there: resynchronise.
-A live status line goes to stderr when stdout is a terminal. Ctrl-C stops.
+Output: one line per event. JSON lines by default, each ending with \"ts\" (when
+it was printed, RFC 3339 UTC, e.g. 2026-11-29T23:07:28.123Z) and \"v\":1 (the line
+format's version). Every \"type\":
+  listening       every channel is LISTENed: channels, generation, backend_pid
+  notification    channel, payload, pid (the sender's backend)
+  gap             notifications may be missing here, resynchronise: channel, kind:
+                    overflow     the queue was full: missed (exact count)
+                    reconnected  the connection was replaced: generation
+                    other        a kind this version does not name: detail
+  connected       a connection is up: generation (1, 2, ... per connection)
+  disconnected    the connection was lost: error (a reconnect follows)
+  connect_failed  one connection attempt failed: error (it is retried)
+  stopped         the listener gave up: error (every subscription ends)
+  events_lagged   this program fell behind the connection events: missed
+  connection      a connection event this version does not name: detail
+  end             a channel's subscription ended: channel, reason
+  other           an item this version does not name: channel, detail
+For example:
+  {\"type\":\"notification\",\"channel\":\"jobs\",\"payload\":\"42\",\"pid\":4250,\"ts\":\"...\",\"v\":1}
+  {\"type\":\"gap\",\"kind\":\"overflow\",\"missed\":3,\"channel\":\"jobs\",\"ts\":\"...\",\"v\":1}
+A live status line goes to stderr when stdout is a terminal, and a summary
+line (notifications, gaps, reconnects) when it exits. Ctrl-C stops.
+
+Exit status: 0 after Ctrl-C, --count or --until-payload; 3 when --timeout
+passed first (or, alone, passed with no notification); 1 when every
+subscription ended or on a failure; 2 for bad arguments.
 
 Examples:
   pgnotify listen jobs events
   pgnotify listen --format text jobs
   pgnotify listen --policy keep-latest --capacity 1 wakeups
+  pgnotify listen --until-payload 'done 42' --timeout 5m jobs   # wait for job 42
+  pgnotify listen --count 1 --timeout 30s ready                 # the first one, or exit 3
   pgnotify listen jobs | jq -r 'select(.type==\"notification\") | .payload'";
 
 const NOTIFY_EXAMPLES: &str = "\
-With no PAYLOAD, every line of standard input is sent as one notification
-(pipelined, in order); failures are reported per line on stderr and the exit
-status is 1 if any failed.
+With no PAYLOAD, --file or --stdin-whole, every line of standard input is
+sent as one notification (pipelined, in order); failures are reported per
+line on stderr and the exit status is 1 if any failed. --file and
+--stdin-whole send the whole text as one payload, byte for byte (a final
+newline included).
 
 Examples:
   pgnotify notify jobs 42
+  pgnotify notify --file job.json jobs
+  jq -c . job.json | pgnotify notify --stdin-whole jobs
   pgnotify notify jobs                 # then type payloads, one per line; Ctrl-D ends
   printf 'a\\nb\\nc\\n' | pgnotify notify jobs";
 
@@ -81,6 +104,9 @@ pub(crate) struct ConnectionArgs {
     /// How long to keep trying the first connection before giving up (e.g. 500ms, 10s, 2m)
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub(crate) connect_timeout: Duration,
+    /// Log the library's connection life to stderr (-v: info, -vv: debug, -vvv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
 }
 
 /// The subcommands.
@@ -100,9 +126,18 @@ pub(crate) enum Command {
 /// `pgnotify listen`.
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
-    /// Channels to listen on (case-sensitive, 1 to 63 bytes each)
+    /// Channels to listen on (case-sensitive, 1 to 63 bytes each; a repeated one counts once)
     #[arg(required = true, value_name = "CHANNEL")]
     pub(crate) channels: Vec<String>,
+    /// Exit (status 0) after N notifications
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+    /// Exit (status 0) after a notification whose payload is exactly TEXT (printed too)
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) until_payload: Option<String>,
+    /// Exit with status 3 if --count or --until-payload is not met within DURATION, counted from the start (alone: if no notification arrived)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub(crate) format: Format,
@@ -121,8 +156,14 @@ pub(crate) struct NotifyArgs {
     #[arg(value_name = "CHANNEL")]
     pub(crate) channel: String,
     /// The payload (at most 7999 bytes); without it, one notification per line of stdin
-    #[arg(value_name = "PAYLOAD")]
+    #[arg(value_name = "PAYLOAD", conflicts_with_all = ["file", "stdin_whole"])]
     pub(crate) payload: Option<String>,
+    /// Send the contents of PATH (UTF-8) as one payload
+    #[arg(long, value_name = "PATH", conflicts_with = "stdin_whole")]
+    pub(crate) file: Option<std::path::PathBuf>,
+    /// Send all of standard input as one payload, instead of one per line
+    #[arg(long)]
+    pub(crate) stdin_whole: bool,
 }
 
 /// How `listen` prints events.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgnotify_core::{Config, Event, Gap, OverflowPolicy, SubscribeOptions};
-use pgnotify_testkit::server::TestServer;
+use pgnotify_throwaway::server::TestServer;
 use pgnotify_tokio::{ConnectionEvent, Listener, Stats, Subscription};
 
 use crate::connection::{Target, connect};
@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn whole_cause_keeps_every_line_and_every_source() {
         let log = "\n2026-01-01 LOG  starting\n\nFATAL:  could not create lock file\n";
-        let error = pgnotify_testkit::server::Error::StartFailed {
+        let error = pgnotify_throwaway::server::Error::StartFailed {
             log: log.to_owned(),
         };
         assert_eq!(
@@ -467,7 +467,7 @@ mod tests {
              \n  FATAL:  could not create lock file"
         );
         let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
-        let error = pgnotify_testkit::server::Error::Io {
+        let error = pgnotify_throwaway::server::Error::Io {
             action: "create /x".to_owned(),
             source: io,
         };

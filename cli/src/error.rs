@@ -9,6 +9,8 @@ use pgnotify_tokio::{ListenerError, SubscribeError};
 pub(crate) const EXIT_FAILURE: u8 = 1;
 /// Exit status for bad arguments, as clap uses.
 pub(crate) const EXIT_USAGE: u8 = 2;
+/// Exit status of `listen --timeout` when what it waited for did not arrive in time.
+pub(crate) const EXIT_TIMEOUT: u8 = 3;
 
 /// A failure of a `pgnotify` command.
 #[derive(Debug)]
@@ -72,6 +74,11 @@ pub(crate) enum CliError {
     },
     /// The demo could not run one of its steps.
     Demo(String),
+    /// `listen --timeout` passed before what it waited for arrived.
+    TimedOut {
+        /// What was waited for and what arrived, as a sentence's end.
+        waited_for: String,
+    },
 }
 
 impl CliError {
@@ -92,6 +99,7 @@ impl CliError {
             {
                 EXIT_USAGE
             }
+            Self::TimedOut { .. } => EXIT_TIMEOUT,
             _ => EXIT_FAILURE,
         }
     }
@@ -131,6 +139,7 @@ impl fmt::Display for CliError {
             }
             Self::Io { action, source } => write!(f, "could not {action}: {source}"),
             Self::Demo(message) => f.write_str(message),
+            Self::TimedOut { waited_for } => write!(f, "timed out: {waited_for}"),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use pgnotify_core::{EndReason, Event, SubscribeOptions};
 use pgnotify_tokio::{ConnectionEvent, ConnectionEvents, Listener, Subscription};
 use tokio::io::{AsyncWriteExt, Stdout};
+use tokio::time::Instant;
 
 use crate::args::ListenArgs;
 use crate::connection::{self, Target};
@@ -21,24 +22,42 @@ const BATCH: usize = 1024;
 /// How often the status line is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs `listen` until Ctrl-C, SIGTERM, a closed stdout or the end of every
-/// subscription.
+/// Runs `listen` until Ctrl-C, SIGTERM, a closed stdout, the end of every
+/// subscription, or `--count`, `--until-payload` or `--timeout`; then prints
+/// the summary line on stderr.
 pub(crate) async fn run(
     args: ListenArgs,
     target: Target,
     connect_timeout: Duration,
 ) -> Result<(), CliError> {
+    let started = Instant::now();
+    let deadline = args.timeout.map(|timeout| started + timeout);
+    // `listen jobs jobs` listens once and prints each notification once.
+    let mut channels: Vec<String> = Vec::with_capacity(args.channels.len());
     for name in &args.channels {
         pgnotify_core::validate_channel(name).map_err(|source| CliError::Channel {
             name: name.clone(),
             source,
         })?;
+        if !channels.contains(name) {
+            channels.push(name.clone());
+        }
     }
     let mut shutdown = Shutdown::install();
-    let setup = setup(&args, target, connect_timeout);
+    let setup = setup(&args, &channels, target, connect_timeout);
     let (listener, events, mut subscriptions) = tokio::select! {
         result = setup => result?,
         () = shutdown.wait() => return Ok(()),
+        () = until(deadline) => {
+            let waited_for = format!("not listening within {:?}", args.timeout.unwrap_or_default());
+            return Err(CliError::TimedOut { waited_for });
+        }
+    };
+    let mut tally = Tally {
+        count: args.count,
+        until_payload: args.until_payload.clone(),
+        timeout: args.timeout.unwrap_or_default(),
+        ..Tally::default()
     };
     let mut events = Some(events);
     let mut out = Output::new(Lines::new(args.format));
@@ -49,18 +68,28 @@ pub(crate) async fn run(
     }
     let stats = listener.stats();
     out.lines
-        .listening(&args.channels, stats.generation, listener.backend_pid());
+        .listening(&channels, stats.generation, listener.backend_pid());
     let result = pump(
         &listener,
         &mut subscriptions,
         &mut events,
         &mut out,
         &mut shutdown,
+        &mut tally,
+        deadline,
     )
     .await;
     out.status.clear();
+    let reconnects = listener.stats().reconnects;
     drop(subscriptions);
     listener.close().await;
+    eprintln!(
+        "pgnotify: {} notifications, {} gaps, {} reconnects in {:.1}s",
+        tally.notifications,
+        tally.gaps,
+        reconnects,
+        started.elapsed().as_secs_f64()
+    );
     match result {
         Err(CliError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
             Ok(())
@@ -69,9 +98,78 @@ pub(crate) async fn run(
     }
 }
 
+/// Waits until `deadline`, or forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What `listen` has printed, and what it stops after.
+#[derive(Debug, Default)]
+struct Tally {
+    notifications: u64,
+    gaps: u64,
+    /// `--count`.
+    count: Option<u64>,
+    /// `--until-payload`.
+    until_payload: Option<String>,
+    /// Whether that payload has arrived.
+    payload_seen: bool,
+    /// `--timeout`, for the message.
+    timeout: Duration,
+}
+
+impl Tally {
+    fn observe(&mut self, event: &Event) {
+        match event {
+            Event::Notification(n) => {
+                self.notifications += 1;
+                if self.until_payload.as_deref() == Some(&*n.payload) {
+                    self.payload_seen = true;
+                }
+            }
+            Event::Gap(_) => self.gaps += 1,
+            _ => {}
+        }
+    }
+
+    /// Whether `--count` or `--until-payload` is met.
+    fn done(&self) -> bool {
+        self.payload_seen || self.count.is_some_and(|count| self.notifications >= count)
+    }
+
+    /// The outcome when `--timeout` passes: success only for a bare
+    /// `--timeout` that saw a notification.
+    fn timed_out(&self) -> Result<(), CliError> {
+        let after = self.timeout;
+        let mut missing = Vec::new();
+        if let Some(count) = self.count {
+            missing.push(format!(
+                "{} of {count} notifications arrived within {after:?}",
+                self.notifications
+            ));
+        }
+        if let Some(payload) = &self.until_payload {
+            missing.push(format!("no payload {payload:?} within {after:?}"));
+        }
+        if missing.is_empty() {
+            if self.notifications > 0 {
+                return Ok(());
+            }
+            missing.push(format!("no notification within {after:?}"));
+        }
+        Err(CliError::TimedOut {
+            waited_for: missing.join(", "),
+        })
+    }
+}
+
 /// Connects and subscribes to every channel.
 async fn setup(
     args: &ListenArgs,
+    channels: &[String],
     target: Target,
     connect_timeout: Duration,
 ) -> Result<(Listener, ConnectionEvents, Vec<Subscription>), CliError> {
@@ -81,8 +179,8 @@ async fn setup(
     let options = SubscribeOptions::new()
         .capacity(args.capacity)
         .policy(args.policy);
-    let mut subscriptions = Vec::with_capacity(args.channels.len());
-    for channel in &args.channels {
+    let mut subscriptions = Vec::with_capacity(channels.len());
+    for channel in channels {
         let subscription = listener
             .subscribe_with(channel, options.clone())
             .await
@@ -131,13 +229,16 @@ impl Output {
     }
 }
 
-/// Prints events until a shutdown signal or the end of every subscription.
+/// Prints events until a shutdown signal, the end of every subscription, or
+/// what `tally` stops after.
 async fn pump(
     listener: &Listener,
     subscriptions: &mut Vec<Subscription>,
     events: &mut Option<ConnectionEvents>,
     out: &mut Output,
     shutdown: &mut Shutdown,
+    tally: &mut Tally,
+    deadline: Option<Instant>,
 ) -> Result<(), CliError> {
     let mut ticker = tokio::time::interval(STATUS_EVERY);
     let mut next_start = 0;
@@ -146,17 +247,22 @@ async fn pump(
         tokio::select! {
             biased;
             () = shutdown.wait() => return Ok(()),
+            () = until(deadline) => return tally.timed_out(),
             item = poll_fn(|cx| poll_item(cx, subscriptions, events, &mut next_start)) => {
                 let mut item = Some(item);
                 let mut rendered = 0;
                 // Take whatever else is ready now, then write it all at once.
                 while let Some(ready) = item.take() {
-                    if let Some(ended) = render(ready, subscriptions, events, &mut out.lines) {
+                    if let Some(ended) = render(ready, subscriptions, events, &mut out.lines, tally) {
                         if subscriptions.is_empty() {
                             out.flush(listener).await?;
                             let reason = end_cause(ended, listener);
                             return Err(CliError::AllSubscriptionsEnded { reason });
                         }
+                    }
+                    if tally.done() {
+                        // Nothing after the item that met --count or --until-payload.
+                        return out.flush(listener).await;
                     }
                     rendered += 1;
                     if rendered < BATCH {
@@ -191,9 +297,11 @@ fn render(
     subscriptions: &mut Vec<Subscription>,
     events: &mut Option<ConnectionEvents>,
     lines: &mut Lines,
+    tally: &mut Tally,
 ) -> Option<EndReason> {
     match item {
         Item::Subscription(i, Some(event)) => {
+            tally.observe(&event);
             lines.event(subscriptions[i].channel(), &event);
             None
         }

@@ -21,6 +21,7 @@ mod notify;
 mod output;
 mod shutdown;
 mod status;
+mod verbose;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),
     };
+    verbose::install(cli.connection.verbose);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pgnotify_tokio::{Listener, NotifyError};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::args::NotifyArgs;
 use crate::connection::{self, Target};
@@ -20,9 +20,9 @@ const WINDOW: usize = 256;
 
 type Publish = Pin<Box<dyn Future<Output = Result<(), NotifyError>> + Send>>;
 
-/// Sends the payload, or every line of stdin.
+/// Sends the payload (given, from `--file` or all of stdin), or every line of stdin.
 pub(crate) async fn run(
-    args: NotifyArgs,
+    mut args: NotifyArgs,
     target: Target,
     connect_timeout: Duration,
 ) -> Result<(), CliError> {
@@ -30,6 +30,23 @@ pub(crate) async fn run(
         name: args.channel.clone(),
         source,
     })?;
+    if let Some(path) = &args.file {
+        let payload = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+            action: "read the payload file",
+            source,
+        })?;
+        args.payload = Some(payload);
+    } else if args.stdin_whole {
+        let mut payload = String::new();
+        tokio::io::stdin()
+            .read_to_string(&mut payload)
+            .await
+            .map_err(|source| CliError::Io {
+                action: "read stdin",
+                source,
+            })?;
+        args.payload = Some(payload);
+    }
     if let Some(payload) = &args.payload {
         // Checked before connecting, so a bad argument needs no server.
         pgnotify_core::validate_payload(payload)

@@ -1,28 +1,49 @@
 //! One output line per event, as JSON or readable text.
 //!
 //! The JSON is written by hand: the objects are flat and few, and a JSON
-//! library would be the only reason to pull in serde.
+//! library would be the only reason to pull in serde. Every JSON line ends
+//! with `"ts"` (when it was printed, RFC 3339 in UTC with milliseconds) and
+//! `"v":1` (the version of this line format, [`JSON_VERSION`]).
 
 use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use pgnotify_core::{EndReason, Event, Gap};
 use pgnotify_tokio::ConnectionEvent;
 
 use crate::args::Format;
 
+/// The version of the JSON line format, in every line's `"v"`: raised when a
+/// field changes meaning or goes away (new types and fields do not raise it).
+pub(crate) const JSON_VERSION: u32 = 1;
+
 /// Renders events into a buffer of whole lines.
 #[derive(Debug)]
 pub(crate) struct Lines {
     format: Format,
     buf: String,
+    clock: fn() -> SystemTime,
 }
 
 impl Lines {
     pub(crate) fn new(format: Format) -> Self {
+        Self::with_clock(format, SystemTime::now)
+    }
+
+    /// Lines stamped with `clock` instead of the system's (for tests).
+    pub(crate) fn with_clock(format: Format, clock: fn() -> SystemTime) -> Self {
         Self {
             format,
             buf: String::new(),
+            clock,
         }
+    }
+
+    /// Ends a JSON object: its timestamp, the format version, the brace.
+    fn close_json(&mut self) {
+        self.buf.push_str(r#","ts":""#);
+        push_rfc3339(&mut self.buf, (self.clock)());
+        let _ = write!(self.buf, r#"","v":{JSON_VERSION}}}"#);
     }
 
     /// The lines rendered so far.
@@ -53,7 +74,7 @@ impl Lines {
                 if let Some(pid) = pid {
                     let _ = write!(self.buf, r#","backend_pid":{pid}"#);
                 }
-                self.buf.push('}');
+                self.close_json();
             }
             Format::Text => {
                 let _ = write!(self.buf, "-- listening on {}", channels.join(", "));
@@ -73,7 +94,8 @@ impl Lines {
                 push_json_str(&mut self.buf, &n.channel);
                 self.buf.push_str(r#","payload":"#);
                 push_json_str(&mut self.buf, &n.payload);
-                let _ = write!(self.buf, r#","pid":{}}}"#, n.process_id);
+                let _ = write!(self.buf, r#","pid":{}"#, n.process_id);
+                self.close_json();
             }
             (Format::Text, Event::Notification(n)) => {
                 let _ = write!(self.buf, "[{}] ", n.channel);
@@ -102,7 +124,7 @@ impl Lines {
                 }
                 self.buf.push_str(r#","channel":"#);
                 push_json_str(&mut self.buf, channel);
-                self.buf.push('}');
+                self.close_json();
             }
             (Format::Text, Event::Gap(gap)) => {
                 let _ = write!(self.buf, "[{channel}] GAP: {gap}");
@@ -112,7 +134,7 @@ impl Lines {
                 push_json_str(&mut self.buf, channel);
                 self.buf.push_str(r#","detail":"#);
                 push_json_str(&mut self.buf, &format!("{other:?}"));
-                self.buf.push('}');
+                self.close_json();
             }
             (Format::Text, other) => {
                 let _ = write!(self.buf, "[{channel}] {other:?}");
@@ -128,31 +150,33 @@ impl Lines {
                 ConnectionEvent::Connected { generation } => {
                     let _ = write!(
                         self.buf,
-                        r#"{{"type":"connected","generation":{generation}}}"#
+                        r#"{{"type":"connected","generation":{generation}"#
                     );
+                    self.close_json();
                 }
                 ConnectionEvent::Disconnected { error } => {
                     self.buf.push_str(r#"{"type":"disconnected","error":"#);
                     push_json_str(&mut self.buf, &error.to_string());
-                    self.buf.push('}');
+                    self.close_json();
                 }
                 ConnectionEvent::ConnectFailed { error } => {
                     self.buf.push_str(r#"{"type":"connect_failed","error":"#);
                     push_json_str(&mut self.buf, &error.to_string());
-                    self.buf.push('}');
+                    self.close_json();
                 }
                 ConnectionEvent::Stopped { error } => {
                     self.buf.push_str(r#"{"type":"stopped","error":"#);
                     push_json_str(&mut self.buf, &error.to_string());
-                    self.buf.push('}');
+                    self.close_json();
                 }
                 ConnectionEvent::Lagged { missed } => {
-                    let _ = write!(self.buf, r#"{{"type":"events_lagged","missed":{missed}}}"#);
+                    let _ = write!(self.buf, r#"{{"type":"events_lagged","missed":{missed}"#);
+                    self.close_json();
                 }
                 other => {
                     self.buf.push_str(r#"{"type":"connection","detail":"#);
                     push_json_str(&mut self.buf, &other.to_string());
-                    self.buf.push('}');
+                    self.close_json();
                 }
             },
             Format::Text => {
@@ -171,7 +195,7 @@ impl Lines {
                 push_json_str(&mut self.buf, channel);
                 self.buf.push_str(r#","reason":"#);
                 push_json_str(&mut self.buf, &reason);
-                self.buf.push('}');
+                self.close_json();
             }
             Format::Text => {
                 let _ = write!(self.buf, "[{channel}] END: {reason}");
@@ -198,6 +222,38 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+/// Appends `time` as RFC 3339 in UTC with milliseconds,
+/// `2026-11-29T23:07:28.123Z` (a time before 1970 prints as the epoch).
+pub(crate) fn push_rfc3339(out: &mut String, time: SystemTime) {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    );
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for non-negative day counts).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March first
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Appends `s` for a terminal: control characters (a newline would split
@@ -237,20 +293,89 @@ mod tests {
         assert_eq!(out, "a\\nb\\tc ✓");
     }
 
+    /// 2026-11-29T23:07:28.123Z.
+    fn fixed() -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_millis(1_795_993_648_123)
+    }
+
+    fn rfc3339(time: SystemTime) -> String {
+        let mut out = String::new();
+        push_rfc3339(&mut out, time);
+        out
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        use std::time::Duration;
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(fixed()), "2026-11-29T23:07:28.123Z");
+        // A leap day, the day after it, and the end of a leap year.
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_868_800)),
+            "2000-03-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_735_689_599)),
+            "2024-12-31T23:59:59.000Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_secs(1)),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn civil_dates_match_a_day_by_day_count_for_four_centuries() {
+        let (mut y, mut m, mut d) = (1970, 1, 1);
+        for days in 0..146_097 {
+            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+            let len = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            d += 1;
+            if d > len[(m - 1) as usize] {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+        }
+    }
+
     #[test]
     fn gap_lines_name_their_kind_count_and_channel() {
-        let mut lines = Lines::new(Format::Json);
+        let mut lines = Lines::with_clock(Format::Json, fixed);
         lines.event("x", &Event::Gap(Gap::Overflow { missed: 3 }));
         lines.event("x", &Event::Gap(Gap::Reconnected { generation: 2 }));
         lines.connection(&ConnectionEvent::Connected { generation: 2 });
         assert_eq!(
             std::str::from_utf8(lines.as_bytes()).unwrap(),
             concat!(
-                r#"{"type":"gap","kind":"overflow","missed":3,"channel":"x"}"#,
+                r#"{"type":"gap","kind":"overflow","missed":3,"channel":"x","#,
+                r#""ts":"2026-11-29T23:07:28.123Z","v":1}"#,
                 "\n",
-                r#"{"type":"gap","kind":"reconnected","generation":2,"channel":"x"}"#,
+                r#"{"type":"gap","kind":"reconnected","generation":2,"channel":"x","#,
+                r#""ts":"2026-11-29T23:07:28.123Z","v":1}"#,
                 "\n",
-                r#"{"type":"connected","generation":2}"#,
+                r#"{"type":"connected","generation":2,"ts":"2026-11-29T23:07:28.123Z","v":1}"#,
                 "\n"
             )
         );
@@ -258,11 +383,12 @@ mod tests {
 
     #[test]
     fn listening_line_lists_every_channel_escaped() {
-        let mut lines = Lines::new(Format::Json);
+        let mut lines = Lines::with_clock(Format::Json, fixed);
         lines.listening(&["a".into(), "b\"c".into()], 1, Some(7));
         assert_eq!(
             std::str::from_utf8(lines.as_bytes()).unwrap(),
-            "{\"type\":\"listening\",\"channels\":[\"a\",\"b\\\"c\"],\"generation\":1,\"backend_pid\":7}\n"
+            "{\"type\":\"listening\",\"channels\":[\"a\",\"b\\\"c\"],\"generation\":1,\"backend_pid\":7,\
+             \"ts\":\"2026-11-29T23:07:28.123Z\",\"v\":1}\n"
         );
     }
 }

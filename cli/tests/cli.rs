@@ -125,6 +125,70 @@ fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// A JSON line without its `"ts"` and `"v"` (asserting they are there and
+/// well formed), for comparing the rest exactly.
+fn unstamped(line: &str) -> String {
+    let (body, stamp) = line
+        .rsplit_once(r#","ts":""#)
+        .unwrap_or_else(|| panic!("no ts in {line:?}"));
+    let ts = stamp
+        .strip_suffix(r#"","v":1}"#)
+        .unwrap_or_else(|| panic!("no v:1 at the end of {line:?}"));
+    // 2026-11-29T23:07:28.123Z
+    assert_eq!(ts.len(), 24, "ts {ts:?}");
+    assert!(
+        ts.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            19 => b == b'.',
+            23 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        }),
+        "ts {ts:?}"
+    );
+    format!("{body}}}")
+}
+
+/// Runs `pgnotify --url URL listen ARGS...` to its end with stdout and
+/// stderr collected, sending `payloads` once it is listening.
+fn listen_until_exit(server: &TestServer, args: &[&str], payloads: &[&str]) -> Output {
+    let mut child = pgnotify()
+        .args(["--url", &server.url(), "listen"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgnotify listen");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("the listening line");
+    assert!(
+        first.contains(r#""type":"listening""#),
+        "first line {first:?}"
+    );
+    for payload in payloads {
+        notify(server, "jobs", payload);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read stdout");
+    let mut output = child.wait_with_output().expect("wait for pgnotify listen");
+    output.stdout = format!("{first}{rest}").into_bytes();
+    output
+}
+
+fn notification_payloads(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.contains(r#""type":"notification""#))
+        .map(|line| {
+            let start = line.find(r#""payload":""#).expect("a payload") + 11;
+            let end = line.find(r#"","pid":"#).expect("a pid");
+            line[start..end].to_owned()
+        })
+        .collect()
+}
+
 #[test]
 fn listen_prints_a_notification_sent_by_notify_as_a_json_line() {
     let server = TestServer::new().expect("start server");
@@ -221,11 +285,13 @@ fn listen_marks_a_terminated_backend_with_connection_and_gap_lines() {
         "lines: {lines:#?}"
     );
     assert!(
-        lines.contains(&r#"{"type":"connected","generation":2}"#.to_owned()),
+        lines
+            .iter()
+            .any(|line| unstamped(line) == r#"{"type":"connected","generation":2}"#),
         "lines: {lines:#?}"
     );
     assert_eq!(
-        lines.last().map(String::as_str),
+        lines.last().map(|line| unstamped(line)).as_deref(),
         Some(r#"{"type":"gap","kind":"reconnected","generation":2,"channel":"jobs"}"#)
     );
     notify(&server, "jobs", "after");
@@ -238,7 +304,13 @@ fn listen_exits_cleanly_on_ctrl_c_and_leaves_no_session() {
     let listen = Listen::start(&server, &["jobs"]);
     let (status, stderr) = listen.interrupt();
     assert!(status.success(), "status {status}, stderr {stderr:?}");
-    assert_eq!(stderr, "");
+    // Nothing but the summary.
+    assert!(
+        stderr.starts_with("pgnotify: 0 notifications, 0 gaps, 0 reconnects in ")
+            && stderr.ends_with("s\n")
+            && stderr.lines().count() == 1,
+        "stderr {stderr:?}"
+    );
     let sessions = server
         .execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgnotify'")
         .expect("count sessions");
@@ -430,4 +502,191 @@ fn demo_against_a_given_server_reconnects_with_bounce() {
         "{stdout}"
     );
     assert!(!stdout.contains("starting a throwaway"), "{stdout}");
+}
+
+#[test]
+fn every_json_line_carries_an_rfc3339_timestamp_and_the_format_version() {
+    let server = TestServer::new().expect("start server");
+    let mut listen = Listen::start(&server, &["jobs"]);
+    notify(&server, "jobs", "42");
+    let line = listen.next_line();
+    assert!(
+        unstamped(&line)
+            .starts_with(r#"{"type":"notification","channel":"jobs","payload":"42","pid":"#),
+        "line {line:?}"
+    );
+}
+
+#[test]
+fn a_repeated_channel_is_listened_on_and_printed_once() {
+    let server = TestServer::new().expect("start server");
+    let output = listen_until_exit(
+        &server,
+        &["jobs", "jobs", "--count", "2", "--timeout", "30s"],
+        &["a", "b"],
+    );
+    assert!(output.status.success(), "stderr {}", stderr_of(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with(r#"{"type":"listening","channels":["jobs"],"#),
+        "stdout {stdout}"
+    );
+    assert_eq!(
+        notification_payloads(&output),
+        ["a", "b"],
+        "stdout {stdout}"
+    );
+}
+
+#[test]
+fn count_exits_zero_after_n_notifications_with_a_summary() {
+    let server = TestServer::new().expect("start server");
+    let output = listen_until_exit(&server, &["--count", "2", "jobs"], &["1", "2", "3"]);
+    assert!(output.status.success(), "stderr {}", stderr_of(&output));
+    assert_eq!(notification_payloads(&output), ["1", "2"]);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.starts_with("pgnotify: 2 notifications, 0 gaps, 0 reconnects in "),
+        "stderr {stderr:?}"
+    );
+}
+
+#[test]
+fn until_payload_exits_zero_after_the_matching_notification() {
+    let server = TestServer::new().expect("start server");
+    let output = listen_until_exit(
+        &server,
+        &["--until-payload", "done 42", "--timeout", "30s", "jobs"],
+        &["done 41", "done 42", "later"],
+    );
+    assert!(output.status.success(), "stderr {}", stderr_of(&output));
+    assert_eq!(notification_payloads(&output), ["done 41", "done 42"]);
+}
+
+#[test]
+fn timeout_exits_three_when_too_few_notifications_arrived() {
+    let server = TestServer::new().expect("start server");
+    let output = listen_until_exit(
+        &server,
+        &["--count", "2", "--timeout", "1s", "jobs"],
+        &["1"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "stderr {}",
+        stderr_of(&output)
+    );
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.starts_with("pgnotify: 1 notifications, 0 gaps, 0 reconnects in ")
+            && stderr.ends_with("pgnotify: timed out: 1 of 2 notifications arrived within 1s\n"),
+        "stderr {stderr:?}"
+    );
+    // A bare --timeout succeeds once something arrived, and fails if nothing did.
+    let output = listen_until_exit(&server, &["--timeout", "1s", "jobs"], &["x"]);
+    assert!(output.status.success(), "stderr {}", stderr_of(&output));
+    let output = listen_until_exit(&server, &["--timeout", "500ms", "jobs"], &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "stderr {}",
+        stderr_of(&output)
+    );
+    assert!(
+        stderr_of(&output).ends_with("pgnotify: timed out: no notification within 500ms\n"),
+        "stderr {:?}",
+        stderr_of(&output)
+    );
+}
+
+#[test]
+fn verbose_shows_the_librarys_log_on_stderr() {
+    let server = TestServer::new().expect("start server");
+    let output = listen_until_exit(&server, &["-v", "--count", "1", "jobs"], &["x"]);
+    assert!(output.status.success(), "stderr {}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.contains(" INFO pgnotify_driver") && line.contains("connected")),
+        "stderr {stderr:?}"
+    );
+    // Without -v, nothing but the summary.
+    let output = listen_until_exit(&server, &["--count", "1", "jobs"], &["x"]);
+    assert_eq!(
+        stderr_of(&output).lines().count(),
+        1,
+        "{}",
+        stderr_of(&output)
+    );
+}
+
+#[test]
+fn notify_sends_a_whole_file_or_all_of_stdin_as_one_payload() {
+    let server = TestServer::new().expect("start server");
+    let mut listen = Listen::start(&server, &["jobs"]);
+    let path = std::env::temp_dir().join(format!("pgnotify-cli-payload-{}", std::process::id()));
+    std::fs::write(&path, "{\"id\": 42}\nsecond line\n").expect("write the payload file");
+    let output = run(pgnotify()
+        .args(["--url", &server.url(), "notify", "--file"])
+        .arg(&path)
+        .arg("jobs"));
+    let _ = std::fs::remove_file(&path);
+    assert!(output.status.success(), "stderr {}", stderr_of(&output));
+    assert!(
+        listen
+            .next_line()
+            .contains(r#""payload":"{\"id\": 42}\nsecond line\n""#),
+        "the file's text, newlines included"
+    );
+
+    let mut child = pgnotify()
+        .args(["--url", &server.url(), "notify", "--stdin-whole", "jobs"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start pgnotify notify");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(b"a\nb\n")
+        .expect("write stdin");
+    assert!(child.wait().expect("wait").success());
+    assert!(listen.next_line().contains(r#""payload":"a\nb\n""#));
+
+    // A payload and --file together are a usage error.
+    let output =
+        run(pgnotify().args(["--url", &server.url(), "notify", "--file", "x", "jobs", "p"]));
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn listen_help_names_every_json_type_and_gap_kind() {
+    let output = run(pgnotify().args(["listen", "--help"]));
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for word in [
+        "listening",
+        "notification",
+        "gap",
+        "overflow",
+        "reconnected",
+        "connected",
+        "disconnected",
+        "connect_failed",
+        "stopped",
+        "events_lagged",
+        "connection",
+        "end",
+        "other",
+        "\"ts\"",
+        "\"v\":1",
+        "--count",
+        "--until-payload",
+        "--timeout",
+        "--verbose",
+    ] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
 }

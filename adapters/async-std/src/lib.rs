@@ -71,9 +71,13 @@ pub use pgnotify_driver::api::*;
 /// }
 /// # Ok(()) }
 /// ```
+///
+#[doc = pgnotify_driver::__listener_methods_doc!()]
 pub type Listener = pgnotify_driver::Listener<AsyncStdRuntime>;
 
 /// A builder for a [`Listener`] on async-std.
+///
+/// Its methods are [`pgnotify_driver::ListenerBuilder`]'s; see [`Listener`]'s list.
 pub type ListenerBuilder = pgnotify_driver::ListenerBuilder<AsyncStdRuntime>;
 
 /// The async-std implementation of the driver's [`Runtime`].

@@ -9,7 +9,7 @@
 //! [`Listener`](crate::Listener) are only at the root.
 
 pub use crate::callback::CallbackSubscription;
-pub use crate::events::{ConnectionEvent, ConnectionEvents};
+pub use crate::events::{ConnectionEvent, ConnectionEvents, EVENT_CAPACITY};
 #[cfg(feature = "json")]
 pub use crate::json::{DecodeError, JsonEvent, JsonSubscription, NotifyJsonError};
 pub use crate::listener::{DEFAULT_FIRST_CONNECT_ROUNDS, ListenerError};
@@ -23,8 +23,11 @@ pub use crate::tracker::{DEFAULT_BOUNCE_AFTER, RecoveryTracker, TrackerStats};
 pub use pgnotify_core::bus::{
     BusError, EventBatch, EventRef, NEAR_LIMIT_PAYLOAD_LEN, NotifyError, Stats,
 };
-pub use pgnotify_core::config::{SslMode, SslRootCert};
+pub use pgnotify_core::config::{
+    ConfigBuilder, DEFAULT_APPLICATION_NAME, ENV_VARIABLES, SslMode, SslRootCert, TransactionPooler,
+};
 pub use pgnotify_core::{
-    ChannelError, Config, ConfigError, EndReason, Event, Gap, Notification, OverflowPolicy,
-    PayloadError, SharedStr, SubscribeOptions,
+    ChannelError, Config, ConfigError, DEFAULT_CAPACITY, DEFAULT_STALL_LIMIT, EndReason, Event,
+    Gap, MAX_CHANNEL_LEN, MAX_PAYLOAD_LEN, Notification, OverflowPolicy, PayloadError, SharedStr,
+    SubscribeOptions,
 };

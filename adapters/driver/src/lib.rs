@@ -91,6 +91,9 @@
 //! (error), slow health pings (warn), overflow counts per pass (debug).
 
 #![deny(missing_docs)]
+// Where links to this crate go from a crate documented before it (a runtime crate under
+// `cargo doc --no-deps`, which documents the workspace in parallel): docs.rs, not plain text.
+#![doc(html_root_url = "https://docs.rs/pgnotify-driver/0.1.0")]
 
 pub mod api;
 #[cfg(feature = "async-io")]
@@ -119,13 +122,56 @@ mod tracker;
 #[doc(inline)]
 pub use api::*;
 pub use connect::{ConnectError, connect, set_keepalive};
-pub use events::EVENT_CAPACITY;
 pub use listener::{AnyRuntime, CurrentRuntime, Listener, ListenerBuilder};
 #[cfg(feature = "futures-io")]
 pub use runtime::FuturesIo;
 pub use runtime::{BoxFuture, Runtime, Timer, Transport};
 pub use stream::Stream;
 pub use tls::{TlsConnector, TlsError, Verification};
+
+/// The methods of [`Listener`] and [`ListenerBuilder`] as a doc section, for the runtime crates'
+/// `Listener` and `ListenerBuilder` type aliases: rustdoc shows a type alias's inherent methods
+/// only through script that reads the generic struct's documentation, which docs.rs does not
+/// build next to a runtime crate's. Not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __listener_methods_doc {
+    () => {
+        "# Methods\n\n\
+The alias's methods are [`pgnotify_driver::Listener`]'s:\n\n\
+- [`connect`](pgnotify_driver::Listener::connect)`(url)`: connects to the server a libpq \
+connection string names (URL or `key=value`, the `PG*` variables and libpq's files as \
+defaults); [`connect_with`](pgnotify_driver::Listener::connect_with)`(config)` for a ready \
+[`Config`](pgnotify_driver::Config); [`builder`](pgnotify_driver::Listener::builder)`(config)` \
+for another runtime or a bound on the first connection.\n\
+- [`subscribe`](pgnotify_driver::Listener::subscribe)`(channel)`, \
+[`subscribe_with`](pgnotify_driver::Listener::subscribe_with)`(channel, options)`: a \
+[`Subscription`](pgnotify_driver::Subscription), returned once the server acknowledged the LISTEN.\n\
+- [`subscribe_all`](pgnotify_driver::Listener::subscribe_all), \
+[`subscribe_all_with`](pgnotify_driver::Listener::subscribe_all_with): one \
+[`MultiSubscription`](pgnotify_driver::MultiSubscription) over several channels.\n\
+- [`subscribe_fn`](pgnotify_driver::Listener::subscribe_fn)`(channel, handler)`: a handler run \
+for every item on a task of its own ([`CallbackSubscription`](pgnotify_driver::CallbackSubscription)).\n\
+- [`recovery_tracker`](pgnotify_driver::Listener::recovery_tracker)`(channel)`: a \
+[`RecoveryTracker`](pgnotify_driver::RecoveryTracker) that bounces the connection when a fallback \
+poll keeps finding work no notification announced.\n\
+- [`notify`](pgnotify_driver::Listener::notify)`(channel, payload)`, \
+[`notify_many`](pgnotify_driver::Listener::notify_many)`(items)` (one transaction), and \
+`notify_json` with the `json` feature: publish, with exactly one result each.\n\
+- [`listening_channels`](pgnotify_driver::Listener::listening_channels), \
+[`stats`](pgnotify_driver::Listener::stats), \
+[`backend_pid`](pgnotify_driver::Listener::backend_pid), \
+[`connection_events`](pgnotify_driver::Listener::connection_events): what the listener is doing.\n\
+- [`bounce`](pgnotify_driver::Listener::bounce): drop the connection and reconnect at once; \
+[`close`](pgnotify_driver::Listener::close): close and wait until the connection is gone.\n\n\
+The builder's, [`pgnotify_driver::ListenerBuilder`]'s: \
+[`give_up_after`](pgnotify_driver::ListenerBuilder::give_up_after), \
+[`first_connect_rounds`](pgnotify_driver::ListenerBuilder::first_connect_rounds), \
+[`retry_forever`](pgnotify_driver::ListenerBuilder::retry_forever), \
+[`runtime`](pgnotify_driver::ListenerBuilder::runtime), then \
+[`connect`](pgnotify_driver::ListenerBuilder::connect)."
+    };
+}
 
 /// The `socket2` crate, re-exported so that runtime crates build
 /// [`SockRef`](socket2::SockRef)s for [`Transport::socket`] with the same version.

@@ -66,9 +66,13 @@ pub use pgnotify_driver::api::*;
 /// }
 /// # Ok(()) }
 /// ```
+///
+#[doc = pgnotify_driver::__listener_methods_doc!()]
 pub type Listener = pgnotify_driver::Listener<SmolRuntime>;
 
 /// A builder for a [`Listener`] on smol.
+///
+/// Its methods are [`pgnotify_driver::ListenerBuilder`]'s; see [`Listener`]'s list.
 pub type ListenerBuilder = pgnotify_driver::ListenerBuilder<SmolRuntime>;
 
 /// The smol implementation of the driver's [`Runtime`].

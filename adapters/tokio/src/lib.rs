@@ -78,9 +78,13 @@ pub use pgnotify_driver::api::*;
 /// }
 /// # Ok(()) }
 /// ```
+///
+#[doc = pgnotify_driver::__listener_methods_doc!()]
 pub type Listener = pgnotify_driver::Listener<TokioRuntime>;
 
 /// A builder for a [`Listener`] on tokio.
+///
+/// Its methods are [`pgnotify_driver::ListenerBuilder`]'s; see [`Listener`]'s list.
 pub type ListenerBuilder = pgnotify_driver::ListenerBuilder<TokioRuntime>;
 
 /// The tokio implementation of the driver's [`Runtime`].

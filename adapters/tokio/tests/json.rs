@@ -4,7 +4,7 @@
 #![allow(clippy::result_large_err)]
 
 use pgnotify_driver::{JsonEvent, NotifyJsonError};
-use pgnotify_testkit::server::TestServer;
+use pgnotify_throwaway::server::TestServer;
 use pgnotify_tokio::{Gap, Listener};
 use serde::{Deserialize, Serialize};
 

@@ -9,7 +9,7 @@ use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
     SharedString, Unit,
 };
-use pgnotify_testkit::server::TestServer;
+use pgnotify_throwaway::server::TestServer;
 use pgnotify_tokio::metrics as names;
 use pgnotify_tokio::{Event, Listener, OverflowPolicy, SubscribeOptions, Subscription};
 use tokio::sync::Notify;

@@ -87,7 +87,7 @@ impl fmt::Display for OneLine<'_> {
 }
 
 impl fmt::Display for ServerError {
-    /// One line, with the server's texts escaped ([`OneLine`]); the fields
+    /// One line, with the server's texts escaped (`OneLine`); the fields
     /// keep them as sent.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -5,7 +5,7 @@
 //! own binaries (the test kit's server), so `cargo run --example NAME` works
 //! on a machine with PostgreSQL installed and nothing configured.
 
-use pgnotify_testkit::server::TestServer;
+use pgnotify_throwaway::server::TestServer;
 
 /// A database URL, and the throwaway server behind it if one was started.
 pub(crate) struct Database {

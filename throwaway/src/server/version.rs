@@ -14,13 +14,13 @@ pub const MIN_SUPPORTED_MAJOR: u32 = 13;
 /// [`skip_unless`](Self::skip_unless):
 ///
 /// ```no_run
-/// use pgnotify_testkit::server::TestServer;
+/// use pgnotify_throwaway::server::TestServer;
 ///
 /// let server = TestServer::new()?;
 /// if server.version().skip_unless(14, "idle_session_timeout") {
 ///     return Ok(());
 /// }
-/// # Ok::<(), pgnotify_testkit::server::Error>(())
+/// # Ok::<(), pgnotify_throwaway::server::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ServerVersion {

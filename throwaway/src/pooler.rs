@@ -203,13 +203,13 @@ impl<'a> TestPgBouncerBuilder<'a> {
 /// A throwaway PgBouncer in front of a [`TestServer`], stopped and deleted on drop.
 ///
 /// ```no_run
-/// use pgnotify_testkit::pooler::{PoolMode, TestPgBouncer};
-/// use pgnotify_testkit::server::TestServer;
+/// use pgnotify_throwaway::pooler::{PoolMode, TestPgBouncer};
+/// use pgnotify_throwaway::server::TestServer;
 ///
 /// let server = TestServer::new()?;
 /// let pooler = TestPgBouncer::start(&server, PoolMode::Session)?;
 /// println!("connect through PgBouncer with {}", pooler.url());
-/// # Ok::<(), pgnotify_testkit::server::Error>(())
+/// # Ok::<(), pgnotify_throwaway::server::Error>(())
 /// ```
 ///
 /// The server must outlive it (PgBouncer keeps trying to reach a server that is gone, so

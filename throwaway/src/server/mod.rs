@@ -16,7 +16,7 @@
 //!
 //! `initdb` runs once per process, into a template that each server copies, so a server of its
 //! own per test costs a directory copy and a postmaster start (about 60 ms; the
-//! `throwaway-postgres --measure 10` binary prints the figure). Scratch directories live in
+//! test kit's `throwaway-postgres --measure 10` binary prints the figure). Scratch directories live in
 //! `$TMPDIR` when it is set, else in `/dev/shm` when it has 1 GiB free, else in `/tmp`; the
 //! server user must be able to reach them.
 
@@ -68,13 +68,13 @@ const PORT_ATTEMPTS: usize = 5;
 /// setting that server would refuse.
 ///
 /// ```no_run
-/// use pgnotify_testkit::server::{self, TestServer};
+/// use pgnotify_throwaway::server::{self, TestServer};
 ///
 /// if server::version()?.skip_unless(14, "idle_session_timeout") {
 ///     return Ok(());
 /// }
 /// let server = TestServer::builder().setting("idle_session_timeout", "1s").start()?;
-/// # Ok::<(), pgnotify_testkit::server::Error>(())
+/// # Ok::<(), pgnotify_throwaway::server::Error>(())
 /// ```
 pub fn version() -> Result<ServerVersion> {
     Ok(Workspace::get()?.binaries.version.clone())
@@ -106,7 +106,7 @@ impl ShutdownMode {
 /// Configuration for a [`TestServer`]: authentication, users, settings, TLS.
 ///
 /// ```no_run
-/// use pgnotify_testkit::server::{AuthMethod, TestServer};
+/// use pgnotify_throwaway::server::{AuthMethod, TestServer};
 ///
 /// let server = TestServer::builder()
 ///     .auth(AuthMethod::ScramSha256)
@@ -115,7 +115,7 @@ impl ShutdownMode {
 ///     .start()?;
 /// assert_eq!(server.execute("SHOW idle_session_timeout")?, "1s");
 /// println!("connect with {}", server.url()); // as alice
-/// # Ok::<(), pgnotify_testkit::server::Error>(())
+/// # Ok::<(), pgnotify_throwaway::server::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `start` is called"]
