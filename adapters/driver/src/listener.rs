@@ -261,17 +261,8 @@ impl<R> Listener<R> {
     /// Dropping the future does not recall a notification already queued;
     /// its result is discarded.
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), NotifyError> {
-        let id = self.shared().command(|state, now| {
-            let id = state.bus.notify(now, channel, payload)?;
-            state.publishes.insert(id, PublishSlot::default());
-            Ok::<_, NotifyError>(id)
-        })?;
-        PublishWait {
-            shared: self.shared(),
-            id,
-        }
-        .wait()
-        .await
+        self.publish(|bus, now| bus.notify(now, channel, payload))
+            .await
     }
 
     /// Sends every `(channel, payload)` of `items` in one transaction and
@@ -296,8 +287,16 @@ impl<R> Listener<R> {
         C: AsRef<str>,
         P: AsRef<str>,
     {
+        self.publish(|bus, now| bus.notify_many(now, items)).await
+    }
+
+    /// Starts a publish on the bus with `start`, and waits for its one result.
+    async fn publish(
+        &self,
+        start: impl FnOnce(&mut Bus, Instant) -> Result<PublishId, NotifyError>,
+    ) -> Result<(), NotifyError> {
         let id = self.shared().command(|state, now| {
-            let id = state.bus.notify_many(now, items)?;
+            let id = start(&mut state.bus, now)?;
             state.publishes.insert(id, PublishSlot::default());
             Ok::<_, NotifyError>(id)
         })?;
