@@ -257,6 +257,12 @@ fn pings_keep_an_idle_session_timeout_away() {
 /// second. The listener turns the timeout off for its own session.
 #[test]
 fn a_default_listener_outlives_the_servers_idle_session_timeout() {
+    if pgnotify_testkit::server::version()
+        .expect("the server binaries")
+        .skip_unless(14, "idle_session_timeout")
+    {
+        return;
+    }
     let server = TestServer::builder()
         .setting("idle_session_timeout", "1s")
         .start()
