@@ -2,7 +2,7 @@
 //! its fields, the kinds of gap, and the fields every line ends with.
 //!
 //! `listen --help` is written from this table ([`help`]), and the tests
-//! check every JSON line they see against it ([`check`], with serde_json,
+//! check every JSON line they see against it (`check`, with serde_json,
 //! a dev-dependency). `output.rs` writes the lines by hand; its tests and
 //! the ones in `tests/cli.rs` (which include this file by path) hold the
 //! two together.
