@@ -14,26 +14,10 @@ Examples:
   pgnotify demo                                   # a guided tour on a throwaway local server
   pgnotify --url postgres://app@db/app listen jobs
   pgnotify notify jobs '{\"id\": 42}'
-  seq 1 1000 | pgnotify notify jobs               # one NOTIFY per line, pipelined";
+  seq 1 1000 | pgnotify notify jobs               # one NOTIFY per line, pipelined
+  pgnotify completions bash                       # or zsh, fish, ...; and `pgnotify man`";
 
 const LISTEN_EXAMPLES: &str = "\
-Output: one line per event. JSON lines by default, each ending with \"ts\" (when
-it was printed, RFC 3339 UTC, e.g. 2026-11-29T23:07:28.123Z) and \"v\":1 (the line
-format's version). Every \"type\":
-  listening       every channel is LISTENed: channels, generation, backend_pid
-  notification    channel, payload, pid (the sender's backend)
-  gap             notifications may be missing here, resynchronise: channel, kind:
-                    overflow     the queue was full: missed (exact count)
-                    reconnected  the connection was replaced: generation
-                    other        a kind this version does not name: detail
-  connected       a connection is up: generation (1, 2, ... per connection)
-  disconnected    the connection was lost: error (a reconnect follows)
-  connect_failed  one connection attempt failed: error (it is retried)
-  stopped         the listener gave up: error (every subscription ends)
-  events_lagged   this program fell behind the connection events: missed
-  connection      a connection event this version does not name: detail
-  end             a channel's subscription ended: channel, reason
-  other           an item this version does not name: channel, detail
 For example:
   {\"type\":\"notification\",\"channel\":\"jobs\",\"payload\":\"42\",\"pid\":4250,\"ts\":\"...\",\"v\":1}
   {\"type\":\"gap\",\"kind\":\"overflow\",\"missed\":3,\"channel\":\"jobs\",\"ts\":\"...\",\"v\":1}
@@ -113,7 +97,7 @@ pub(crate) struct ConnectionArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Print the notifications on one or more channels, one line per event
-    #[command(after_help = LISTEN_EXAMPLES)]
+    #[command(after_help = listen_help())]
     Listen(ListenArgs),
     /// Send a notification, or one per line of standard input
     #[command(after_help = NOTIFY_EXAMPLES)]
@@ -121,6 +105,33 @@ pub(crate) enum Command {
     /// A guided tour: shared connection, overflow gap, reconnect gap, stats
     #[command(after_help = DEMO_EXAMPLES)]
     Demo,
+    /// Print a shell completion script to stdout (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout
+    #[command(after_help = MAN_EXAMPLES)]
+    Man,
+}
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  pgnotify completions bash > /etc/bash_completion.d/pgnotify
+  pgnotify completions zsh > \"${fpath[1]}/_pgnotify\"
+  pgnotify completions fish > ~/.config/fish/completions/pgnotify.fish";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  pgnotify man | man -l -
+  pgnotify man > /usr/local/share/man/man1/pgnotify.1";
+
+/// `listen --help`'s text after the options: the JSON line format, from
+/// [`schema`](crate::schema), then the rest.
+fn listen_help() -> String {
+    format!("{}\n\n{LISTEN_EXAMPLES}", crate::schema::help())
 }
 
 /// `pgnotify listen`.

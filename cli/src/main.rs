@@ -5,6 +5,7 @@
 //! pgnotify demo                      # the tour, on a throwaway local server
 //! pgnotify listen jobs events        # one JSON line per event
 //! pgnotify notify jobs 42            # or one NOTIFY per line of stdin
+//! pgnotify completions zsh           # a completion script; `pgnotify man`: the manual page
 //! ```
 //!
 //! Failures print one line on stderr, `pgnotify: <what went wrong>`, and exit
@@ -19,14 +20,15 @@ mod error;
 mod listen;
 mod notify;
 mod output;
+mod schema;
 mod shutdown;
 mod status;
 mod verbose;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 use crate::args::{Cli, Command};
 use crate::error::{CliError, EXIT_FAILURE};
@@ -36,6 +38,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),
     };
+    match cli.command {
+        Command::Completions { shell } => return print_completions(shell),
+        Command::Man => return print_man(),
+        _ => {}
+    }
     verbose::install(cli.connection.verbose);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -63,6 +70,39 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Listen(args) => listen::run(args, target, timeout).await,
         Command::Notify(args) => notify::run(args, target, timeout).await,
         Command::Demo => demo::run(target, timeout).await,
+        // Handled in main, before any runtime or connection.
+        Command::Completions { .. } | Command::Man => Ok(()),
+    }
+}
+
+/// `pgnotify completions SHELL`: the script on stdout.
+fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command, "pgnotify", &mut out);
+    write_stdout(&out, "write the completion script")
+}
+
+/// `pgnotify man`: the manual page, roff, on stdout.
+fn print_man() -> ExitCode {
+    let mut out = Vec::new();
+    if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut out) {
+        eprintln!("pgnotify: could not render the manual page: {e}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    write_stdout(&out, "write the manual page")
+}
+
+/// Writes `bytes` to stdout; one line on stderr if that fails.
+fn write_stdout(bytes: &[u8], action: &str) -> ExitCode {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgnotify: could not {action}: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

@@ -3,19 +3,20 @@
 //! The JSON is written by hand: the objects are flat and few, and a JSON
 //! library would be the only reason to pull in serde. Every JSON line ends
 //! with `"ts"` (when it was printed, RFC 3339 in UTC with milliseconds) and
-//! `"v":1` (the version of this line format, [`JSON_VERSION`]).
+//! `"v":1` (the version of this line format, [`JSON_VERSION`]). Every
+//! type and field is listed in [`crate::schema`], which the tests check
+//! these lines against.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use pgnotify_core::bus::BusError;
+use pgnotify_core::protocol::{ConnectionError, ServerError};
 use pgnotify_core::{EndReason, Event, Gap};
 use pgnotify_tokio::ConnectionEvent;
 
 use crate::args::Format;
-
-/// The version of the JSON line format, in every line's `"v"`: raised when a
-/// field changes meaning or goes away (new types and fields do not raise it).
-pub(crate) const JSON_VERSION: u32 = 1;
+use crate::schema::JSON_VERSION;
 
 /// Renders events into a buffer of whole lines.
 #[derive(Debug)]
@@ -154,21 +155,11 @@ impl Lines {
                     );
                     self.close_json();
                 }
-                ConnectionEvent::Disconnected { error } => {
-                    self.buf.push_str(r#"{"type":"disconnected","error":"#);
-                    push_json_str(&mut self.buf, &error.to_string());
-                    self.close_json();
-                }
+                ConnectionEvent::Disconnected { error } => self.error_line("disconnected", error),
                 ConnectionEvent::ConnectFailed { error } => {
-                    self.buf.push_str(r#"{"type":"connect_failed","error":"#);
-                    push_json_str(&mut self.buf, &error.to_string());
-                    self.close_json();
+                    self.error_line("connect_failed", error);
                 }
-                ConnectionEvent::Stopped { error } => {
-                    self.buf.push_str(r#"{"type":"stopped","error":"#);
-                    push_json_str(&mut self.buf, &error.to_string());
-                    self.close_json();
-                }
+                ConnectionEvent::Stopped { error } => self.error_line("stopped", error),
                 ConnectionEvent::Lagged { missed } => {
                     let _ = write!(self.buf, r#"{{"type":"events_lagged","missed":{missed}"#);
                     self.close_json();
@@ -184,6 +175,18 @@ impl Lines {
             }
         }
         self.buf.push('\n');
+    }
+
+    /// A JSON line of `type` with `"error"`, and `"code"` (the SQLSTATE)
+    /// when the error is one the server reported.
+    fn error_line(&mut self, r#type: &str, error: &BusError) {
+        let _ = write!(self.buf, r#"{{"type":"{type}","error":"#);
+        push_json_str(&mut self.buf, &error.to_string());
+        if let Some(server) = server_error(error) {
+            self.buf.push_str(r#","code":"#);
+            push_json_str(&mut self.buf, server.code());
+        }
+        self.close_json();
     }
 
     /// The subscription on `channel` ended.
@@ -202,6 +205,14 @@ impl Lines {
             }
         }
         self.buf.push('\n');
+    }
+}
+
+/// The server's report in `error`, if the server reported it.
+fn server_error(error: &BusError) -> Option<&ServerError> {
+    match error {
+        BusError::Connection(ConnectionError::Server(e)) | BusError::ListenRefused(e) => Some(e),
+        _ => None,
     }
 }
 
@@ -389,6 +400,82 @@ mod tests {
             std::str::from_utf8(lines.as_bytes()).unwrap(),
             "{\"type\":\"listening\",\"channels\":[\"a\",\"b\\\"c\"],\"generation\":1,\"backend_pid\":7,\
              \"ts\":\"2026-11-29T23:07:28.123Z\",\"v\":1}\n"
+        );
+    }
+
+    /// Every line this version can render, with a server error among the
+    /// connection events, passes the schema; each type it can reach is reached.
+    #[test]
+    fn every_renderable_line_matches_the_schema() {
+        use pgnotify_core::Notification;
+        use pgnotify_core::bus::TransportError;
+
+        let terminated = || {
+            BusError::Connection(ConnectionError::Server(ServerError::new(
+                "FATAL",
+                "57P01",
+                "terminating connection due to administrator command",
+            )))
+        };
+        let mut lines = Lines::with_clock(Format::Json, fixed);
+        lines.listening(&["a".into(), "b".into()], 1, Some(7));
+        lines.listening(&["a".into()], 1, None);
+        lines.event(
+            "a",
+            &Event::Notification(Notification {
+                channel: "a".into(),
+                payload: "say \"hi\"\n".into(),
+                process_id: 42,
+            }),
+        );
+        lines.event("a", &Event::Gap(Gap::Overflow { missed: 3 }));
+        lines.event("a", &Event::Gap(Gap::Reconnected { generation: 2 }));
+        lines.connection(&ConnectionEvent::Connected { generation: 2 });
+        lines.connection(&ConnectionEvent::Disconnected {
+            error: terminated(),
+        });
+        lines.connection(&ConnectionEvent::ConnectFailed {
+            error: BusError::Transport(TransportError::new(
+                pgnotify_core::bus::TransportErrorKind::Connect,
+                "connection refused",
+            )),
+        });
+        lines.connection(&ConnectionEvent::ConnectFailed {
+            error: BusError::ListenRefused(ServerError::new(
+                "ERROR",
+                "25006",
+                "cannot execute LISTEN during recovery",
+            )),
+        });
+        lines.connection(&ConnectionEvent::Stopped {
+            error: terminated(),
+        });
+        lines.connection(&ConnectionEvent::Lagged { missed: 5 });
+        lines.end("a", Some(EndReason::BusClosed));
+        lines.end("a", None);
+        let text = std::str::from_utf8(lines.as_bytes()).unwrap();
+        let mut seen = Vec::new();
+        for line in text.lines() {
+            crate::schema::check(line).unwrap();
+            let start = line.find(r#""type":""#).unwrap() + 8;
+            let name = &line[start..start + line[start..].find('"').unwrap()];
+            seen.push(name.to_owned());
+        }
+        for t in crate::schema::TYPES {
+            // "connection" and "other" stand for variants this version does not know.
+            assert!(
+                seen.iter().any(|s| s == t.name) || ["connection", "other"].contains(&t.name),
+                "{} never rendered",
+                t.name
+            );
+        }
+        assert!(text.contains(r#""type":"disconnected","error":"#));
+        assert_eq!(text.matches(r#","code":"57P01","#).count(), 2, "{text}");
+        assert_eq!(text.matches(r#","code":"25006","#).count(), 1, "{text}");
+        assert_eq!(
+            text.matches(r#""code""#).count(),
+            3,
+            "refused has none: {text}"
         );
     }
 }

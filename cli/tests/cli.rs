@@ -8,6 +8,12 @@ use std::time::Duration;
 use pgnotify_testkit::scripted::{Script, ScriptedServer};
 use pgnotify_testkit::server::TestServer;
 
+/// The JSON line format, the same file the binary is built with: every JSON
+/// line these tests read is checked against it (`checked`).
+#[allow(dead_code)] // the binary's --help text, unused here
+#[path = "../src/schema.rs"]
+mod schema;
+
 /// How long a test waits for one line before it fails (a hang guard, not a
 /// synchronisation: every wait is for a line the binary must print).
 const LINE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,6 +38,24 @@ fn pgnotify() -> Command {
         command.env_remove(variable);
     }
     command
+}
+
+/// `line`, after checking it against the schema if it is a JSON line (the
+/// text format's lines start with `[` or `--`).
+fn checked(line: String) -> String {
+    if line.starts_with('{') {
+        if let Err(e) = schema::check(&line) {
+            panic!("a JSON line outside the schema: {e}");
+        }
+    }
+    line
+}
+
+/// Every line of `stdout`, checked against the schema.
+fn check_all(stdout: &[u8]) {
+    for line in String::from_utf8_lossy(stdout).lines() {
+        checked(line.to_owned());
+    }
 }
 
 fn run(command: &mut Command) -> Output {
@@ -85,7 +109,7 @@ impl Listen {
 
     fn next_line(&mut self) -> String {
         match self.lines.recv_timeout(LINE_TIMEOUT) {
-            Ok(line) => line,
+            Ok(line) => checked(line),
             Err(_) => {
                 let _ = self.child.kill();
                 let output = stderr_after_exit(&mut self.child);
@@ -174,6 +198,7 @@ fn listen_until_exit(server: &TestServer, args: &[&str], payloads: &[&str]) -> O
     std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read stdout");
     let mut output = child.wait_with_output().expect("wait for pgnotify listen");
     output.stdout = format!("{first}{rest}").into_bytes();
+    check_all(&output.stdout);
     output
 }
 
@@ -282,6 +307,11 @@ fn listen_marks_a_terminated_backend_with_connection_and_gap_lines() {
     }
     assert!(
         lines[0].starts_with(r#"{"type":"disconnected","error":"#),
+        "lines: {lines:#?}"
+    );
+    // A server error: its SQLSTATE (57P01, admin_shutdown) in "code".
+    assert!(
+        lines[0].contains(r#","code":"57P01","ts":"#),
         "lines: {lines:#?}"
     );
     assert!(
@@ -659,6 +689,80 @@ fn notify_sends_a_whole_file_or_all_of_stdin_as_one_payload() {
     let output =
         run(pgnotify().args(["--url", &server.url(), "notify", "--file", "x", "jobs", "p"]));
     assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn listen_help_lists_the_schema_every_type_kind_and_field() {
+    let output = run(pgnotify().args(["listen", "--help"]));
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    // Types at an indent of 2, a gap's kinds below it at 20.
+    let types = schema::TYPES.iter().map(|t| (2, t));
+    for (indent, t) in types.chain(schema::GAP_KINDS.iter().map(|k| (20, k))) {
+        let start = format!("{:indent$}{} ", "", t.name);
+        let line = help
+            .lines()
+            .find(|line| line.starts_with(&start))
+            .unwrap_or_else(|| panic!("no line for {} in:\n{help}", t.name));
+        for field in t.fields {
+            assert!(line.contains(field.name), "{}: {line}", field.name);
+        }
+    }
+    assert!(help.contains("SQLSTATE"), "{help}");
+}
+
+#[test]
+fn completions_print_a_script_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "_pgnotify()"),
+        ("zsh", "#compdef pgnotify"),
+        ("fish", "complete -c pgnotify"),
+        ("elvish", "edit:completion:arg-completer[pgnotify]"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let output = run(pgnotify().args(["completions", shell]));
+        assert!(output.status.success(), "{shell}: {}", stderr_of(&output));
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            script.contains(marker),
+            "{shell} lacks {marker:?}:\n{script}"
+        );
+        for word in ["listen", "notify", "until-payload", "connect-timeout"] {
+            assert!(script.contains(word), "{shell} lacks {word:?}");
+        }
+    }
+    // No server is needed, nor read from a bad environment.
+    let output = run(pgnotify()
+        .env("DATABASE_URL", "not a url")
+        .args(["completions", "zsh"]));
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let output = run(pgnotify().args(["completions", "tcsh"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stderr_of(&output).lines().count(), 1);
+}
+
+#[test]
+fn man_prints_a_roff_page_naming_every_subcommand() {
+    let output = run(pgnotify().env("DATABASE_URL", "not a url").arg("man"));
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let page = String::from_utf8_lossy(&output.stdout);
+    assert!(page.contains(".TH pgnotify 1"), "{page}");
+    for word in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        "listen",
+        "notify",
+        "demo",
+        "completions",
+    ] {
+        assert!(page.contains(word), "{word:?} missing from:\n{page}");
+    }
+    let help = run(pgnotify().arg("--help"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("completions") && help.contains("man "),
+        "{help}"
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@
 //! ```
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Where links to this crate go from a crate documented before it (a runtime crate under
 // `cargo doc --no-deps`, which documents the workspace in parallel): docs.rs, not plain text.
 #![doc(html_root_url = "https://docs.rs/pgnotify-core/0.1.0")]

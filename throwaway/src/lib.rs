@@ -15,6 +15,8 @@
 //! published on its own; `pgnotify-testkit` (unpublished) re-exports it unchanged.
 //! Unix only: the servers run as the unprivileged `postgres` user when the process is root.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod pooler;
 pub mod server;
 mod skip;

@@ -91,6 +91,7 @@
 //! (error), slow health pings (warn), overflow counts per pass (debug).
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Where links to this crate go from a crate documented before it (a runtime crate under
 // `cargo doc --no-deps`, which documents the workspace in parallel): docs.rs, not plain text.
 #![doc(html_root_url = "https://docs.rs/pgnotify-driver/0.1.0")]

@@ -42,6 +42,7 @@
 //! failed attempts, slow pings, protocol errors) through `tracing`.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::io;
 use std::net::SocketAddr;

@@ -49,6 +49,7 @@
 //! PostgreSQL when no `DATABASE_URL` is given).
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::future::Future;
 use std::io;
