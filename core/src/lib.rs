@@ -35,6 +35,7 @@ mod channel;
 pub mod config;
 mod event;
 pub mod protocol;
+mod statement;
 mod text;
 
 pub use bus::policy::{
@@ -46,4 +47,5 @@ pub use channel::{
 };
 pub use config::{Config, ConfigError};
 pub use event::{EndReason, Event, Gap, Notification};
+pub use statement::notify_statement;
 pub use text::SharedStr;

@@ -760,3 +760,34 @@ fn options_reach_the_session_and_the_default_application_name_shows() {
     let shown = c.query("SHOW work_mem", &mut Vec::new()).unwrap();
     assert_eq!(shown.rows, [[Some("7777kB".to_owned())]]);
 }
+
+/// Issue 18: `notify_statement` publishes inside the application's own
+/// transaction, exactly (quotes, backslashes, newlines, Unicode), whatever
+/// `standard_conforming_strings` says; a rolled-back transaction publishes
+/// nothing.
+#[test]
+fn notify_statement_publishes_in_the_callers_transaction_exactly() {
+    let server = TestServer::new().unwrap();
+    let mut d = connected_bus(config(&server, "pgnotify-statement"));
+    let id = d.subscribe_ready("outbox", SubscribeOptions::new());
+    let tricky = "it's a \\ back\\\\slash,\nnew line, ünïcode";
+    let rolled_back = pgnotify_core::notify_statement([("outbox", "never")]).unwrap();
+    server
+        .execute(&format!("BEGIN; {rolled_back}; ROLLBACK"))
+        .unwrap();
+    for conforming in ["on", "off"] {
+        let sql =
+            pgnotify_core::notify_statement([("outbox", tricky), ("outbox", conforming)]).unwrap();
+        server
+            .execute(&format!(
+                "BEGIN; SET LOCAL standard_conforming_strings = {conforming}; {sql}; COMMIT"
+            ))
+            .unwrap();
+    }
+    let items = d.wait_items(id, 4);
+    assert_eq!(
+        payloads(&items),
+        [note(tricky), note("on"), note(tricky), note("off")],
+        "the rolled-back one never came, the others exactly"
+    );
+}

@@ -29,5 +29,5 @@ pub use pgnotify_core::config::{
 pub use pgnotify_core::{
     ChannelError, Config, ConfigError, DEFAULT_CAPACITY, DEFAULT_STALL_LIMIT, EndReason, Event,
     Gap, MAX_CHANNEL_LEN, MAX_PAYLOAD_LEN, Notification, OverflowPolicy, PayloadError, SharedStr,
-    SubscribeOptions,
+    SubscribeOptions, notify_statement,
 };
