@@ -44,6 +44,7 @@ figures and their options (defaults in brackets):
              --subs [1,100] --runtimes [tokio,smol,async-std]
   memory     RSS with --subs [100000] subscribers over --channels [10000]
   reconnect  re-LISTEN after pg_terminate_backend: --channels [10000] --trials [5]
+  publish-lone  one notify at a time, latency per call: --n [500] --rate [100]
   publish    pipelined notify: --n [100000] --in-flight [1000] --trials [3]
              --runtimes [tokio,smol,async-std]
   flap       backend terminated every --every [20] s for --secs [300] s: --rate [100]
@@ -146,6 +147,7 @@ fn main() {
         "memory",
         "reconnect",
         "publish",
+        "publish-lone",
         "flap",
         "stall",
     ]
@@ -170,6 +172,7 @@ fn main() {
         "memory" => memory::run(&server, &args),
         "reconnect" => reconnect::run(&server, &args),
         "publish" => publish::run(&server, &args),
+        "publish-lone" => publish::run_lone(&server, &args),
         "flap" => flap::run(&server, &args),
         "stall" => stall::run(&server, &args),
         _ => unreachable!("checked above"),
