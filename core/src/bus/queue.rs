@@ -174,10 +174,8 @@ pub(crate) struct Pushed {
 /// `Backpressure` overshoot), apart from compacting a span (see the module
 /// docs).
 ///
-/// Wake-ups: the first time something becomes readable after the consumer
-/// last found the queue empty, [`take_wake`](Self::take_wake) returns `true`
-/// once, so the bus wakes a subscriber's task once per burst rather than once
-/// per notification.
+/// Readiness is not the queue's: the subscriber table announces a non-empty
+/// queue (`SubscriberReadable`, level-triggered) from [`is_empty`](Self::is_empty).
 #[derive(Debug)]
 pub(crate) struct SubscriberQueue {
     spans: VecDeque<Span>,
@@ -202,10 +200,6 @@ pub(crate) struct SubscriberQueue {
     /// Items lent to the driver and not yet consumed.
     lent: Lent,
     end: Option<EndReason>,
-    /// A wake-up was asked for since the consumer last found the queue empty.
-    signalled: bool,
-    /// A wake-up is waiting to be taken by the bus.
-    wake: bool,
     delivered: u64,
     /// Test-only: what the policy discarded (checked against a model).
     #[cfg(test)]
@@ -233,8 +227,6 @@ impl SubscriberQueue {
             released: false,
             lent: Lent::default(),
             end: None,
-            signalled: false,
-            wake: false,
             delivered: 0,
             #[cfg(test)]
             dropped: 0,
@@ -476,7 +468,6 @@ impl SubscriberQueue {
                 self.tail.missed = self.tail.missed.saturating_add(missed);
             }
         }
-        self.signal();
     }
 
     /// Ends the stream with `reason`; what is queued stays readable and the
@@ -487,7 +478,6 @@ impl SubscriberQueue {
             return false;
         }
         self.end = Some(reason);
-        self.signal();
         true
     }
 
@@ -501,13 +491,6 @@ impl SubscriberQueue {
         self.len = 0;
         self.bytes = 0;
         ended
-    }
-
-    /// Whether the subscriber's task should be woken now; `true` at most
-    /// once between two times the consumer found the queue empty.
-    #[cfg(test)]
-    pub(crate) fn take_wake(&mut self) -> bool {
-        std::mem::take(&mut self.wake)
     }
 
     // ---- consumer side (the subscriber's task, through the bus)
@@ -681,7 +664,6 @@ impl SubscriberQueue {
             if rejected > 0 {
                 self.tail.missed = self.tail.missed.saturating_add(rejected);
                 self.count_dropped(rejected);
-                self.signal();
             }
             pushed.queued = u64::from(fit);
             pushed.rejected = rejected;
@@ -709,7 +691,6 @@ impl SubscriberQueue {
             self.tail.missed = self.tail.missed.saturating_add(u64::from(rejected));
             self.count_dropped(u64::from(rejected));
             pushed.rejected += u64::from(rejected);
-            self.signal();
             i += rejected;
             run = i;
         }
@@ -837,7 +818,6 @@ impl SubscriberQueue {
         self.len += span.len();
         self.bytes += span.bytes();
         self.spans.push_back(span);
-        self.signal();
     }
 
     /// Grows the buffer by doubling, but never past the item capacity (a
@@ -882,21 +862,13 @@ impl SubscriberQueue {
             front.compact_if_pinning();
         }
         if self.is_empty() {
-            self.rearm();
+            self.shrink_after_overshoot();
         }
     }
 
-    fn signal(&mut self) {
-        if !self.signalled {
-            self.signalled = true;
-            self.wake = true;
-        }
-    }
-
-    /// The consumer found the queue empty: the next item needs a wake-up.
-    fn rearm(&mut self) {
-        self.signalled = false;
-        self.wake = false;
+    /// The consumer found the queue empty: a buffer grown past the capacity
+    /// (only a `Backpressure` overshoot does that) is given back.
+    fn shrink_after_overshoot(&mut self) {
         let bound = self.capacity.max(MIN_ALLOCATION);
         if self.spans.capacity() > bound {
             // Only after a Backpressure overshoot: give the excess back.
@@ -1441,30 +1413,6 @@ mod tests {
         assert_eq!(q.pop(), None);
         assert_eq!((q.len(), q.bytes(), q.allocated_entries()), (0, 0, 0));
         assert_eq!(q.finished(), Some(EndReason::Unsubscribed));
-    }
-
-    #[test]
-    fn wake_is_asked_once_until_the_consumer_finds_the_queue_empty() {
-        let mut q = queue(OverflowPolicy::DropOldest, 8);
-        assert!(!q.take_wake());
-        q.push(note(1));
-        q.push(note(2));
-        assert!(q.take_wake());
-        q.push(note(3));
-        assert!(!q.take_wake(), "already woken for this burst");
-        let mut out = Vec::new();
-        q.drain_into(&mut out, 2);
-        q.push(note(4));
-        assert!(
-            !q.take_wake(),
-            "the consumer has not found the queue empty yet"
-        );
-        q.drain_into(&mut out, 10);
-        q.push_gap(Gap::Reconnected { generation: 1 });
-        assert!(q.take_wake(), "a gap is readable too");
-        q.pop();
-        q.end(EndReason::BusClosed);
-        assert!(q.take_wake(), "the end is readable too");
     }
 
     #[test]
