@@ -22,7 +22,7 @@
 //! capacity, and a gap can never be the thing that is dropped: when a
 //! notification is discarded its gaps move onto whatever follows it.
 //!
-//! That gives, for every policy, the guarantee of DESIGN §4 invariant 2:
+//! That gives, for every policy, the guarantee of invariant 2 (no silent loss):
 //! between two consecutive notifications a consumer reads, every notification
 //! the queue received and did not deliver is counted by the `Gap::Overflow`
 //! items between them, and a reconnection between them is reported by one
