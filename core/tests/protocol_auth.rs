@@ -2,12 +2,12 @@
 
 mod protocol_common;
 
-use pgnotify_core::protocol::{AuthError, ConnectionError, ConnectionEvent, ProtocolError};
+use pgnotify_core::protocol::{AuthError, ConnectionError, ProtocolError, WireEvent};
 use protocol_common::*;
 
 fn failed_with(outcome: &Outcome) -> &ConnectionError {
     match outcome.last() {
-        ConnectionEvent::Failed(e) => e,
+        WireEvent::Failed(e) => e,
         other => panic!("expected Failed, got {other:?}"),
     }
 }
@@ -16,7 +16,7 @@ fn failed_with(outcome: &Outcome) -> &ConnectionError {
 fn trust_sends_only_the_startup_message() {
     let out = run_all(params(), &[trust_startup()]);
     assert_eq!(out.tags(), "_");
-    assert_eq!(out.main_events(), vec![ConnectionEvent::Ready]);
+    assert_eq!(out.main_events(), vec![WireEvent::Ready]);
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn cleartext_password_is_sent_as_is() {
     let msgs = out.messages();
     assert_eq!(out.tags(), "_p");
     assert_eq!(msgs[1].1, b"s3cret\0");
-    assert_eq!(out.main_events(), vec![ConnectionEvent::Ready]);
+    assert_eq!(out.main_events(), vec![WireEvent::Ready]);
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn md5_sends_the_salted_double_hash() {
     assert_eq!(out.tags(), "_p");
     // md5(md5(password || user) || salt), as computed by Python's hashlib.
     assert_eq!(msgs[1].1, b"md5b79948bbeb35dee03ab8fe15a839030b\0");
-    assert_eq!(out.main_events(), vec![ConnectionEvent::Ready]);
+    assert_eq!(out.main_events(), vec![WireEvent::Ready]);
 }
 
 fn scram_script(
@@ -74,7 +74,7 @@ fn scram_sha_256_completes_and_verifies_the_server() {
     assert_eq!(mechanism, "SCRAM-SHA-256");
     assert!(first.starts_with("n,,n=,r="), "client-first: {first}");
     assert_eq!(out.tags(), "_pp");
-    assert_eq!(out.main_events(), vec![ConnectionEvent::Ready]);
+    assert_eq!(out.main_events(), vec![WireEvent::Ready]);
 }
 
 fn tls_params() -> pgnotify_core::protocol::StartupParams {
@@ -103,7 +103,7 @@ fn scram_plus_binds_the_tls_channel_when_both_sides_can() {
     );
     assert_eq!(
         out.main_events(),
-        vec![ConnectionEvent::StartTls, ConnectionEvent::Ready]
+        vec![WireEvent::StartTls, WireEvent::Ready]
     );
 }
 

@@ -4,14 +4,14 @@
 mod protocol_common;
 
 use pgnotify_core::protocol::{
-    Connection, ConnectionError, ConnectionEvent, Phase, ProtocolError, StartupParams,
+    Connection, ConnectionError, Phase, ProtocolError, StartupParams, WireEvent,
 };
 use protocol_common::*;
 
 fn protocol_error(params: StartupParams, script: &[Step]) -> ProtocolError {
     let out = run_all(params, script);
     match out.last() {
-        ConnectionEvent::Failed(ConnectionError::Protocol(e)) => e.clone(),
+        WireEvent::Failed(ConnectionError::Protocol(e)) => e.clone(),
         other => panic!("expected a protocol error, got {other:?}"),
     }
 }
@@ -38,7 +38,7 @@ fn a_frame_longer_than_the_cap_fails_from_its_header_alone() {
     conn.handle_input(&[b'A', 0, 0, 0, 65]);
     assert_eq!(
         conn.poll_event(),
-        Some(ConnectionEvent::Failed(ConnectionError::Protocol(
+        Some(WireEvent::Failed(ConnectionError::Protocol(
             ProtocolError::FrameTooLarge {
                 tag: b'A',
                 len: 65,
@@ -67,7 +67,7 @@ fn a_frame_exactly_at_the_cap_is_accepted() {
     let n = notification(1, "c", &"x".repeat(100));
     p.max_frame_len = n.len() - 1; // the length field excludes the tag
     let out = run_all(p, &[trust_startup(), server(n)]);
-    assert!(matches!(out.last(), ConnectionEvent::Notification(_)));
+    assert!(matches!(out.last(), WireEvent::Notification(_)));
 }
 
 #[test]
@@ -267,7 +267,7 @@ fn failing_twice_in_one_input_reports_once() {
     let failures = out
         .events
         .iter()
-        .filter(|e| matches!(e, ConnectionEvent::Failed(_)))
+        .filter(|e| matches!(e, WireEvent::Failed(_)))
         .count();
     assert_eq!(failures, 1);
 }

@@ -4,7 +4,7 @@
 mod protocol_common;
 
 use pgnotify_core::protocol::{
-    CommandId, ConnectionError, ConnectionEvent, QueryResult, ServerError, TransactionStatus,
+    CommandId, ConnectionError, QueryResult, ServerError, TransactionStatus, WireEvent,
 };
 use pgnotify_core::{Notification, SharedStr};
 use protocol_common::*;
@@ -14,7 +14,7 @@ fn results(out: &Outcome) -> Vec<Result<QueryResult, ServerError>> {
     out.events
         .iter()
         .filter_map(|e| match e {
-            ConnectionEvent::CommandComplete { result, .. } => Some(result.clone()),
+            WireEvent::CommandComplete { result, .. } => Some(result.clone()),
             _ => None,
         })
         .collect()
@@ -24,7 +24,7 @@ fn ids(out: &Outcome) -> Vec<CommandId> {
     out.events
         .iter()
         .filter_map(|e| match e {
-            ConnectionEvent::CommandComplete { id, .. } => Some(*id),
+            WireEvent::CommandComplete { id, .. } => Some(*id),
             _ => None,
         })
         .collect()
@@ -39,8 +39,8 @@ fn rows(values: &[&[Option<&str>]]) -> QueryResult {
     r
 }
 
-fn note(pid: i32, channel: &str, payload: &str) -> ConnectionEvent {
-    ConnectionEvent::Notification(Notification {
+fn note(pid: i32, channel: &str, payload: &str) -> WireEvent {
+    WireEvent::Notification(Notification {
         channel: SharedStr::from(channel),
         payload: SharedStr::from(payload),
         process_id: pid,
@@ -168,7 +168,7 @@ fn fatal_error_during_a_query_fails_the_connection() {
         )),
     ];
     let out = run_all(params(), &script);
-    let ConnectionEvent::Failed(ConnectionError::Server(e)) = out.last() else {
+    let WireEvent::Failed(ConnectionError::Server(e)) = out.last() else {
         panic!("{:?}", out.events)
     };
     assert_eq!(e.code, "57P01");
@@ -303,7 +303,7 @@ fn notifications_are_accepted_between_every_reply() {
         .events
         .iter()
         .filter_map(|e| match e {
-            ConnectionEvent::Notification(n) => Some(n.process_id),
+            WireEvent::Notification(n) => Some(n.process_id),
             _ => None,
         })
         .collect();
@@ -342,7 +342,7 @@ fn non_fatal_notice_during_a_query_is_reported_and_the_query_completes() {
         ])),
     ];
     let out = run_all(params(), &script);
-    assert!(matches!(out.main_events()[1], ConnectionEvent::Notice(_)));
+    assert!(matches!(out.main_events()[1], WireEvent::Notice(_)));
     assert!(results(&out)[0].is_ok());
 }
 

@@ -3,8 +3,8 @@
 mod protocol_common;
 
 use pgnotify_core::protocol::{
-    Connection, ConnectionError, ConnectionEvent, Phase, ProtocolError, StartupParams,
-    TlsNegotiation, TransactionStatus,
+    Connection, ConnectionError, Phase, ProtocolError, StartupParams, TlsNegotiation,
+    TransactionStatus, WireEvent,
 };
 use protocol_common::*;
 
@@ -16,7 +16,7 @@ fn with_tls(tls: TlsNegotiation) -> StartupParams {
 
 fn failed_with(outcome: &Outcome) -> &ConnectionError {
     match outcome.last() {
-        ConnectionEvent::Failed(e) => e,
+        WireEvent::Failed(e) => e,
         other => panic!("expected Failed, got {other:?}"),
     }
 }
@@ -68,7 +68,7 @@ fn prefer_sends_ssl_request_and_starts_tls_on_s() {
     assert_eq!(out.tags(), "__", "SSLRequest then StartupMessage");
     assert_eq!(
         out.main_events(),
-        vec![ConnectionEvent::StartTls, ConnectionEvent::Ready]
+        vec![WireEvent::StartTls, WireEvent::Ready]
     );
 }
 
@@ -91,7 +91,7 @@ fn bytes_after_s_in_the_same_read_are_refused() {
     assert!(!conn.poll_transmit(&mut sent), "nothing sent in reply");
     assert_eq!(
         conn.poll_event(),
-        Some(ConnectionEvent::Failed(ConnectionError::Protocol(
+        Some(WireEvent::Failed(ConnectionError::Protocol(
             ProtocolError::DataAfterSslResponse
         )))
     );
@@ -112,8 +112,8 @@ fn bytes_before_the_tls_handshake_completes_are_refused() {
     assert_eq!(
         out.events,
         vec![
-            ConnectionEvent::StartTls,
-            ConnectionEvent::Failed(ConnectionError::Protocol(
+            WireEvent::StartTls,
+            WireEvent::Failed(ConnectionError::Protocol(
                 ProtocolError::DataAfterSslResponse
             ))
         ]
@@ -128,7 +128,7 @@ fn bytes_after_n_in_the_same_read_are_refused() {
     conn.handle_input(&injected);
     assert_eq!(
         conn.poll_event(),
-        Some(ConnectionEvent::Failed(ConnectionError::Protocol(
+        Some(WireEvent::Failed(ConnectionError::Protocol(
             ProtocolError::DataAfterSslResponse
         )))
     );
@@ -148,7 +148,7 @@ fn n_with_prefer_continues_in_plaintext() {
         &[server(b"N"), trust_startup()],
     );
     assert_eq!(out.tags(), "__");
-    assert_eq!(out.main_events(), vec![ConnectionEvent::Ready]);
+    assert_eq!(out.main_events(), vec![WireEvent::Ready]);
 }
 
 #[test]
@@ -205,15 +205,15 @@ fn startup_records_parameters_key_data_and_status() {
     assert_eq!(
         out.events[..3],
         [
-            ConnectionEvent::ParameterStatus {
+            WireEvent::ParameterStatus {
                 name: "server_version".into(),
                 value: "15.4".into()
             },
-            ConnectionEvent::ParameterStatus {
+            WireEvent::ParameterStatus {
                 name: "in_hot_standby".into(),
                 value: "off".into()
             },
-            ConnectionEvent::ParameterStatus {
+            WireEvent::ParameterStatus {
                 name: "client_encoding".into(),
                 value: "UTF8".into()
             },
@@ -244,7 +244,7 @@ fn parameter_status_after_startup_updates_the_value() {
     );
     assert_eq!(
         out.last(),
-        &ConnectionEvent::ParameterStatus {
+        &WireEvent::ParameterStatus {
             name: "in_hot_standby".into(),
             value: "on".into()
         }
@@ -289,7 +289,7 @@ fn notices_during_startup_are_reported() {
         .events
         .iter()
         .filter_map(|e| match e {
-            ConnectionEvent::Notice(n) => Some(n.message.clone()),
+            WireEvent::Notice(n) => Some(n.message.clone()),
             _ => None,
         })
         .collect();
@@ -340,7 +340,7 @@ fn terminate_sends_terminate_and_ends_events() {
         ],
     );
     assert_eq!(out.tags(), "_X");
-    assert_eq!(out.main_events(), vec![ConnectionEvent::Ready]);
+    assert_eq!(out.main_events(), vec![WireEvent::Ready]);
 }
 
 #[test]

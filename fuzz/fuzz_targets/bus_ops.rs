@@ -1,5 +1,5 @@
 //! Arbitrary API calls, server events and faults through the deterministic
-//! simulation, checking the DESIGN §4 invariants after every step; see
+//! simulation, checking the ten invariants (ARCHITECTURE.md, "Invariants") after every step; see
 //! `pgnotify_testkit::fuzz::bus_ops`.
 #![no_main]
 

@@ -4,10 +4,11 @@
 //! one-line calls into this module.
 //!
 //! - [`server_bytes()`]: arbitrary server bytes, in arbitrary chunks, at every
-//!   phase of one protocol connection (DESIGN §4, invariant 9);
+//!   phase of one protocol connection (invariant 9, bad input: a typed error, never a panic);
 //! - [`conninfo()`]: arbitrary connection strings through the parser and back;
 //! - [`bus_ops()`]: arbitrary API calls, server events and faults through the
-//!   deterministic simulation, the DESIGN §4 invariants checked after every step.
+//!   deterministic simulation, the ten invariants (ARCHITECTURE.md,
+//!   "Invariants") checked after every step.
 //!
 //! Each target panics when a property fails, which is what the fuzzer and
 //! the replay test report.

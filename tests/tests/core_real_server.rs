@@ -7,7 +7,7 @@ mod blocking;
 
 use blocking::{ConnDriver, Stream, WAIT};
 use pgnotify_core::protocol::{
-    ConnectionError, ConnectionEvent, Phase, StartupParams, TlsNegotiation, TransactionStatus,
+    ConnectionError, Phase, StartupParams, TlsNegotiation, TransactionStatus, WireEvent,
 };
 use pgnotify_testkit::server::{AuthMethod, DATABASE, SUPERUSER, TestServer};
 
@@ -294,7 +294,7 @@ fn terminated_backend_fails_the_connection_with_57p01() {
     let deadline = std::time::Instant::now() + WAIT;
     let error = loop {
         match c.next_event() {
-            Some(ConnectionEvent::Failed(e)) => break e,
+            Some(WireEvent::Failed(e)) => break e,
             Some(_) => {}
             None => panic!("no Failed before eof={} / deadline", c.saw_eof()),
         }

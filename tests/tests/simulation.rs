@@ -1,5 +1,5 @@
 //! The deterministic simulation: a random schedule per seed against
-//! simulated hosts, the ten invariants of DESIGN §4 checked after every step.
+//! simulated hosts, the ten invariants of ARCHITECTURE.md checked after every step.
 //!
 //! - `PGNOTIFY_SIM_SEED=n` replays one seed (add `PGNOTIFY_SIM_CALM=1` for a
 //!   seed of the fault-free set);

@@ -31,7 +31,7 @@ use crate::connect::{ConnectError, connect};
 use crate::observe::Observer;
 use crate::runtime::{BoxFuture, Runtime, Timer, Transport};
 use crate::shared::{Shared, State};
-use crate::stream::Stream;
+use crate::stream::MaybeTlsStream;
 use crate::tls::{TlsConnector, TlsError};
 
 /// Bytes read from the socket per chunk; each chunk is one `handle_input`,
@@ -49,14 +49,14 @@ const PASSES_PER_POLL: usize = 32;
 const READS_PER_POLL: usize = 4;
 
 /// A finished TLS handshake: the stream back, and the channel-binding data.
-type Handshake = (Stream, Result<Option<Vec<u8>>, TlsError>);
+type Handshake = (MaybeTlsStream, Result<Option<Vec<u8>>, TlsError>);
 
 /// What woke the loop.
 enum Input {
     /// A handle changed the bus (or the task just started): drain it.
     Command,
     Connected(Result<Box<dyn Transport>, ConnectError>),
-    TlsDone(Stream, Result<Option<Vec<u8>>, TlsError>),
+    TlsDone(MaybeTlsStream, Result<Option<Vec<u8>>, TlsError>),
     /// This many bytes are in the read buffer.
     Data(usize),
     Closed(TransportError),
@@ -74,7 +74,7 @@ enum InFlight {
 pub(crate) struct Driver {
     shared: Arc<Shared>,
     runtime: Arc<dyn Runtime>,
-    stream: Option<Stream>,
+    stream: Option<MaybeTlsStream>,
     in_flight: Option<InFlight>,
     /// The last TLS connector built, reused while the target is the same.
     tls: Option<(TlsTarget, TlsConnector)>,
@@ -138,7 +138,7 @@ impl Driver {
         match input {
             Input::Command => {}
             Input::Connected(Ok(transport)) => {
-                self.stream = Some(Stream::new(transport));
+                self.stream = Some(MaybeTlsStream::new(transport));
                 bus.handle_connected(now);
             }
             Input::Connected(Err(e)) => bus.handle_closed(now, connect_failure(&e)),

@@ -19,7 +19,7 @@ use pgnotify_core::bus::{CheckKind, QueueUsageSession, ServerQueueCheck, Session
 use crate::connect::connect;
 use crate::runtime::{Runtime, with_deadline};
 use crate::shared::Shared;
-use crate::stream::Stream;
+use crate::stream::MaybeTlsStream;
 use crate::tls::{TlsConnector, TlsError};
 
 /// How long one check may take when no `connect_timeout` is configured.
@@ -63,7 +63,7 @@ async fn run(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let mut stream = Stream::new(transport);
+    let mut stream = MaybeTlsStream::new(transport);
     let mut session = check.session();
     let mut out = Vec::new();
     let mut input = vec![0; 8 * 1024];
@@ -91,7 +91,7 @@ async fn run(
 
 /// Writes everything the session has to send.
 async fn write_all(
-    stream: &mut Stream,
+    stream: &mut MaybeTlsStream,
     session: &mut QueueUsageSession,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {

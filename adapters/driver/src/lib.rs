@@ -13,8 +13,8 @@
 //!  pgnotify-driver (this crate)
 //!    connect     resolve, try each address, connect_timeout, keepalive
 //!    tls         rustls (ring) sans-IO: sslmode verification, channel binding
-//!    Stream      plain or TLS, one poll_read/poll_write/poll_flush surface
-//!    driver      the task that owns the Stream and drives the Bus
+//!    MaybeTlsStream plain or TLS, one poll_read/poll_write/poll_flush surface
+//!    driver      the task that owns the MaybeTlsStream and drives the Bus
 //!    Listener, Subscription, ConnectionEvents   the handles, over Arc<Shared>
 //!              │  bytes and Instants
 //!  pgnotify-core                              no IO at all
@@ -29,15 +29,15 @@
 //!   the unix socket `dir/.s.PGSQL.<port>`, or name resolution and each
 //!   address in turn with `connect_timeout`, then TCP keepalive and
 //!   `TCP_USER_TIMEOUT` through `socket2` on [`Transport::socket`].
-//! - [`Stream`] wraps the transport. When the core asks for TLS (the server
-//!   accepted SSLRequest), [`Stream::start_tls`] runs a
+//! - [`MaybeTlsStream`] wraps the transport. When the core asks for TLS (the server
+//!   accepted SSLRequest), [`MaybeTlsStream::start_tls`] runs a
 //!   `rustls::ClientConnection` over the plain transport, verifying as
 //!   [`TlsConnector`] was told (`require`: any certificate, but the handshake
 //!   signature must verify; `verify-ca`: chain only; `verify-full`: chain and
 //!   host name), and returns the `tls-server-end-point` channel-binding data
-//!   the core needs for SCRAM-SHA-256-PLUS. From then on the same `Stream`
+//!   the core needs for SCRAM-SHA-256-PLUS. From then on the same `MaybeTlsStream`
 //!   reads and writes through TLS, so the driver loop never knows.
-//! - The driver task (one per listener) owns the `Stream`; the `Bus` lives
+//! - The driver task (one per listener) owns the `MaybeTlsStream`; the `Bus` lives
 //!   behind a mutex shared with the handles. [`Listener`] and
 //!   [`Subscription`] apply commands to the bus under that lock and wake the
 //!   task; the task feeds the bus what happened on the socket and the timer,
@@ -127,7 +127,7 @@ pub use listener::{AnyRuntime, CurrentRuntime, Listener, ListenerBuilder};
 #[cfg(feature = "futures-io")]
 pub use runtime::FuturesIo;
 pub use runtime::{BoxFuture, Runtime, Timer, Transport};
-pub use stream::Stream;
+pub use stream::MaybeTlsStream;
 pub use tls::{TlsConnector, TlsError, Verification};
 
 /// The methods of [`Listener`] and [`ListenerBuilder`] as a doc section, for the runtime crates'

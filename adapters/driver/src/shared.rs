@@ -99,8 +99,6 @@ pub(crate) struct Lifecycle {
     pub(crate) failed_before_connected: u32,
     /// `close` was called (or every handle is gone): nothing new is accepted.
     pub(crate) closing: bool,
-    /// The bus reported `Closed`.
-    pub(crate) closed: bool,
     /// The driver task has ended and dropped the socket.
     pub(crate) driver_stopped: bool,
     /// Every `Listener` handle has been dropped.
@@ -188,7 +186,6 @@ impl State {
             }
             BusEvent::Closed => {
                 self.lifecycle.closing = true;
-                self.lifecycle.closed = true;
                 self.wake_lifecycle(wake);
                 self.events.end(wake);
             }

@@ -12,28 +12,28 @@ use crate::tls::{TlsConnector, TlsError, tls_server_end_point};
 ///
 /// This is the one read/write abstraction the driver loop uses; it behaves
 /// the same either way. Writes are buffered inside TLS, so after writing,
-/// call [`poll_flush`](Stream::poll_flush) until it is ready. Reading may
+/// call [`poll_flush`](MaybeTlsStream::poll_flush) until it is ready. Reading may
 /// also queue TLS records to send (alerts, key updates): the driver flushes
-/// whenever [`wants_flush`](Stream::wants_flush) says so.
+/// whenever [`wants_flush`](MaybeTlsStream::wants_flush) says so.
 ///
-/// [`start_tls`]: Stream::start_tls
-pub struct Stream {
+/// [`start_tls`]: MaybeTlsStream::start_tls
+pub struct MaybeTlsStream {
     io: Box<dyn Transport>,
     tls: Option<Box<ClientConnection>>,
 }
 
-impl std::fmt::Debug for Stream {
+impl std::fmt::Debug for MaybeTlsStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stream")
+        f.debug_struct("MaybeTlsStream")
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl Stream {
+impl MaybeTlsStream {
     /// Wraps a freshly connected transport; no TLS yet.
-    pub fn new(io: Box<dyn Transport>) -> Stream {
-        Stream { io, tls: None }
+    pub fn new(io: Box<dyn Transport>) -> MaybeTlsStream {
+        MaybeTlsStream { io, tls: None }
     }
 
     /// Whether the TLS handshake has completed on this stream.
@@ -104,7 +104,7 @@ impl Stream {
     ///
     /// Plaintext goes straight to the socket; with TLS the bytes are
     /// encrypted into rustls's buffer and sent by
-    /// [`poll_flush`](Stream::poll_flush).
+    /// [`poll_flush`](MaybeTlsStream::poll_flush).
     pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let Some(tls) = self.tls.as_deref_mut() else {
             return self.io.poll_write(cx, buf);

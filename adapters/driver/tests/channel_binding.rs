@@ -13,7 +13,7 @@ use common::{
     skip_without_scram_plus, startup, write_all,
 };
 use pgnotify_core::config::SslMode;
-use pgnotify_driver::{Runtime, Stream, TlsConnector};
+use pgnotify_driver::{MaybeTlsStream, Runtime, TlsConnector};
 use pgnotify_testkit::server::{AuthMethod, TestServer};
 use postgres_protocol::authentication::sasl::{
     ChannelBinding, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramSha256,
@@ -44,9 +44,9 @@ fn p384_server() -> &'static (TestServer, Pki) {
 }
 
 /// Connects over TLS (sslmode=require) and returns the stream and binding.
-async fn tls_stream(runtime: &dyn Runtime, server: &TestServer) -> (Stream, Vec<u8>) {
+async fn tls_stream(runtime: &dyn Runtime, server: &TestServer) -> (MaybeTlsStream, Vec<u8>) {
     let transport = runtime.connect_tcp(server.addr()).await.expect("connect");
-    let mut stream = Stream::new(transport);
+    let mut stream = MaybeTlsStream::new(transport);
     write_all(&mut stream, &SSL_REQUEST).await.unwrap();
     assert_eq!(read_exact(&mut stream, 1).await.unwrap(), b"S");
     let connector = TlsConnector::for_ssl_mode(SslMode::Require, None).unwrap();
@@ -76,7 +76,7 @@ fn auth_body(reply: (u8, Vec<u8>), code: u32) -> Vec<u8> {
 }
 
 /// Sends a StartupMessage and returns the SASL mechanisms the server offers.
-async fn offered_mechanisms(stream: &mut Stream) -> Vec<String> {
+async fn offered_mechanisms(stream: &mut MaybeTlsStream) -> Vec<String> {
     let reply = startup(stream, USER).await;
     sasl_mechanisms(&reply).unwrap_or_else(|| {
         panic!(
@@ -92,7 +92,7 @@ async fn offered_mechanisms(stream: &mut Stream) -> Vec<String> {
 /// the server does not offer SCRAM-SHA-256-PLUS (a build without channel
 /// binding).
 async fn scram_plus(
-    stream: &mut Stream,
+    stream: &mut MaybeTlsStream,
     server: &TestServer,
     binding: Vec<u8>,
 ) -> Option<(u8, Vec<u8>)> {
@@ -106,7 +106,7 @@ async fn scram_plus(
 /// Runs the SCRAM exchange after AuthenticationSASL: SCRAM-SHA-256-PLUS with
 /// `binding`, or SCRAM-SHA-256 without (saying the server offered no binding);
 /// returns the server's verdict.
-async fn scram(stream: &mut Stream, binding: Option<Vec<u8>>) -> (u8, Vec<u8>) {
+async fn scram(stream: &mut MaybeTlsStream, binding: Option<Vec<u8>>) -> (u8, Vec<u8>) {
     let (channel_binding, mechanism) = match binding {
         Some(data) => (
             ChannelBinding::tls_server_end_point(data),

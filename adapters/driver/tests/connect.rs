@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::{is_authentication_ok, on_every_runtime, startup};
 use pgnotify_core::config::{HostSpec, Keepalive};
-use pgnotify_driver::{BoxFuture, ConnectError, Runtime, Stream, Timer, Transport, connect};
+use pgnotify_driver::{
+    BoxFuture, ConnectError, MaybeTlsStream, Runtime, Timer, Transport, connect,
+};
 use pgnotify_testkit::server::{SUPERUSER, TestServer};
 
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(30));
@@ -29,7 +31,7 @@ async fn assert_reaches_server(runtime: &dyn Runtime, host: HostSpec) {
     let transport = connect(runtime, &host, TIMEOUT, &Keepalive::default())
         .await
         .unwrap_or_else(|e| panic!("connect to {host:?}: {e}"));
-    let mut stream = Stream::new(transport);
+    let mut stream = MaybeTlsStream::new(transport);
     let reply = startup(&mut stream, SUPERUSER).await;
     assert!(
         is_authentication_ok(&reply),

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use pgnotify_core::Config;
 use pgnotify_core::config::{HostSpec, SslMode, SslRootCert};
-use pgnotify_driver::{BusError, ListenerError, Runtime, Stream, TlsConnector};
+use pgnotify_driver::{BusError, ListenerError, MaybeTlsStream, Runtime, TlsConnector};
 use pgnotify_testkit::server::{AuthMethod, TestServer};
 use support::{Listener, fast, listen, next_notification, on_each_runtime, within};
 
@@ -45,7 +45,7 @@ fn tls_config(server: &TestServer, host: &str, mode: SslMode, ca: &Path) -> Conf
 async fn offered_mechanisms(server: &TestServer) -> Vec<String> {
     let runtime = pgnotify_smol::SmolRuntime;
     let transport = runtime.connect_tcp(server.addr()).await.expect("connect");
-    let mut stream = Stream::new(transport);
+    let mut stream = MaybeTlsStream::new(transport);
     common::write_all(&mut stream, &common::SSL_REQUEST)
         .await
         .expect("SSLRequest");

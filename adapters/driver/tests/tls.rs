@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use common::{Pki, SSL_REQUEST, on_every_runtime, pki, read_exact, startup, write_all};
 use pgnotify_core::config::{SslMode, SslRootCert};
-use pgnotify_driver::{Runtime, Stream, TlsConnector, TlsError, Verification};
+use pgnotify_driver::{MaybeTlsStream, Runtime, TlsConnector, TlsError, Verification};
 use pgnotify_testkit::server::{SUPERUSER, TestServer};
 use sha2::Digest;
 
@@ -58,12 +58,12 @@ fn tls_server(alg: &'static rcgen::SignatureAlgorithm) -> Fixture {
 }
 
 /// Connects to the fixture's server, asks for TLS and gets `S`.
-async fn negotiated(runtime: &dyn Runtime, fixture: &Fixture) -> Stream {
+async fn negotiated(runtime: &dyn Runtime, fixture: &Fixture) -> MaybeTlsStream {
     let transport = runtime
         .connect_tcp(fixture.server.addr())
         .await
         .expect("TCP connect");
-    let mut stream = Stream::new(transport);
+    let mut stream = MaybeTlsStream::new(transport);
     write_all(&mut stream, &SSL_REQUEST)
         .await
         .expect("send SSLRequest");
@@ -125,7 +125,7 @@ fn plain_startup_is_rejected_so_the_other_tests_prove_tls() {
         Box::pin(async move {
             let fixture = fixture();
             let transport = runtime.connect_tcp(fixture.server.addr()).await.unwrap();
-            let mut stream = Stream::new(transport);
+            let mut stream = MaybeTlsStream::new(transport);
             let (kind, body) = startup(&mut stream, SUPERUSER).await;
             assert_eq!(kind, b'E', "expected an ErrorResponse to a plain startup");
             let text = String::from_utf8_lossy(&body);

@@ -1,7 +1,8 @@
 //! Heap allocations on the delivery path, and the memory an idle subscriber
 //! and a channel cost, measured with a counting global allocator.
 //!
-//! DESIGN §6: a notification is parsed once and shared; delivering it to a
+//! The fan-out's promise (ARCHITECTURE.md, "Fan-out by segment"): a
+//! notification is parsed once and shared; delivering it to a
 //! subscriber (registry lookup, fan-out, queue push, batch hand-off) must not
 //! allocate once the queues have reached their working size.
 //!

@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use crate::bus::output::{ConnectTarget, TlsTarget};
-use crate::protocol::{CommandId, Connection, ConnectionEvent, StartupParams};
+use crate::protocol::{CommandId, Connection, StartupParams, WireEvent};
 
 /// The query the guard runs.
 const QUERY: &str = "SELECT pg_notification_queue_usage()";
@@ -186,11 +186,11 @@ impl QueueUsageSession {
                 break;
             };
             match event {
-                ConnectionEvent::StartTls => return SessionStatus::StartTls,
-                ConnectionEvent::Ready => {
+                WireEvent::StartTls => return SessionStatus::StartTls,
+                WireEvent::Ready => {
                     self.query = Some(self.conn.simple_query(self.kind.sql()));
                 }
-                ConnectionEvent::CommandComplete { id, result } if Some(id) == self.query => {
+                WireEvent::CommandComplete { id, result } if Some(id) == self.query => {
                     self.outcome = Some(match (result, &self.kind) {
                         (Ok(result), CheckKind::QueueUsage) => usage_of(&result.rows),
                         (Ok(_), CheckKind::DeliveryProbe { .. }) => Ok(0.0),
@@ -198,7 +198,7 @@ impl QueueUsageSession {
                     });
                     self.conn.terminate();
                 }
-                ConnectionEvent::Failed(e) => self.outcome = Some(Err(e.to_string())),
+                WireEvent::Failed(e) => self.outcome = Some(Err(e.to_string())),
                 _ => {}
             }
         }

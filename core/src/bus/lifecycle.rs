@@ -10,9 +10,10 @@ use crate::bus::session;
 use crate::config::{HostSpec, SslMode, TargetSessionAttrs};
 use crate::protocol::{ServerError, StartupParams, TlsNegotiation};
 
-/// Where the bus stands with its connection.
+/// Where the bus stands with its connection, across attempts and reconnects
+/// (the protocol's own [`Phase`](crate::protocol::Phase) is one connection's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
+pub(crate) enum Stage {
     /// Not yet started.
     Idle,
     /// `Action::Connect` was issued; waiting for the transport.
@@ -32,7 +33,7 @@ pub(crate) enum Phase {
     Closed,
 }
 
-impl Phase {
+impl Stage {
     pub(crate) fn is_listening(self) -> bool {
         matches!(self, Self::Listening)
     }
@@ -143,7 +144,7 @@ impl Bus {
         let target = self.connect_target();
         self.actions.push_back(Action::Connect(target));
         self.transport_open = true;
-        self.phase = Phase::Connecting {
+        self.stage = Stage::Connecting {
             deadline: now + self.attempt_timeout(),
         };
     }
@@ -198,7 +199,7 @@ impl Bus {
             .insert(cmd, Purpose::Relisten(batch.unwrap_or_default()));
         self.pinger.stop();
         self.pending_ping_channel = Some(ping);
-        self.phase = Phase::Relistening {
+        self.stage = Stage::Relistening {
             deadline: now + self.attempt_timeout(),
         };
         self.send_queued_publishes();
@@ -206,14 +207,14 @@ impl Bus {
 
     /// The LISTENs of a new connection were acknowledged: it is up.
     pub(super) fn on_relistened(&mut self, now: Instant, batch: crate::bus::registry::Batch) {
-        if self.phase.is_closed() {
+        if self.stage.is_closed() {
             // `close` came while the LISTENs were in flight: its UNLISTEN *
             // follows them, and the bus stays closing until that answers.
             return;
         }
         self.generation += 1;
         self.ever_connected = true;
-        self.phase = Phase::Listening;
+        self.stage = Stage::Listening;
         // Not proved yet: that takes a ping answer (the first ping goes out
         // now), or `backoff_reset_after` listening with none readable.
         self.healthy_at = Some(now + self.config.backoff_reset_after());
@@ -251,15 +252,15 @@ impl Bus {
     /// flight, tell the subscribers a gap is coming, and schedule the next
     /// attempt.
     pub(super) fn connection_lost(&mut self, now: Instant, error: BusError) {
-        if self.phase.is_closed() {
+        if self.stage.is_closed() {
             // Losing the connection while closing just finishes the close,
             // once: one read may fail a command and then the connection.
-            if !matches!(self.phase, Phase::Closed) {
+            if !matches!(self.stage, Stage::Closed) {
                 self.finish_close();
             }
             return;
         }
-        let was_listening = self.phase.is_listening();
+        let was_listening = self.stage.is_listening();
         self.conn = None;
         self.own_pid = None;
         self.probe = None;
@@ -303,7 +304,7 @@ impl Bus {
         if delay.is_zero() {
             self.start_attempt(now);
         } else {
-            self.phase = Phase::Waiting { until: now + delay };
+            self.stage = Stage::Waiting { until: now + delay };
         }
     }
 
@@ -312,17 +313,17 @@ impl Bus {
         if self.healthy_at.is_some_and(|at| now >= at) {
             self.connection_proved();
         }
-        match self.phase {
-            Phase::Waiting { until } if now >= until => self.start_attempt(now),
-            Phase::Connecting { deadline } | Phase::Starting { deadline } if now >= deadline => {
+        match self.stage {
+            Stage::Waiting { until } if now >= until => self.start_attempt(now),
+            Stage::Connecting { deadline } | Stage::Starting { deadline } if now >= deadline => {
                 let timeout = self.attempt_timeout();
                 self.connection_lost(now, BusError::StartupTimedOut { timeout });
             }
-            Phase::Relistening { deadline } if now >= deadline => {
+            Stage::Relistening { deadline } if now >= deadline => {
                 let timeout = self.attempt_timeout();
                 self.connection_lost(now, BusError::ListenTimedOut { timeout });
             }
-            Phase::Closing { deadline } if now >= deadline => self.finish_close(),
+            Stage::Closing { deadline } if now >= deadline => self.finish_close(),
             _ => {}
         }
     }

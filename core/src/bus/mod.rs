@@ -20,6 +20,7 @@ mod filter;
 mod group;
 mod guard;
 mod lifecycle;
+mod options;
 mod output;
 mod ping;
 pub mod policy;
@@ -45,14 +46,14 @@ pub use registry::SubscriberId;
 pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
 
 use crate::config::{Config, ConfigError, SslMode, TransactionPooler};
-use crate::protocol::{CommandId, Connection, ConnectionEvent, QueryResult, ServerError};
+use crate::protocol::{CommandId, Connection, QueryResult, ServerError, WireEvent};
 use crate::{
     ChannelError, Event, Notification, SubscribeOptions, validate_channel, validate_payload,
 };
 use backoff::Backoff;
 use fanout::PendingFanOut;
 use guard::ServerGuard;
-use lifecycle::Phase;
+use lifecycle::Stage;
 use ping::Pinger;
 use publish::{PublishQueue, WaitingPublish};
 use registry::{Batch, ChannelRegistry};
@@ -249,7 +250,7 @@ enum Purpose {
 #[derive(Debug)]
 pub struct Bus {
     config: Config,
-    phase: Phase,
+    stage: Stage,
     conn: Option<Connection>,
     /// Whether a transport is open (or opening) that a failure must close.
     transport_open: bool,
@@ -307,7 +308,7 @@ impl Bus {
         let pinger = Pinger::new(config.ping_interval(), config.ping_timeout());
         let backoff = Backoff::new(config.backoff_min(), config.backoff_max(), config.seed());
         let mut bus = Self {
-            phase: Phase::Idle,
+            stage: Stage::Idle,
             conn: None,
             transport_open: false,
             host_index: 0,
@@ -417,7 +418,7 @@ impl Bus {
     /// that filled it) however many reconnects happen meanwhile. A driver
     /// must honour this: input fed while paused is buffered, not handled.
     pub fn wants_input(&self) -> bool {
-        self.paused_since.is_none() || !self.phase.is_listening()
+        self.paused_since.is_none() || !self.stage.is_listening()
     }
 
     /// Where subscriber `id` stands.
@@ -473,7 +474,7 @@ impl Bus {
     /// A snapshot of the counters and gauges.
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
-        stats.connected = self.phase.is_listening();
+        stats.connected = self.stage.is_listening();
         stats.generation = self.generation;
         stats.channels = self.registry.channel_count();
         self.subscribers.fill_stats(&mut stats);
@@ -507,14 +508,14 @@ impl Bus {
             .shared_name(channel)
             .unwrap_or_else(|| std::sync::Arc::from(channel));
         let id = self.subscribers.insert(name, options);
-        if self.phase.is_closed() {
+        if self.stage.is_closed() {
             // A closed bus will never LISTEN again: the subscription ends at
             // once instead of waiting forever.
             self.subscribers
                 .end(id, crate::EndReason::BusClosed, &mut self.events);
             return Ok(id);
         }
-        if self.registry.add(channel, id) && self.phase.is_listening() {
+        if self.registry.add(channel, id) && self.stage.is_listening() {
             if self.holding_input() {
                 // Events the connection already decoded are held back by a
                 // full `Backpressure` queue; they were sent before this
@@ -553,7 +554,7 @@ impl Bus {
     ) -> Result<PublishId, NotifyError> {
         validate_channel(channel)?;
         validate_payload(payload)?;
-        if self.phase.is_closed() {
+        if self.stage.is_closed() {
             return Err(NotifyError::Closed);
         }
         if payload.len() >= stats::NEAR_LIMIT_PAYLOAD_LEN {
@@ -599,7 +600,7 @@ impl Bus {
             }
             pairs.push((channel.to_owned(), payload.to_owned()));
         }
-        if self.phase.is_closed() {
+        if self.stage.is_closed() {
             return Err(NotifyError::Closed);
         }
         let near_limit = pairs
@@ -623,7 +624,7 @@ impl Bus {
     /// (group commit) until the publishes in flight complete.
     fn send_or_queue(&mut self, publish: WaitingPublish) {
         let behind_others = self.config.group_commit() && self.publishes_in_flight > 0;
-        if self.phase.accepts_commands() && !behind_others {
+        if self.stage.accepts_commands() && !behind_others {
             self.send_transaction(vec![publish]);
         } else {
             self.publishes.push(publish);
@@ -650,7 +651,7 @@ impl Bus {
     /// notification announced, so the LISTEN path is presumed broken even
     /// though pings pass.
     pub fn recovery_bounce(&mut self, now: Instant) {
-        if self.phase.is_closed() {
+        if self.stage.is_closed() {
             return;
         }
         self.stats.tracker_bounces += 1;
@@ -666,12 +667,12 @@ impl Bus {
 
     /// Drops the connection and reconnects at once.
     pub fn bounce(&mut self, now: Instant) {
-        if self.phase.is_closed() {
+        if self.stage.is_closed() {
             return;
         }
         self.backoff.reset();
-        match self.phase {
-            Phase::Waiting { .. } | Phase::Idle => self.start_attempt(now),
+        match self.stage {
+            Stage::Waiting { .. } | Stage::Idle => self.start_attempt(now),
             _ => self.connection_lost(now, BusError::Bounced),
         }
     }
@@ -683,7 +684,7 @@ impl Bus {
     /// publishes already in flight get their result before the connection
     /// closes. [`BusEvent::Closed`] marks the end.
     pub fn close(&mut self, now: Instant) {
-        if self.phase.is_closed() || matches!(self.phase, Phase::Closing { .. }) {
+        if self.stage.is_closed() || matches!(self.stage, Stage::Closing { .. }) {
             return;
         }
         self.subscribers
@@ -692,12 +693,12 @@ impl Bus {
             self.publish_done(p.id, Err(NotifyError::Closed));
         }
         self.update_backpressure_after_change(Some(now));
-        if self.phase.accepts_commands() {
+        if self.stage.accepts_commands() {
             if let Some(conn) = self.conn.as_mut() {
                 let cmd = conn.simple_query("UNLISTEN *".to_owned());
                 self.commands.insert(cmd, Purpose::UnlistenAll);
             }
-            self.phase = Phase::Closing {
+            self.stage = Stage::Closing {
                 deadline: now + self.config.ping_timeout(),
             };
         } else {
@@ -709,14 +710,14 @@ impl Bus {
 
     /// The transport asked for by [`Action::Connect`] is open.
     pub fn handle_connected(&mut self, now: Instant) {
-        if let Phase::Connecting { deadline } = self.phase {
+        if let Stage::Connecting { deadline } = self.stage {
             self.transport_open = true;
             self.conn = Some(Connection::new(self.startup_params()));
             self.own_pid = None;
             self.timeouts_off = false;
             self.probe = None;
             self.probed = false;
-            self.phase = Phase::Starting { deadline };
+            self.stage = Stage::Starting { deadline };
             self.process_connection(now);
         }
     }
@@ -742,10 +743,10 @@ impl Bus {
     /// The transport failed, closed, or could not be opened.
     pub fn handle_closed(&mut self, now: Instant, error: TransportError) {
         self.transport_open = false;
-        match self.phase {
-            Phase::Closed => {}
-            Phase::Closing { .. } => self.finish_close(),
-            Phase::Idle | Phase::Waiting { .. } => {}
+        match self.stage {
+            Stage::Closed => {}
+            Stage::Closing { .. } => self.finish_close(),
+            Stage::Idle | Stage::Waiting { .. } => {}
             _ => self.connection_lost(now, BusError::Transport(error)),
         }
     }
@@ -757,7 +758,7 @@ impl Bus {
         self.absorb_timeout(now);
         let mut expired = Vec::new();
         // Connected, queued publishes wait only for the ones in flight.
-        if !self.phase.accepts_commands() {
+        if !self.stage.accepts_commands() {
             self.publishes.expire(now, |id, e| expired.push((id, e)));
         }
         for (id, e) in expired {
@@ -783,14 +784,14 @@ impl Bus {
     /// be called; `None` when no timer is needed.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
-            self.phase.deadline(),
+            self.stage.deadline(),
             self.healthy_at,
             self.publishes
                 .next_deadline()
-                .filter(|_| !self.phase.accepts_commands()),
+                .filter(|_| !self.stage.accepts_commands()),
             self.subscribers.next_stall_deadline(),
             self.guard.deadline(),
-            if self.phase.is_listening() {
+            if self.stage.is_listening() {
                 self.pinger.next_timeout()
             } else {
                 None
@@ -1016,7 +1017,7 @@ impl Bus {
     /// Sends the registry's pending LISTEN/UNLISTEN changes, all in one
     /// query, if connected and no other batch is in flight.
     fn send_registry_changes(&mut self) {
-        if self.changes_in_flight || !self.phase.is_listening() {
+        if self.changes_in_flight || !self.stage.is_listening() {
             return;
         }
         let Some(conn) = self.conn.as_mut() else {
@@ -1038,21 +1039,19 @@ impl Bus {
     /// before it already queued.
     fn process_connection(&mut self, now: Instant) {
         self.latest_now = self.latest_now.max(now);
-        while let Some(event) = self.next_connection_event() {
-            if let ConnectionEvent::Notification(n) = event {
+        while let Some(event) = self.next_wire_event() {
+            if let WireEvent::Notification(n) = event {
                 self.on_notification(now, n);
                 continue;
             }
             self.flush_fan_out(now);
             match event {
-                ConnectionEvent::StartTls => {
-                    self.actions.push_back(Action::StartTls(self.tls_target()))
-                }
-                ConnectionEvent::Ready => self.on_startup_complete(now),
-                ConnectionEvent::CommandComplete { id, result } => {
+                WireEvent::StartTls => self.actions.push_back(Action::StartTls(self.tls_target())),
+                WireEvent::Ready => self.on_startup_complete(now),
+                WireEvent::CommandComplete { id, result } => {
                     self.on_command_complete(now, id, result)
                 }
-                ConnectionEvent::Failed(error) => {
+                WireEvent::Failed(error) => {
                     if matches!(error, crate::protocol::ConnectionError::Protocol(_)) {
                         self.stats.protocol_errors += 1;
                     }
@@ -1174,7 +1173,7 @@ impl Bus {
     /// queue from taking more than the one read that filled it, however
     /// many reconnects happen meanwhile. A connection that is still starting
     /// up is always handled, or it could never re-LISTEN.
-    fn next_connection_event(&mut self) -> Option<ConnectionEvent> {
+    fn next_wire_event(&mut self) -> Option<WireEvent> {
         if self.holding_input() {
             return None;
         }
@@ -1183,7 +1182,7 @@ impl Bus {
 
     /// Whether input is held back: reading is paused on a listening connection.
     fn holding_input(&self) -> bool {
-        self.paused_since.is_some() && self.phase.is_listening()
+        self.paused_since.is_some() && self.stage.is_listening()
     }
 
     fn on_command_complete(
@@ -1273,12 +1272,12 @@ impl Bus {
                         }
                     }
                 }
-                if self.publishes_in_flight == 0 && self.phase.accepts_commands() {
+                if self.publishes_in_flight == 0 && self.stage.accepts_commands() {
                     self.send_queued_publishes();
                 }
             }
             Purpose::UnlistenAll => {
-                if matches!(self.phase, Phase::Closing { .. }) {
+                if matches!(self.stage, Stage::Closing { .. }) {
                     self.finish_close();
                 }
             }
@@ -1339,7 +1338,7 @@ impl Bus {
     }
 
     fn ping_timeout(&mut self, now: Instant) {
-        if !self.phase.is_listening() {
+        if !self.stage.is_listening() {
             return;
         }
         if let Some(failure) = self.pinger.check(now) {
@@ -1457,7 +1456,7 @@ impl Bus {
             TransportErrorKind::Closed,
             "the listener was closed",
         )));
-        self.phase = Phase::Closed;
+        self.stage = Stage::Closed;
         self.events.push_back(BusEvent::Closed);
     }
 

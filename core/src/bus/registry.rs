@@ -16,7 +16,9 @@
 //! subscribers; whenever nothing is in flight and the server's state (as last
 //! acknowledged) differs from that, the channel has a pending change, which
 //! the next [`take_pending_changes`](ChannelRegistry::take_pending_changes)
-//! sends. That one rule gives the races of DESIGN §4:
+//! sends. That one rule resolves the subscribe/unsubscribe races
+//! against in-flight batches (invariants 3 and 4: ready means listening,
+//! nothing after unsubscribe):
 //!
 //! - a subscribe during an in-flight UNLISTEN waits; when the UNLISTEN is
 //!   acknowledged the channel has subscribers but is not listened, so a

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use super::backend::{Message, TransactionStatus};
 use super::error::{ProtocolError, ServerError};
 use super::frontend;
-use super::{CommandId, ConnectionEvent, Phase, QueryResult};
+use super::{CommandId, Phase, QueryResult, WireEvent};
 
 /// A command as the caller asked for it, before it is encoded.
 #[derive(Debug)]
@@ -85,7 +85,7 @@ impl Commands {
     }
 
     /// Encodes every held command, in order.
-    pub(crate) fn release(&mut self, out: &mut BytesMut, events: &mut VecDeque<ConnectionEvent>) {
+    pub(crate) fn release(&mut self, out: &mut BytesMut, events: &mut VecDeque<WireEvent>) {
         while let Some((id, request)) = self.held.pop_front() {
             self.send(id, request, out, events);
         }
@@ -97,7 +97,7 @@ impl Commands {
         id: CommandId,
         request: Request,
         out: &mut BytesMut,
-        events: &mut VecDeque<ConnectionEvent>,
+        events: &mut VecDeque<WireEvent>,
     ) {
         let (kind, error) = match request {
             Request::Query(sql) => {
@@ -148,7 +148,7 @@ impl Commands {
     }
 
     /// Completes rejected commands that reached the head of the FIFO.
-    fn complete_rejected(&mut self, events: &mut VecDeque<ConnectionEvent>) {
+    fn complete_rejected(&mut self, events: &mut VecDeque<WireEvent>) {
         while let Some(head) = self.in_flight.front() {
             if !matches!(head.kind, Kind::Rejected) {
                 break;
@@ -157,7 +157,7 @@ impl Commands {
                 let error = done
                     .error
                     .unwrap_or_else(|| ServerError::new("ERROR", "XX000", "command rejected"));
-                events.push_back(ConnectionEvent::CommandComplete {
+                events.push_back(WireEvent::CommandComplete {
                     id: done.id,
                     result: Err(error),
                 });
@@ -171,7 +171,7 @@ impl Commands {
         &mut self,
         tag: u8,
         message: Message<'_>,
-        events: &mut VecDeque<ConnectionEvent>,
+        events: &mut VecDeque<WireEvent>,
     ) -> Result<Option<TransactionStatus>, ProtocolError> {
         let unexpected = ProtocolError::Unexpected {
             tag,
@@ -217,7 +217,7 @@ impl Commands {
     }
 
     /// Pops the head (its ReadyForQuery arrived) and reports its result.
-    fn finish_head(&mut self, events: &mut VecDeque<ConnectionEvent>) {
+    fn finish_head(&mut self, events: &mut VecDeque<WireEvent>) {
         let Some(done) = self.in_flight.pop_front() else {
             return;
         };
@@ -227,7 +227,7 @@ impl Commands {
             (_, Some(error)) => Err(error),
             (Kind::Rejected, None) => Err(ServerError::new("ERROR", "XX000", "command rejected")),
         };
-        events.push_back(ConnectionEvent::CommandComplete {
+        events.push_back(WireEvent::CommandComplete {
             id: done.id,
             result,
         });

@@ -110,7 +110,7 @@ impl fmt::Display for ServerError {
 impl std::error::Error for ServerError {}
 
 /// Why a connection ended. It is terminal: after
-/// [`ConnectionEvent::Failed`](super::ConnectionEvent::Failed) the connection
+/// [`WireEvent::Failed`](super::WireEvent::Failed) the connection
 /// produces nothing more and the caller replaces it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

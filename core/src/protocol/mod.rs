@@ -121,7 +121,7 @@ impl fmt::Debug for StartupParams {
 }
 
 /// Identifies one command given to a [`Connection`]; its
-/// [`ConnectionEvent::CommandComplete`] carries the same id.
+/// [`WireEvent::CommandComplete`] carries the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CommandId(u64);
 
@@ -155,10 +155,15 @@ pub enum Phase {
     Terminated,
 }
 
-/// Something the driver or the bus must know about.
+/// Something the driver or the bus must know about, as one [`Connection`]
+/// read it off the wire: what [`Connection::poll_event`] returns.
+///
+/// Named apart from the driver's `ConnectionEvent` (connected, disconnected,
+/// stopped), which reports the listener's life to an application; this one
+/// reports one physical connection's protocol to the bus.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ConnectionEvent {
+pub enum WireEvent {
     /// The server accepted TLS: do the handshake on the socket, then call
     /// [`Connection::handle_tls_established`]. Feed no bytes until then.
     StartTls,
@@ -236,9 +241,9 @@ impl State {
 /// **Drive contract.** After creating the connection and after every
 /// `handle_*` call or command, first drain [`poll_transmit`](Self::poll_transmit)
 /// and write those bytes to the socket, then call [`poll_event`](Self::poll_event)
-/// until it returns `None`. On [`ConnectionEvent::StartTls`], do the TLS
+/// until it returns `None`. On [`WireEvent::StartTls`], do the TLS
 /// handshake and call `handle_tls_established`; from then on, feed and send
-/// plaintext through the TLS session. On [`ConnectionEvent::Failed`] or after
+/// plaintext through the TLS session. On [`WireEvent::Failed`] or after
 /// [`terminate`](Self::terminate) (once its bytes are written), close the
 /// socket and drop the connection.
 ///
@@ -250,7 +255,7 @@ impl State {
 /// one frame of at most [`StartupParams::max_frame_len`] bytes.
 ///
 /// ```
-/// use pgnotify_core::protocol::{Connection, ConnectionEvent, StartupParams, TlsNegotiation};
+/// use pgnotify_core::protocol::{Connection, WireEvent, StartupParams, TlsNegotiation};
 ///
 /// let mut params = StartupParams::new("app");
 /// params.tls = TlsNegotiation::Disable;
@@ -260,7 +265,7 @@ impl State {
 ///
 /// // AuthenticationOk, then ReadyForQuery (idle).
 /// conn.handle_input(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0, b'Z', 0, 0, 0, 5, b'I']);
-/// assert_eq!(conn.poll_event(), Some(ConnectionEvent::Ready));
+/// assert_eq!(conn.poll_event(), Some(WireEvent::Ready));
 /// assert_eq!(conn.poll_event(), None);
 /// ```
 #[derive(Debug)]
@@ -271,7 +276,7 @@ pub struct Connection {
     /// The last notification's channel, shared by the next on the same one.
     last_channel: LastChannel,
     out: BytesMut,
-    events: VecDeque<ConnectionEvent>,
+    events: VecDeque<WireEvent>,
     auth: Authenticator,
     channel_binding: Option<Vec<u8>>,
     commands: Commands,
@@ -376,7 +381,7 @@ impl Connection {
     /// Takes bytes read from the server, in any chunking.
     ///
     /// Malformed or out-of-order input fails the connection with
-    /// [`ConnectionEvent::Failed`]; it never panics. Ignored once the
+    /// [`WireEvent::Failed`]; it never panics. Ignored once the
     /// connection failed or was terminated.
     pub fn handle_input(&mut self, data: &[u8]) {
         match self.state {
@@ -392,7 +397,7 @@ impl Connection {
     }
 
     /// Reports that the TLS handshake the driver did after
-    /// [`ConnectionEvent::StartTls`] succeeded; sends the StartupMessage.
+    /// [`WireEvent::StartTls`] succeeded; sends the StartupMessage.
     ///
     /// `channel_binding` is the `tls-server-end-point` hash of the server's
     /// certificate (RFC 5929), when the driver can compute it; with it, the
@@ -477,7 +482,7 @@ impl Connection {
     }
 
     /// The next event, in the order things happened.
-    pub fn poll_event(&mut self) -> Option<ConnectionEvent> {
+    pub fn poll_event(&mut self) -> Option<WireEvent> {
         self.events.pop_front()
     }
 
@@ -498,7 +503,7 @@ impl Connection {
     fn fail(&mut self, error: ConnectionError) {
         self.state = State::Failed;
         self.out.clear();
-        self.events.push_back(ConnectionEvent::Failed(error));
+        self.events.push_back(WireEvent::Failed(error));
     }
 
     fn send_startup(&mut self) {
@@ -521,7 +526,7 @@ impl Connection {
             }
             b'S' => {
                 self.state = State::TlsHandshake;
-                self.events.push_back(ConnectionEvent::StartTls);
+                self.events.push_back(WireEvent::StartTls);
             }
             b'N' => match self.params.tls {
                 TlsNegotiation::Require => self.fail(ConnectionError::TlsRefused),
@@ -560,7 +565,7 @@ impl Connection {
         };
         match (self.state, message) {
             (_, Message::Notice(notice)) => {
-                self.events.push_back(ConnectionEvent::Notice(notice));
+                self.events.push_back(WireEvent::Notice(notice));
                 Ok(())
             }
             (State::Authenticating | State::Starting, Message::Error(e)) => {
@@ -568,13 +573,13 @@ impl Connection {
             }
             (State::Ready, Message::Error(e)) if e.is_fatal() => Err(ConnectionError::Server(e)),
             (State::Starting | State::Ready, Message::Notification(n)) => {
-                self.events.push_back(ConnectionEvent::Notification(n));
+                self.events.push_back(WireEvent::Notification(n));
                 Ok(())
             }
             (State::Starting | State::Ready, Message::ParameterStatus { name, value }) => {
                 self.parameters.insert(name.clone(), value.clone());
                 self.events
-                    .push_back(ConnectionEvent::ParameterStatus { name, value });
+                    .push_back(WireEvent::ParameterStatus { name, value });
                 Ok(())
             }
             (State::Authenticating, Message::Authentication(request)) => {
@@ -601,7 +606,7 @@ impl Connection {
             (State::Starting, Message::ReadyForQuery(status)) => {
                 self.state = State::Ready;
                 self.transaction_status = Some(status);
-                self.events.push_back(ConnectionEvent::Ready);
+                self.events.push_back(WireEvent::Ready);
                 self.commands.release(&mut self.out, &mut self.events);
                 Ok(())
             }
@@ -634,6 +639,6 @@ mod tests {
     fn connection_can_move_between_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Connection>();
-        assert_send_sync::<ConnectionEvent>();
+        assert_send_sync::<WireEvent>();
     }
 }

@@ -22,7 +22,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
-use pgnotify_core::protocol::{Connection, ConnectionEvent, StartupParams, TlsNegotiation};
+use pgnotify_core::protocol::{Connection, StartupParams, TlsNegotiation, WireEvent};
 use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------- scripts --
@@ -65,13 +65,13 @@ pub enum Chunking {
 /// What a run produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    pub events: Vec<ConnectionEvent>,
+    pub events: Vec<WireEvent>,
     pub sent: Vec<u8>,
 }
 
 impl Outcome {
     /// The last event, usually the one a test is about.
-    pub fn last(&self) -> &ConnectionEvent {
+    pub fn last(&self) -> &WireEvent {
         self.events.last().expect("no events")
     }
 
@@ -90,10 +90,10 @@ impl Outcome {
     }
 
     /// Events other than ParameterStatus (which startup scripts send many of).
-    pub fn main_events(&self) -> Vec<ConnectionEvent> {
+    pub fn main_events(&self) -> Vec<WireEvent> {
         self.events
             .iter()
-            .filter(|e| !matches!(e, ConnectionEvent::ParameterStatus { .. }))
+            .filter(|e| !matches!(e, WireEvent::ParameterStatus { .. }))
             .cloned()
             .collect()
     }
@@ -133,7 +133,7 @@ fn drain(conn: &mut Connection, out: &mut Outcome, failed: &mut bool) {
             &out.events[before.0..]
         );
     }
-    if matches!(out.events.last(), Some(ConnectionEvent::Failed(_))) {
+    if matches!(out.events.last(), Some(WireEvent::Failed(_))) {
         *failed = true;
     }
 }

@@ -1,6 +1,6 @@
 //! The `bus_ops` target: arbitrary sequences of API calls, server events and
 //! faults through the deterministic simulation ([`World`]), with the
-//! invariants of DESIGN §4 checked after every step and every operation.
+//! ten invariants (ARCHITECTURE.md, "Invariants") checked after every step and every operation.
 //!
 //! # Input format
 //!
@@ -177,7 +177,7 @@ impl Op {
 }
 
 /// Runs one `bus_ops` input. Panics, naming the operation and the broken
-/// invariant, if the bus breaks one of the invariants of DESIGN §4 as the
+/// invariant, if the bus breaks one of the ten invariants of ARCHITECTURE.md as the
 /// simulation checks them, or if anything panics.
 pub fn bus_ops(data: &[u8]) {
     if let Err(failure) = run(data) {

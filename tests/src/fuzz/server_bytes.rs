@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 
 use pgnotify_core::protocol::{
-    CommandId, Connection, ConnectionError, ConnectionEvent, Phase, StartupParams, TlsNegotiation,
+    CommandId, Connection, ConnectionError, Phase, StartupParams, TlsNegotiation, WireEvent,
 };
 
 use super::wire;
@@ -413,22 +413,22 @@ impl Harness {
             assert!(!self.failed, "event after Failed: {event:?}");
             assert!(!self.terminated, "event after terminate: {event:?}");
             match event {
-                ConnectionEvent::Failed(error) => {
+                WireEvent::Failed(error) => {
                     self.outcome.failure = Some(error);
                     self.failed = true;
                     assert_eq!(self.conn.phase(), Phase::Failed);
                 }
-                ConnectionEvent::CommandComplete { id, .. } => {
+                WireEvent::CommandComplete { id, .. } => {
                     let head = self.expected.pop_front();
                     assert_eq!(head, Some(id), "CommandComplete out of FIFO order");
                     self.outcome.completed = self.outcome.completed.saturating_add(1);
                 }
-                ConnectionEvent::Ready => {
+                WireEvent::Ready => {
                     assert!(!self.ready_seen, "a second Ready");
                     self.ready_seen = true;
                     assert!(rank(self.conn.phase()) >= rank(Phase::Ready));
                 }
-                ConnectionEvent::StartTls => {
+                WireEvent::StartTls => {
                     assert!(!self.start_tls_seen, "a second StartTls");
                     assert_ne!(
                         self.tls,
@@ -437,14 +437,14 @@ impl Harness {
                     );
                     self.start_tls_seen = true;
                 }
-                ConnectionEvent::Notification(_) => {
+                WireEvent::Notification(_) => {
                     self.outcome.notifications = self.outcome.notifications.saturating_add(1);
                     assert!(
                         rank(self.conn.phase()) >= rank(Phase::Starting),
                         "a notification before authentication"
                     );
                 }
-                ConnectionEvent::ParameterStatus { .. } => {
+                WireEvent::ParameterStatus { .. } => {
                     assert!(
                         rank(self.conn.phase()) >= rank(Phase::Starting),
                         "{:?} before authentication",

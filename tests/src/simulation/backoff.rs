@@ -26,7 +26,8 @@ struct Expected {
     initial: bool,
 }
 
-/// Follows the bus's attempts and checks each against DESIGN §4 invariant 7.
+/// Follows the bus's attempts and checks each against invariant 7 (reconnect: first retry at once,
+/// then exponential backoff with jitter, reset once a connection proved the server works).
 #[derive(Debug)]
 pub(crate) struct BackoffModel {
     min: Duration,

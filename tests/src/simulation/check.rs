@@ -2,11 +2,11 @@
 
 use std::fmt;
 
-/// A broken invariant: which one (DESIGN §4, 1–10), what was expected and
+/// A broken invariant: which one (1–10, as numbered in ARCHITECTURE.md), what was expected and
 /// what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// The invariant's number in DESIGN §4.
+    /// The invariant's number, 1–10, as in ARCHITECTURE.md's "Invariants".
     pub invariant: u8,
     /// "expected ..., got ...".
     pub message: String,
@@ -35,7 +35,7 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
-/// The short name of invariant `n` of DESIGN §4.
+/// The short name of invariant `n` (ARCHITECTURE.md's numbering).
 pub fn invariant_name(n: u8) -> &'static str {
     match n {
         1 => "order",

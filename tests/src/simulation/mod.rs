@@ -1,5 +1,5 @@
 //! Deterministic simulation of a [`Bus`](pgnotify_core::bus::Bus) against
-//! simulated PostgreSQL hosts, checking the ten invariants of DESIGN §4
+//! simulated PostgreSQL hosts, checking the ten invariants of ARCHITECTURE.md
 //! after every step.
 //!
 //! A [`World`] holds one or two [`SimServer`](crate::sim::SimServer) hosts

@@ -30,8 +30,7 @@ use pgnotify_core::bus::{
 };
 use pgnotify_core::config::HostSpec;
 use pgnotify_core::protocol::{
-    CommandId, Connection, ConnectionError, ConnectionEvent, QueryResult, ServerError,
-    StartupParams,
+    CommandId, Connection, ConnectionError, QueryResult, ServerError, StartupParams, WireEvent,
 };
 use pgnotify_core::{Config, Event, Notification};
 
@@ -157,7 +156,7 @@ impl Stream {
 pub(crate) struct ConnDriver {
     conn: Connection,
     stream: Stream,
-    events: VecDeque<ConnectionEvent>,
+    events: VecDeque<WireEvent>,
     read_buf: Vec<u8>,
     eof: bool,
 }
@@ -200,7 +199,7 @@ impl ConnDriver {
             let _ = self.stream.write_all(&out);
         }
         while let Some(event) = self.conn.poll_event() {
-            if event == ConnectionEvent::StartTls {
+            if event == WireEvent::StartTls {
                 panic!("the blocking driver has no TLS; use a server with ssl=off");
             }
             self.events.push_back(event);
@@ -225,7 +224,7 @@ impl ConnDriver {
 
     /// The next event, reading as needed; `None` if the socket closed or
     /// [`WAIT`] passed first.
-    pub(crate) fn next_event(&mut self) -> Option<ConnectionEvent> {
+    pub(crate) fn next_event(&mut self) -> Option<WireEvent> {
         let deadline = Instant::now() + WAIT;
         loop {
             self.flush();
@@ -245,8 +244,8 @@ impl ConnDriver {
     pub(crate) fn wait_ready(&mut self) -> Result<(), ConnectionError> {
         loop {
             match self.next_event() {
-                Some(ConnectionEvent::Ready) => return Ok(()),
-                Some(ConnectionEvent::Failed(e)) => return Err(e),
+                Some(WireEvent::Ready) => return Ok(()),
+                Some(WireEvent::Failed(e)) => return Err(e),
                 Some(_) => {}
                 None => panic!(
                     "no Ready or Failed (eof: {}, phase: {:?})",
@@ -266,11 +265,11 @@ impl ConnDriver {
     ) -> Result<QueryResult, ServerError> {
         loop {
             match self.next_event() {
-                Some(ConnectionEvent::CommandComplete { id: done, result }) if done == id => {
+                Some(WireEvent::CommandComplete { id: done, result }) if done == id => {
                     return result;
                 }
-                Some(ConnectionEvent::Notification(n)) => notifications.push(n),
-                Some(ConnectionEvent::Failed(e)) => panic!("the connection failed: {e}"),
+                Some(WireEvent::Notification(n)) => notifications.push(n),
+                Some(WireEvent::Failed(e)) => panic!("the connection failed: {e}"),
                 Some(_) => {}
                 None => panic!("command {id:?} did not complete (eof: {})", self.eof),
             }
@@ -292,8 +291,8 @@ impl ConnDriver {
     pub(crate) fn wait_notification(&mut self) -> Notification {
         loop {
             match self.next_event() {
-                Some(ConnectionEvent::Notification(n)) => return n,
-                Some(ConnectionEvent::Failed(e)) => panic!("the connection failed: {e}"),
+                Some(WireEvent::Notification(n)) => return n,
+                Some(WireEvent::Failed(e)) => panic!("the connection failed: {e}"),
                 Some(_) => {}
                 None => panic!("no notification arrived (eof: {})", self.eof),
             }

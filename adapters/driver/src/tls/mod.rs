@@ -2,7 +2,7 @@
 //!
 //! rustls is used sans-IO: a [`rustls::ClientConnection`] is fed the bytes
 //! read from the plain [`Transport`](crate::Transport) and hands back the
-//! bytes to write, inside [`Stream`](crate::Stream). No runtime needs its own
+//! bytes to write, inside [`MaybeTlsStream`](crate::MaybeTlsStream). No runtime needs its own
 //! TLS crate, and the handshake, the certificate checks per sslmode and the
 //! channel-binding data exist in one place. The crypto provider is ring.
 

@@ -7,7 +7,7 @@
 use std::future::poll_fn;
 use std::io;
 
-use pgnotify_driver::Stream;
+use pgnotify_driver::MaybeTlsStream;
 
 #[path = "../support/mod.rs"]
 pub mod support;
@@ -70,7 +70,7 @@ pub fn startup_message(user: &str) -> Vec<u8> {
 }
 
 /// Writes all of `data` and flushes it.
-pub async fn write_all(stream: &mut Stream, mut data: &[u8]) -> io::Result<()> {
+pub async fn write_all(stream: &mut MaybeTlsStream, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         let n = poll_fn(|cx| stream.poll_write(cx, data)).await?;
         if n == 0 {
@@ -82,7 +82,7 @@ pub async fn write_all(stream: &mut Stream, mut data: &[u8]) -> io::Result<()> {
 }
 
 /// Reads exactly `len` bytes.
-pub async fn read_exact(stream: &mut Stream, len: usize) -> io::Result<Vec<u8>> {
+pub async fn read_exact(stream: &mut MaybeTlsStream, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0; len];
     let mut filled = 0;
     while filled < len {
@@ -96,7 +96,7 @@ pub async fn read_exact(stream: &mut Stream, len: usize) -> io::Result<Vec<u8>> 
 }
 
 /// Reads one backend message: its type byte and body.
-pub async fn read_message(stream: &mut Stream) -> io::Result<(u8, Vec<u8>)> {
+pub async fn read_message(stream: &mut MaybeTlsStream) -> io::Result<(u8, Vec<u8>)> {
     let header = read_exact(stream, 5).await?;
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
     let body = read_exact(stream, len.saturating_sub(4)).await?;
@@ -104,7 +104,7 @@ pub async fn read_message(stream: &mut Stream) -> io::Result<(u8, Vec<u8>)> {
 }
 
 /// Sends a StartupMessage and returns the server's first reply.
-pub async fn startup(stream: &mut Stream, user: &str) -> (u8, Vec<u8>) {
+pub async fn startup(stream: &mut MaybeTlsStream, user: &str) -> (u8, Vec<u8>) {
     write_all(stream, &startup_message(user))
         .await
         .expect("send StartupMessage");
