@@ -208,8 +208,10 @@ fn a_black_holed_connection_is_detected_within_ping_interval_plus_timeout() {
     });
 }
 
-#[test]
-fn pings_keep_an_idle_session_timeout_away() {
+/// A server with `idle_session_timeout=1s`; a listener on each runtime
+/// with `config` (given the server's URL) must stay on its first
+/// connection for `span` and still receive.
+fn outlives_idle_session_timeout(config: impl Fn(&str) -> pgnotify_core::Config, span: Duration) {
     if pgnotify_testkit::server::version()
         .expect("the server binaries")
         .skip_unless(14, "idle_session_timeout")
@@ -225,66 +227,11 @@ fn pings_keep_an_idle_session_timeout_away() {
     smol::block_on(async {
         let mut trio = Vec::new();
         for (name, runtime) in runtimes(&tokio) {
-            let config = config(&server.url(), "idle")
-                .to_builder()
-                .ping_interval(Duration::from_millis(300))
-                .build()
-                .expect("valid");
-            let listener = listen(&runtime, config).await;
+            let listener = listen(&runtime, config(&server.url())).await;
             let sub = listener.subscribe(name).await.expect("subscribe");
             trio.push((name, listener, sub));
         }
-        std::thread::sleep(Duration::from_secs(10));
-        for (name, listener, sub) in &mut trio {
-            let stats = listener.stats();
-            assert!(stats.connected, "{name}: {stats:?}");
-            assert_eq!(
-                (stats.generation, stats.reconnects),
-                (1, 0),
-                "{name}: {stats:?}"
-            );
-            listener.notify(name, "awake").await.expect("notify");
-            assert_eq!(&*next_notification(rt, sub).await.payload, "awake");
-        }
-        for (_, listener, _) in &trio {
-            listener.close().await;
-        }
-    });
-}
-
-/// Issue 14: with the default 10 s ping interval, a server whose
-/// `idle_session_timeout` is 1 s used to end the listening session every
-/// second. The listener turns the timeout off for its own session.
-#[test]
-fn a_default_listener_outlives_the_servers_idle_session_timeout() {
-    if pgnotify_testkit::server::version()
-        .expect("the server binaries")
-        .skip_unless(14, "idle_session_timeout")
-    {
-        return;
-    }
-    let server = TestServer::builder()
-        .setting("idle_session_timeout", "1s")
-        .start()
-        .expect("a server");
-    let tokio = tokio_threads();
-    let rt = &waiter();
-    smol::block_on(async {
-        let mut trio = Vec::new();
-        for (name, runtime) in runtimes(&tokio) {
-            let config = pgnotify_core::Config::parse(&server.url())
-                .expect("a valid URL")
-                .to_builder()
-                .application_name("idle-default")
-                .build()
-                .expect("valid");
-            assert_eq!(config.ping_interval(), Duration::from_secs(10));
-            let listener = listen(&runtime, config).await;
-            let sub = listener.subscribe(name).await.expect("subscribe");
-            trio.push((name, listener, sub));
-        }
-        // Five idle timeouts, well within the first ping interval.
-        std::thread::sleep(Duration::from_secs(5));
+        std::thread::sleep(span);
         for (name, listener, sub) in &mut trio {
             let stats = listener.stats();
             assert!(stats.connected, "{name}: {stats:?}");
@@ -304,6 +251,42 @@ fn a_default_listener_outlives_the_servers_idle_session_timeout() {
             listener.close().await;
         }
     });
+}
+
+#[test]
+fn pings_keep_an_idle_session_timeout_away() {
+    // Pings every 300 ms for 10 s: the session is never idle for 1 s.
+    outlives_idle_session_timeout(
+        |url| {
+            config(url, "idle")
+                .to_builder()
+                .ping_interval(Duration::from_millis(300))
+                .build()
+                .expect("valid")
+        },
+        Duration::from_secs(10),
+    );
+}
+
+/// Issue 14: with the default 10 s ping interval, a server whose
+/// `idle_session_timeout` is 1 s used to end the listening session every
+/// second. The listener turns the timeout off for its own session.
+#[test]
+fn a_default_listener_outlives_the_servers_idle_session_timeout() {
+    outlives_idle_session_timeout(
+        |url| {
+            let config = pgnotify_core::Config::parse(url)
+                .expect("a valid URL")
+                .to_builder()
+                .application_name("idle-default")
+                .build()
+                .expect("valid");
+            assert_eq!(config.ping_interval(), Duration::from_secs(10));
+            config
+        },
+        // Five idle timeouts, well within the first ping interval.
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
