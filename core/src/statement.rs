@@ -39,15 +39,9 @@ where
     C: AsRef<str>,
     P: AsRef<str>,
 {
+    let pairs = checked_batch(items)?;
     let mut sql = String::from("SELECT ");
-    let mut seen = HashSet::new();
-    for (index, (channel, payload)) in items.into_iter().enumerate() {
-        let (channel, payload) = (channel.as_ref(), payload.as_ref());
-        validate_channel(channel)?;
-        validate_payload(payload)?;
-        if !seen.insert((channel.to_owned(), payload.to_owned())) {
-            return Err(NotifyError::Duplicate { index });
-        }
+    for (index, (channel, payload)) in pairs.iter().enumerate() {
         if index > 0 {
             sql.push_str(", ");
         }
@@ -57,10 +51,35 @@ where
         push_literal(&mut sql, payload);
         sql.push(')');
     }
-    if seen.is_empty() {
+    if pairs.is_empty() {
         sql.push_str("NULL WHERE false");
     }
     Ok(sql)
+}
+
+/// The pairs of a batch that goes out in one transaction, checked: valid
+/// names and payloads, and no (channel, payload) twice (PostgreSQL would
+/// fold them). Shared by [`notify_statement`] and `Bus::notify_many`.
+pub(crate) fn checked_batch<C, P>(
+    items: impl IntoIterator<Item = (C, P)>,
+) -> Result<Vec<(String, String)>, NotifyError>
+where
+    C: AsRef<str>,
+    P: AsRef<str>,
+{
+    let mut pairs = Vec::new();
+    let mut seen = HashSet::new();
+    for (index, (channel, payload)) in items.into_iter().enumerate() {
+        let (channel, payload) = (channel.as_ref(), payload.as_ref());
+        validate_channel(channel)?;
+        validate_payload(payload)?;
+        let pair = (channel.to_owned(), payload.to_owned());
+        if !seen.insert(pair.clone()) {
+            return Err(NotifyError::Duplicate { index });
+        }
+        pairs.push(pair);
+    }
+    Ok(pairs)
 }
 
 /// `text` as an escape-string literal: `'` and `\` doubled.

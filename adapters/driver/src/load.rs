@@ -30,10 +30,7 @@ pub fn load_config(url: &str) -> Result<Config, ConfigError> {
             .find(|(key, value)| key == name && !value.is_empty())
             .map(|(_, value)| PathBuf::from(value))
     };
-    let user_file = var("PGSERVICEFILE").or_else(|| {
-        let home = var("HOME")?;
-        Some(home.join(".pg_service.conf"))
-    });
+    let user_file = var("PGSERVICEFILE").or_else(|| home_file(".pg_service.conf"));
     let system_file = var("PGSYSCONFDIR")
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SYSCONFDIR))
         .join("pg_service.conf");
@@ -44,6 +41,14 @@ pub fn load_config(url: &str) -> Result<Config, ConfigError> {
         }
     }
     Config::parse_with_services(url, env, &files)
+}
+
+/// `path` in the user's home directory (`$HOME`), where libpq keeps its
+/// per-user files (`.pgpass`, `.pg_service.conf`, `.postgresql/…`);
+/// `None` without a home directory.
+pub(crate) fn home_file(path: impl AsRef<Path>) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|home| !home.is_empty())?;
+    Some(Path::new(&home).join(path))
 }
 
 /// A service file's services; `None` if there is no such file.

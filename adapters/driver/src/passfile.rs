@@ -1,6 +1,6 @@
 //! Reading libpq's password file for the core, which reads no files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pgnotify_core::Config;
 use pgnotify_core::config::PassFile;
@@ -14,7 +14,11 @@ pub(crate) fn with_password_file(config: Config) -> Config {
     if config.password().is_some() || config.password_file().is_some() {
         return config;
     }
-    let Some(path) = config.passfile().map(Path::to_owned).or_else(default_path) else {
+    let Some(path) = config
+        .passfile()
+        .map(Path::to_owned)
+        .or_else(|| crate::load::home_file(".pgpass"))
+    else {
         return config;
     };
     let Some(text) = read(&path) else {
@@ -27,12 +31,6 @@ pub(crate) fn with_password_file(config: Config) -> Config {
         .password_file(entries)
         .build()
         .unwrap_or(config)
-}
-
-/// libpq's default, `~/.pgpass`.
-fn default_path() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").filter(|home| !home.is_empty())?;
-    Some(Path::new(&home).join(".pgpass"))
 }
 
 /// The file's text, if it is a regular file only its owner can access.

@@ -262,8 +262,7 @@ impl Bus {
         }
         let was_listening = self.stage.is_listening();
         self.conn = None;
-        self.own_pid = None;
-        self.probe = None;
+        self.session = session::SessionFacts::default();
         if self.transport_open {
             self.actions.push_back(Action::Disconnect);
             self.transport_open = false;

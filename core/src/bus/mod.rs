@@ -272,17 +272,11 @@ pub struct Bus {
     pinger: Pinger,
     /// The ping channel of a connection whose LISTENs are in flight.
     pending_ping_channel: Option<String>,
-    /// The current connection's server pid from `pg_backend_pid()`, once
-    /// its LISTEN query answered (see `session.rs`).
-    own_pid: Option<i32>,
-    /// Whether the current connection's session timeouts were turned off.
-    timeouts_off: bool,
+    /// What the bus learned of the current connection's session (its own
+    /// pid, timeouts, delivery probe); starts over with each connection.
+    session: session::SessionFacts,
     /// Publish transactions sent and not yet answered.
     publishes_in_flight: usize,
-    /// The current connection's delivery probe (behind a pooler only).
-    probe: Option<session::DeliveryProbe>,
-    /// Whether the current connection was probed already.
-    probed: bool,
     publishes: PublishQueue,
     commands: HashMap<CommandId, Purpose>,
     actions: VecDeque<Action>,
@@ -322,11 +316,8 @@ impl Bus {
             pending: PendingFanOut::default(),
             pinger,
             pending_ping_channel: None,
-            own_pid: None,
-            timeouts_off: false,
+            session: session::SessionFacts::default(),
             publishes_in_flight: 0,
-            probe: None,
-            probed: false,
             publishes: PublishQueue::default(),
             commands: HashMap::new(),
             actions: VecDeque::new(),
@@ -401,7 +392,7 @@ impl Bus {
     /// pid), and BackendKeyData's until then.
     pub fn backend_pid(&self) -> Option<i32> {
         let conn = self.conn.as_ref()?;
-        self.own_pid.or_else(|| conn.backend_pid())
+        self.session.own_pid.or_else(|| conn.backend_pid())
     }
 
     /// Whether the driver should read the socket. False while a subscriber
@@ -589,17 +580,7 @@ impl Bus {
         C: AsRef<str>,
         P: AsRef<str>,
     {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (index, (channel, payload)) in items.into_iter().enumerate() {
-            let (channel, payload) = (channel.as_ref(), payload.as_ref());
-            validate_channel(channel)?;
-            validate_payload(payload)?;
-            if !seen.insert((channel.to_owned(), payload.to_owned())) {
-                return Err(NotifyError::Duplicate { index });
-            }
-            pairs.push((channel.to_owned(), payload.to_owned()));
-        }
+        let pairs = crate::statement::checked_batch(items)?;
         if self.stage.is_closed() {
             return Err(NotifyError::Closed);
         }
@@ -713,10 +694,7 @@ impl Bus {
         if let Stage::Connecting { deadline } = self.stage {
             self.transport_open = true;
             self.conn = Some(Connection::new(self.startup_params()));
-            self.own_pid = None;
-            self.timeouts_off = false;
-            self.probe = None;
-            self.probed = false;
+            self.session = session::SessionFacts::default();
             self.stage = Stage::Starting { deadline };
             self.process_connection(now);
         }
@@ -922,12 +900,12 @@ impl Bus {
         self.latest_now = self.latest_now.max(now);
         match sent {
             Ok(()) => {
-                if let Some(probe) = &mut self.probe {
+                if let Some(probe) = &mut self.session.probe {
                     probe.notified_at = Some(now);
                 }
             }
             Err(e) => {
-                self.probe = None;
+                self.session.probe = None;
                 self.stats.guard_failures_last = Some(e);
             }
         }
@@ -1077,18 +1055,24 @@ impl Bus {
     fn on_notification(&mut self, now: Instant, n: Notification) {
         if self.pinger.channel() == Some(&*n.channel) {
             if self
+                .session
                 .probe
                 .as_ref()
                 .is_some_and(|p| *p.payload == *n.payload)
             {
                 // Notifications from other sessions reach this one.
-                self.probe = None;
+                self.session.probe = None;
                 return;
             }
             if Some(n.process_id) == self.backend_pid() {
                 if let Some(sent_at) = self.pinger.answered(now) {
-                    if self.probe.as_ref().is_some_and(|p| p.missed_by(sent_at)) {
-                        self.probe = None;
+                    if self
+                        .session
+                        .probe
+                        .as_ref()
+                        .is_some_and(|p| p.missed_by(sent_at))
+                    {
+                        self.session.probe = None;
                         self.listening_cannot_work(now, BusError::NotificationsNotDelivered);
                         return;
                     }
@@ -1197,7 +1181,7 @@ impl Bus {
         match purpose {
             Purpose::Relisten(batch) => match result {
                 Ok(result) => {
-                    self.own_pid = session::backend_pid(&result);
+                    self.session.own_pid = session::backend_pid(&result);
                     self.on_relistened(now, batch);
                 }
                 Err(e) => self.connection_lost(now, BusError::ListenRefused(e)),
@@ -1383,15 +1367,15 @@ impl Bus {
     /// for a NOTIFY from another session (see `session.rs`).
     fn probe_delivery_behind_pooler(&mut self) {
         let key_pid = self.conn.as_ref().and_then(Connection::backend_pid);
-        if self.probed || !session::behind_pooler(key_pid, self.own_pid) {
+        if self.session.probed || !session::behind_pooler(key_pid, self.session.own_pid) {
             return;
         }
         let Some(channel) = self.pinger.channel().map(str::to_owned) else {
             return;
         };
-        self.probed = true;
+        self.session.probed = true;
         let payload = format!("pgnotify delivery probe {}", self.generation);
-        self.probe = Some(session::DeliveryProbe {
+        self.session.probe = Some(session::DeliveryProbe {
             payload: payload.clone(),
             notified_at: None,
         });
@@ -1407,7 +1391,7 @@ impl Bus {
     /// After the first ping answer of a connection: turns the server's
     /// session timeouts off for it (see `session.rs`).
     fn turn_session_timeouts_off(&mut self) {
-        if std::mem::replace(&mut self.timeouts_off, true) {
+        if std::mem::replace(&mut self.session.timeouts_off, true) {
             return;
         }
         if let Some(conn) = self.conn.as_mut() {

@@ -21,6 +21,21 @@ use std::time::Instant;
 
 use crate::protocol::QueryResult;
 
+/// What the bus learned of the current connection's session; replaced
+/// with a fresh one for every connection.
+#[derive(Debug, Default)]
+pub(crate) struct SessionFacts {
+    /// The server's pid from `pg_backend_pid()`, once the LISTEN query
+    /// answered.
+    pub(crate) own_pid: Option<i32>,
+    /// Whether the session timeouts were turned off.
+    pub(crate) timeouts_off: bool,
+    /// The delivery probe in progress (behind a pooler only).
+    pub(crate) probe: Option<DeliveryProbe>,
+    /// Whether the connection was probed already.
+    pub(crate) probed: bool,
+}
+
 /// A delivery probe in progress: behind a pooler (BackendKeyData's pid is
 /// not the server's), a second session NOTIFYs the ping channel with
 /// `payload`. A session-mode pool delivers it; a transaction-mode pool

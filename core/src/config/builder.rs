@@ -459,31 +459,18 @@ fn ssl_mode(mode: Option<SslMode>, roots: Option<&SslRootCert>) -> Result<SslMod
 }
 
 fn check_root_cert(roots: SslRootCert) -> Result<SslRootCert, ConfigError> {
-    let SslRootCert::File(path) = &roots else {
+    let SslRootCert::File(path) = roots else {
         return Ok(roots);
     };
-    let text = path.to_str().ok_or_else(|| {
-        ConfigError::invalid(
-            "sslrootcert",
-            &path.to_string_lossy(),
-            "the path must be valid UTF-8",
-        )
-    })?;
-    if text.is_empty() || text.contains('\0') {
-        return Err(ConfigError::invalid(
-            "sslrootcert",
-            text,
-            "must be a non-empty path without NUL bytes",
-        ));
-    }
+    let path = check_path("sslrootcert", path)?;
     if path == Path::new("system") {
         return Err(ConfigError::invalid(
             "sslrootcert",
-            text,
+            "system",
             "a file named system must be written ./system; system alone means the system roots",
         ));
     }
-    Ok(roots)
+    Ok(SslRootCert::File(path))
 }
 
 /// A file path parameter: non-empty UTF-8 without NUL bytes (it must

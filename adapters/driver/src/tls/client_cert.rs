@@ -13,8 +13,7 @@ pub(crate) type ClientIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'s
 
 /// `~/.postgresql/<file>`, libpq's default place for the client's files.
 fn default_file(file: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").filter(|home| !home.is_empty())?;
-    Some(Path::new(&home).join(".postgresql").join(file))
+    crate::load::home_file(Path::new(".postgresql").join(file))
 }
 
 /// Loads the client certificate, as libpq does: the certificate file

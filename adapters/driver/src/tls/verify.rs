@@ -57,8 +57,7 @@ impl Verification {
 /// Where the roots come from when `sslrootcert` is not set: libpq's
 /// `~/.postgresql/root.crt` (`None` without a home directory).
 fn default_root_cert_file() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").filter(|home| !home.is_empty())?;
-    Some(Path::new(&home).join(".postgresql").join("root.crt"))
+    crate::load::home_file(".postgresql/root.crt")
 }
 
 /// The trusted roots, and the certificates of a root file (to recognise a
