@@ -33,6 +33,7 @@
 pub mod bus;
 mod channel;
 pub mod config;
+pub mod durable;
 mod event;
 pub mod protocol;
 mod statement;

@@ -83,7 +83,7 @@ where
 }
 
 /// `text` as an escape-string literal: `'` and `\` doubled.
-fn push_literal(sql: &mut String, text: &str) {
+pub(crate) fn push_literal(sql: &mut String, text: &str) {
     sql.push_str("E'");
     for c in text.chars() {
         if c == '\'' || c == '\\' {

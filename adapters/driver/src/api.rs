@@ -9,6 +9,7 @@
 //! [`Listener`](crate::Listener) are only at the root.
 
 pub use crate::callback::CallbackSubscription;
+pub use crate::durable::{DEFAULT_QUERY_TIMEOUT, Durable, DurableError, DurableSubscription};
 pub use crate::events::{ConnectionEvent, ConnectionEvents, EVENT_CAPACITY};
 #[cfg(feature = "json")]
 pub use crate::json::{DecodeError, JsonEvent, JsonSubscription, NotifyJsonError};
@@ -25,6 +26,10 @@ pub use pgnotify_core::bus::{
 };
 pub use pgnotify_core::config::{
     ConfigBuilder, DEFAULT_APPLICATION_NAME, ENV_VARIABLES, SslMode, SslRootCert, TransactionPooler,
+};
+pub use pgnotify_core::durable::{
+    DEFAULT_MAX_PAYLOAD, DEFAULT_PAGE_LIMIT, DEFAULT_SCHEMA, DurableEvent, DurableMessage,
+    DurableSchema, ReaderStats, SchemaNameError, Since,
 };
 pub use pgnotify_core::{
     ChannelError, Config, ConfigError, DEFAULT_CAPACITY, DEFAULT_STALL_LIMIT, EndReason, Event,

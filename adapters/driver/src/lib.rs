@@ -102,6 +102,7 @@ pub mod async_io;
 mod callback;
 mod connect;
 mod driver;
+mod durable;
 mod events;
 mod guard;
 #[cfg(feature = "json")]
@@ -115,6 +116,7 @@ mod passfile;
 mod runtime;
 mod shared;
 mod signal;
+mod sql;
 mod stream;
 mod subscription;
 pub mod tls;

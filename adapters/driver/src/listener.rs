@@ -110,6 +110,17 @@ impl<R> Clone for Listener<R> {
     }
 }
 
+impl<R> Listener<R> {
+    /// The same listener, with the runtime type forgotten (for handles
+    /// that are not generic, such as `Durable`).
+    pub(crate) fn erased(&self) -> Listener {
+        Listener {
+            handle: self.handle.clone(),
+            _runtime: PhantomData,
+        }
+    }
+}
+
 impl<R> fmt::Debug for Listener<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Listener")

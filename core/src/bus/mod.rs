@@ -41,7 +41,9 @@ pub use consumption::Consumption;
 pub use error::{BusError, NotifyError, TransportError, TransportErrorKind};
 pub use group::MAX_GROUP;
 pub use guard::{CheckKind, QueueUsageSession, ServerQueueCheck, SessionStatus};
-pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, TlsTarget};
+pub use output::{
+    Action, BusEvent, ConnectTarget, PublishId, SessionTarget, SubscriberStatus, TlsTarget,
+};
 pub use registry::SubscriberId;
 pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
 
@@ -956,6 +958,22 @@ impl Bus {
                 kind: CheckKind::QueueUsage,
             };
             self.actions.push_back(Action::CheckServerQueue(check));
+        }
+    }
+
+    /// Where another session of this listener connects: the host the
+    /// listener is on (or will try next), with the listener's credentials
+    /// and TLS settings, and `" (<role>)"` after its application name so
+    /// operators can tell the sessions apart in `pg_stat_activity`.
+    pub fn session_target(&self, role: &str) -> SessionTarget {
+        let mut startup = self.startup_params();
+        if let Some(name) = &mut startup.application_name {
+            name.push_str(&format!(" ({role})"));
+        }
+        SessionTarget {
+            connect: self.connect_target(),
+            tls: self.tls_target(),
+            startup,
         }
     }
 

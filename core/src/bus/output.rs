@@ -8,6 +8,7 @@ use crate::bus::error::{BusError, NotifyError};
 use crate::bus::guard::ServerQueueCheck;
 use crate::bus::registry::SubscriberId;
 use crate::config::{HostSpec, Keepalive, SslMode, SslRootCert};
+use crate::protocol::StartupParams;
 
 /// Identifies one `notify` call until its [`BusEvent::PublishDone`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +82,22 @@ pub struct TlsTarget {
     pub client_cert: Option<PathBuf>,
     /// See [`client_cert`](Self::client_cert).
     pub client_key: Option<PathBuf>,
+}
+
+/// Where and how to open another session as the listener's user, on the
+/// host the listener is on: what a driver needs for a connection of its own
+/// (durable channels read their tables on one, see
+/// [`Bus::session_target`](crate::bus::Bus::session_target)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionTarget {
+    /// The host and how to open the transport.
+    pub connect: ConnectTarget,
+    /// How to run the TLS handshake, if the server accepts TLS.
+    pub tls: TlsTarget,
+    /// The startup parameters: the listener's credentials, its application
+    /// name with the session's role after it.
+    pub startup: StartupParams,
 }
 
 /// Where a subscriber stands.
