@@ -33,6 +33,7 @@
 
 mod backoff;
 mod check;
+mod durable;
 mod frames;
 mod notes;
 mod rng;
@@ -47,6 +48,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use check::{CheckCounts, Violation, invariant_name};
+pub use durable::{DurableRunStats, DurableViolation, Scheme, run_durable_seed};
 pub use notes::LinkId;
 pub use world::{ConsumerKind, RunStats, World, WorldOptions};
 
