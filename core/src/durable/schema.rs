@@ -22,14 +22,14 @@ use std::fmt;
 
 use crate::statement::push_literal;
 
-/// The version of the objects [`install_sql`] creates. An install refuses
+/// The version of the objects [`install_sql`](DurableSchema::install_sql) creates. An install refuses
 /// to run over objects of a later version.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The schema durable channels use unless told otherwise.
 pub const DEFAULT_SCHEMA: &str = "pgnotify";
 
-/// The largest durable payload [`install_sql`] accepts by default: 16 MiB.
+/// The largest durable payload [`install_sql`](DurableSchema::install_sql) accepts by default: 16 MiB.
 ///
 /// PostgreSQL stores up to 1 GB in a `text` value; the bound keeps a reader's
 /// memory predictable. A reader must accept messages this large (its frame
@@ -123,7 +123,7 @@ impl DurableSchema {
     }
 
     /// The same schema with another bound on a message's payload, in bytes:
-    /// what [`install_sql`](Self::install_sql) makes `publish` enforce, and
+    /// what [`install_sql`](DurableSchema::install_sql)(Self::install_sql) makes `publish` enforce, and
     /// what a reader must be ready to receive.
     #[must_use]
     pub fn with_max_payload(mut self, bytes: usize) -> Self {
