@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgnotify_core::durable::{DEFAULT_PAGE_LIMIT, DurableSchema, SCHEMA_VERSION, Since};
-use pgnotify_core::{SubscribeOptions, validate_channel};
+use pgnotify_core::{OverflowPolicy, SubscribeOptions, validate_channel};
 
 pub use error::DurableError;
 pub use subscription::DurableSubscription;
@@ -178,21 +178,37 @@ impl Durable {
             })
     }
 
-    /// Subscribes to `channel` from `since`, with the configuration's
-    /// default queue for the live stream (its overflows cost a page read,
-    /// not messages). Returns once the LISTEN is acknowledged and the
-    /// schema checked.
+    /// Subscribes to `channel` from `since`. Returns once the LISTEN is
+    /// acknowledged and the schema checked.
+    ///
+    /// The live stream gets the configuration's queue capacity with
+    /// [`OverflowPolicy::DropNewest`], whatever the configuration's policy:
+    /// for a durable subscriber an overflow costs one page read, so a slow
+    /// one never holds the listening connection (as `Absorb` would) and
+    /// keeps the oldest items, which follow its cursor.
     pub async fn subscribe(
         &self,
         channel: &str,
         since: Since,
     ) -> Result<DurableSubscription, DurableError> {
-        let live = self.listener.subscribe(channel).await?;
-        self.start(live, since).await
+        let capacity = self
+            .listener
+            .shared()
+            .lock()
+            .bus
+            .config()
+            .default_subscribe_options()
+            .capacity_items();
+        let options = SubscribeOptions::new()
+            .capacity(capacity)
+            .policy(OverflowPolicy::DropNewest);
+        self.subscribe_with(channel, since, options).await
     }
 
     /// [`subscribe`](Self::subscribe) with the live stream's own queue
-    /// capacity and overflow policy.
+    /// capacity and overflow policy (`Absorb` holds the listening
+    /// connection for a slow consumer, as for any subscriber; the drop
+    /// policies cost page reads).
     pub async fn subscribe_with(
         &self,
         channel: &str,
