@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use pgnotify_core::config::MAX_QUEUE_CAPACITY;
+use pgnotify_core::durable::{DEFAULT_MAX_PAYLOAD, DurableSchema, Since};
 use pgnotify_core::{DEFAULT_CAPACITY, OverflowPolicy};
 
 const MAIN_EXAMPLES: &str = "\
@@ -15,6 +16,9 @@ Examples:
   pgnotify --url postgres://app@db/app listen jobs
   pgnotify notify jobs '{\"id\": 42}'
   seq 1 1000 | pgnotify notify jobs               # one NOTIFY per line, pipelined
+  pgnotify install                                # durable channels (once per database)
+  pgnotify notify --durable orders '...'          # kept in a table: survives reconnects
+  pgnotify listen --durable --since 41 orders     # every message after position 41
   pgnotify completions bash                       # or zsh, fish, ...; and `pgnotify man`";
 
 const LISTEN_EXAMPLES: &str = "\
@@ -34,7 +38,17 @@ Examples:
   pgnotify listen --policy keep-latest --capacity 1 wakeups
   pgnotify listen --until-payload 'done 42' --timeout 5m jobs   # wait for job 42
   pgnotify listen --count 1 --timeout 30s ready                 # the first one, or exit 3
-  pgnotify listen jobs | jq -r 'select(.type==\"notification\") | .payload'";
+  pgnotify listen jobs | jq -r 'select(.type==\"notification\") | .payload'
+
+Durable channels (after `pgnotify install`): with --durable, listen prints
+every message published with `notify --durable` (or SQL's pgnotify.publish)
+after --since, exactly once and in order, as \"message\" lines with their
+position; a reconnect or an overflow costs time, never a message. Store the
+last position printed and pass it to --since to resume after it. Messages
+pruned before they were read come as one \"gap\" line of kind \"expired\".
+One CHANNEL only.
+  pgnotify listen --durable --since 0 orders            # everything retained
+  pgnotify listen --durable --since now --count 1 orders";
 
 const NOTIFY_EXAMPLES: &str = "\
 With no PAYLOAD, --file or --stdin-whole, every line of standard input is
@@ -48,7 +62,15 @@ Examples:
   pgnotify notify --file job.json jobs
   jq -c . job.json | pgnotify notify --stdin-whole jobs
   pgnotify notify jobs                 # then type payloads, one per line; Ctrl-D ends
-  printf 'a\\nb\\nc\\n' | pgnotify notify jobs";
+  printf 'a\\nb\\nc\\n' | pgnotify notify jobs
+
+With --durable (after `pgnotify install`), each payload is published with
+the schema's publish() function, kept in its table until pruned, and its id
+printed on stdout (one per line of stdin, published one after another, in
+order); payloads may be as long as the schema's bound (16 MiB unless
+installed otherwise), far beyond NOTIFY's 8,000 bytes.
+  pgnotify notify --durable orders '{\"id\": 42}'
+  pgnotify notify --durable --file big.json orders";
 
 const DEMO_EXAMPLES: &str = "\
 With no --url, DATABASE_URL, PGHOST, PGHOSTADDR, PGPORT or PGDATABASE, the demo
@@ -102,6 +124,12 @@ pub(crate) enum Command {
     /// Send a notification, or one per line of standard input
     #[command(after_help = NOTIFY_EXAMPLES)]
     Notify(NotifyArgs),
+    /// Install durable channels in a schema (idempotent): a table and a publish() function
+    #[command(after_help = INSTALL_EXAMPLES)]
+    Install(InstallArgs),
+    /// Delete old durable messages, by age and/or count per channel
+    #[command(after_help = PRUNE_EXAMPLES)]
+    Prune(PruneArgs),
     /// A guided tour: shared connection, overflow gap, reconnect gap, stats
     #[command(after_help = DEMO_EXAMPLES)]
     Demo,
@@ -122,6 +150,29 @@ Examples:
   pgnotify completions bash > /etc/bash_completion.d/pgnotify
   pgnotify completions zsh > \"${fpath[1]}/_pgnotify\"
   pgnotify completions fish > ~/.config/fish/completions/pgnotify.fish";
+
+const INSTALL_EXAMPLES: &str = "\
+Creates (or upgrades) the schema, its tables messages and channels, and the
+functions publish(channel, payload), prune(max_age, keep_last),
+schema_version() and max_payload(), in one transaction. Running it again
+changes nothing but the payload bound. Needs the right to create in the
+database. Then publish from anywhere, in your own transaction:
+  SELECT pgnotify.publish('orders', '{\"id\": 42}');
+
+Examples:
+  pgnotify install
+  pgnotify install --schema outbox --max-payload 1048576";
+
+const PRUNE_EXAMPLES: &str = "\
+Deletes, in every channel of the schema, the messages older than --max-age
+and all but the last --keep-last; prints how many it deleted. A durable
+listener whose cursor falls among them gets one \"expired\" gap line. The
+same as SQL's SELECT pgnotify.prune(max_age => '7 days', keep_last => 100000).
+
+Examples:
+  pgnotify prune --max-age 7d
+  pgnotify prune --keep-last 100000
+  pgnotify prune --schema outbox --max-age 12h --keep-last 1000";
 
 const MAN_EXAMPLES: &str = "\
 Examples:
@@ -158,6 +209,15 @@ pub(crate) struct ListenArgs {
     /// Queue capacity per channel, in notifications
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CAPACITY, value_parser = parse_capacity)]
     pub(crate) capacity: usize,
+    /// Receive durable messages (see `pgnotify install`) with their positions: exactly once, in order, across reconnects; one CHANNEL only
+    #[arg(long)]
+    pub(crate) durable: bool,
+    /// With --durable: start after this position (0: every retained message), or `now`
+    #[arg(long, value_name = "POSITION|now", default_value = "now", value_parser = parse_since, requires = "durable")]
+    pub(crate) since: Since,
+    /// With --durable: the schema durable channels are installed in
+    #[arg(long, value_name = "NAME", default_value = "pgnotify", value_parser = parse_schema, requires = "durable")]
+    pub(crate) schema: DurableSchema,
 }
 
 /// `pgnotify notify`.
@@ -166,7 +226,7 @@ pub(crate) struct NotifyArgs {
     /// The channel to notify (case-sensitive, 1 to 63 bytes)
     #[arg(value_name = "CHANNEL")]
     pub(crate) channel: String,
-    /// The payload (at most 7999 bytes); without it, one notification per line of stdin
+    /// The payload (at most 7999 bytes, or the schema's bound with --durable); without it, one notification per line of stdin
     #[arg(value_name = "PAYLOAD", conflicts_with_all = ["file", "stdin_whole"])]
     pub(crate) payload: Option<String>,
     /// Send the contents of PATH (UTF-8) as one payload
@@ -175,6 +235,38 @@ pub(crate) struct NotifyArgs {
     /// Send all of standard input as one payload, instead of one per line
     #[arg(long)]
     pub(crate) stdin_whole: bool,
+    /// Publish durably (see `pgnotify install`): kept in a table, no 8,000-byte limit; prints each message's id
+    #[arg(long)]
+    pub(crate) durable: bool,
+    /// With --durable: the schema durable channels are installed in
+    #[arg(long, value_name = "NAME", default_value = "pgnotify", value_parser = parse_schema, requires = "durable")]
+    pub(crate) schema: DurableSchema,
+}
+
+/// `pgnotify install`.
+#[derive(Debug, Args)]
+pub(crate) struct InstallArgs {
+    /// The schema to install in (created if missing; ASCII letters, digits and `_`)
+    #[arg(long, value_name = "NAME", default_value = "pgnotify", value_parser = parse_schema)]
+    pub(crate) schema: DurableSchema,
+    /// The longest payload publish() accepts, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_PAYLOAD, value_parser = parse_max_payload)]
+    pub(crate) max_payload: usize,
+}
+
+/// `pgnotify prune`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).multiple(true).args(["max_age", "keep_last"])))]
+pub(crate) struct PruneArgs {
+    /// The schema durable channels are installed in
+    #[arg(long, value_name = "NAME", default_value = "pgnotify", value_parser = parse_schema)]
+    pub(crate) schema: DurableSchema,
+    /// Delete messages published longer ago than this (e.g. 7d, 12h, 30m, 90s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    pub(crate) max_age: Option<Duration>,
+    /// Keep only the last N messages of each channel
+    #[arg(long, value_name = "N")]
+    pub(crate) keep_last: Option<u64>,
 }
 
 /// How `listen` prints events.
@@ -200,6 +292,44 @@ fn parse_capacity(s: &str) -> Result<usize, String> {
     } else {
         Err(format!("the capacity must be 1 to {MAX_QUEUE_CAPACITY}"))
     }
+}
+
+fn parse_schema(s: &str) -> Result<DurableSchema, String> {
+    DurableSchema::new(s).map_err(|e| e.to_string())
+}
+
+/// `now`, or a position: a whole number, 0 for "every retained message".
+fn parse_since(s: &str) -> Result<Since, String> {
+    if s.eq_ignore_ascii_case("now") {
+        return Ok(Since::Now);
+    }
+    s.parse()
+        .map(Since::After)
+        .map_err(|_| format!("{s:?} is neither a position (0, 1, 2, ...) nor `now`"))
+}
+
+fn parse_max_payload(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!("{s:?} is not a positive number of bytes")),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// Parses an age for `prune`: `7d`, `12h`, or whatever [`parse_duration`]
+/// takes; whole seconds count.
+fn parse_age(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    for (unit, seconds) in [("d", 86_400.0), ("h", 3_600.0)] {
+        if let Some(number) = t.strip_suffix(unit) {
+            let value: f64 = number
+                .trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not an age (try 7d, 12h, 30m or 90s)"))?;
+            return Duration::try_from_secs_f64(value * seconds)
+                .map_err(|_| format!("{s:?} is out of range"));
+        }
+    }
+    parse_duration(t)
 }
 
 /// Parses `500ms`, `10s`, `2m` or a bare number of seconds.
@@ -232,6 +362,23 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3h").is_err());
+    }
+
+    #[test]
+    fn since_ages_and_payload_bounds_parse() {
+        assert_eq!(parse_since("now"), Ok(Since::Now));
+        assert_eq!(parse_since("0"), Ok(Since::After(0)));
+        assert_eq!(parse_since("41"), Ok(Since::After(41)));
+        assert!(parse_since("-1").is_err());
+        assert!(parse_since("later").is_err());
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("12h"), Ok(Duration::from_secs(12 * 3_600)));
+        assert_eq!(parse_age("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_age("0"), Ok(Duration::ZERO));
+        assert!(parse_age("soon").is_err());
+        assert!(parse_max_payload("0").is_err());
+        assert_eq!(parse_max_payload("1048576"), Ok(1 << 20));
+        assert!(parse_schema("no-dashes").is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use pgnotify_core::{ChannelError, ConfigError};
-use pgnotify_tokio::{ListenerError, SubscribeError};
+use pgnotify_tokio::{DurableError, ListenerError, SubscribeError};
 
 /// Exit status for a failure at run time (connection, server, IO).
 pub(crate) const EXIT_FAILURE: u8 = 1;
@@ -72,6 +72,16 @@ pub(crate) enum CliError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A durable channel operation failed (the schema not installed, the
+    /// server refusing, the subscription unable to go on).
+    Durable {
+        /// What was being done, as a verb phrase.
+        action: &'static str,
+        /// Why (boxed: it may carry the server's whole report).
+        source: Box<DurableError>,
+    },
+    /// Arguments clap accepts but that do not go together.
+    Usage(String),
     /// The demo could not run one of its steps.
     Demo(String),
     /// `listen --timeout` passed before what it waited for arrived.
@@ -99,6 +109,17 @@ impl CliError {
             {
                 EXIT_USAGE
             }
+            Self::Durable { source, .. }
+                if matches!(
+                    **source,
+                    DurableError::Channel(_)
+                        | DurableError::Payload { .. }
+                        | DurableError::Subscribe(SubscribeError::Channel(_))
+                ) =>
+            {
+                EXIT_USAGE
+            }
+            Self::Usage(_) => EXIT_USAGE,
             Self::TimedOut { .. } => EXIT_TIMEOUT,
             _ => EXIT_FAILURE,
         }
@@ -138,6 +159,8 @@ impl fmt::Display for CliError {
                 write!(f, "every subscription ended: {reason}")
             }
             Self::Io { action, source } => write!(f, "could not {action}: {source}"),
+            Self::Durable { action, source } => write!(f, "could not {action}: {source}"),
+            Self::Usage(message) => f.write_str(message),
             Self::Demo(message) => f.write_str(message),
             Self::TimedOut { waited_for } => write!(f, "timed out: {waited_for}"),
         }

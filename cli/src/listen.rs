@@ -4,6 +4,7 @@ use std::future::poll_fn;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use pgnotify_core::durable::DurableEvent;
 use pgnotify_core::{EndReason, Event, SubscribeOptions};
 use pgnotify_tokio::{ConnectionEvent, ConnectionEvents, Listener, Subscription};
 use tokio::io::{AsyncWriteExt, Stdout};
@@ -17,10 +18,10 @@ use crate::shutdown::Shutdown;
 use crate::status::StatusLine;
 
 /// How many ready items are rendered before they are written out together.
-const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 
 /// How often the status line is refreshed.
-const STATUS_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs `listen` until Ctrl-C, SIGTERM, a closed stdout, the end of every
 /// subscription, or `--count`, `--until-payload` or `--timeout`; then prints
@@ -33,15 +34,9 @@ pub(crate) async fn run(
     let started = Instant::now();
     let deadline = args.timeout.map(|timeout| started + timeout);
     // `listen jobs jobs` listens once and prints each notification once.
-    let mut channels: Vec<String> = Vec::with_capacity(args.channels.len());
-    for name in &args.channels {
-        pgnotify_core::validate_channel(name).map_err(|source| CliError::Channel {
-            name: name.clone(),
-            source,
-        })?;
-        if !channels.contains(name) {
-            channels.push(name.clone());
-        }
+    let channels = distinct_channels(&args.channels)?;
+    if args.durable {
+        return crate::durable::listen(args, channels, target, connect_timeout).await;
     }
     let mut shutdown = Shutdown::install();
     let setup = setup(&args, &channels, target, connect_timeout);
@@ -53,12 +48,7 @@ pub(crate) async fn run(
             return Err(CliError::TimedOut { waited_for });
         }
     };
-    let mut tally = Tally {
-        count: args.count,
-        until_payload: args.until_payload.clone(),
-        timeout: args.timeout.unwrap_or_default(),
-        ..Tally::default()
-    };
+    let mut tally = Tally::new(&args);
     let mut events = Some(events);
     let mut out = Output::new(Lines::new(args.format));
     // What happened while subscribing (a reconnect) comes before the
@@ -68,7 +58,7 @@ pub(crate) async fn run(
     }
     let stats = listener.stats();
     out.lines
-        .listening(&channels, stats.generation, listener.backend_pid());
+        .listening(&channels, stats.generation, listener.backend_pid(), None);
     let result = pump(
         &listener,
         &mut subscriptions,
@@ -83,13 +73,28 @@ pub(crate) async fn run(
     let reconnects = listener.stats().reconnects;
     drop(subscriptions);
     listener.close().await;
-    eprintln!(
-        "pgnotify: {} notifications, {} gaps, {} reconnects in {:.1}s",
-        tally.notifications,
-        tally.gaps,
-        reconnects,
-        started.elapsed().as_secs_f64()
-    );
+    tally.summary(reconnects, started);
+    quiet_broken_pipe(result)
+}
+
+/// The channels named, checked, each once: `listen jobs jobs` listens once
+/// and prints each notification once.
+fn distinct_channels(names: &[String]) -> Result<Vec<String>, CliError> {
+    let mut channels: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        pgnotify_core::validate_channel(name).map_err(|source| CliError::Channel {
+            name: name.clone(),
+            source,
+        })?;
+        if !channels.contains(name) {
+            channels.push(name.clone());
+        }
+    }
+    Ok(channels)
+}
+
+/// A closed stdout (`listen ... | head -1`) ends `listen` quietly.
+pub(crate) fn quiet_broken_pipe(result: Result<(), CliError>) -> Result<(), CliError> {
     match result {
         Err(CliError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
             Ok(())
@@ -99,7 +104,7 @@ pub(crate) async fn run(
 }
 
 /// Waits until `deadline`, or forever without one.
-async fn until(deadline: Option<Instant>) {
+pub(crate) async fn until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
@@ -108,9 +113,13 @@ async fn until(deadline: Option<Instant>) {
 
 /// What `listen` has printed, and what it stops after.
 #[derive(Debug, Default)]
-struct Tally {
+pub(crate) struct Tally {
+    /// Notifications, or durable messages.
     notifications: u64,
+    /// Gaps, or expired items.
     gaps: u64,
+    /// Whether these are durable messages (for the wording).
+    durable: bool,
     /// `--count`.
     count: Option<u64>,
     /// `--until-payload`.
@@ -122,6 +131,25 @@ struct Tally {
 }
 
 impl Tally {
+    pub(crate) fn new(args: &ListenArgs) -> Self {
+        Self {
+            count: args.count,
+            until_payload: args.until_payload.clone(),
+            timeout: args.timeout.unwrap_or_default(),
+            durable: args.durable,
+            ..Self::default()
+        }
+    }
+
+    /// What is counted: notifications, or durable messages.
+    fn noun(&self) -> &'static str {
+        if self.durable {
+            "messages"
+        } else {
+            "notifications"
+        }
+    }
+
     fn observe(&mut self, event: &Event) {
         match event {
             Event::Notification(n) => {
@@ -135,19 +163,44 @@ impl Tally {
         }
     }
 
+    pub(crate) fn observe_durable(&mut self, event: &DurableEvent) {
+        match event {
+            DurableEvent::Message(m) => {
+                self.notifications += 1;
+                if self.until_payload.as_deref() == Some(&*m.payload) {
+                    self.payload_seen = true;
+                }
+            }
+            _ => self.gaps += 1,
+        }
+    }
+
+    /// The summary line on stderr.
+    pub(crate) fn summary(&self, reconnects: u64, started: Instant) {
+        let gaps = if self.durable { "expired" } else { "gaps" };
+        eprintln!(
+            "pgnotify: {} {}, {} {gaps}, {reconnects} reconnects in {:.1}s",
+            self.notifications,
+            self.noun(),
+            self.gaps,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     /// Whether `--count` or `--until-payload` is met.
-    fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.payload_seen || self.count.is_some_and(|count| self.notifications >= count)
     }
 
     /// The outcome when `--timeout` passes: success only for a bare
     /// `--timeout` that saw a notification.
-    fn timed_out(&self) -> Result<(), CliError> {
+    pub(crate) fn timed_out(&self) -> Result<(), CliError> {
         let after = self.timeout;
+        let noun = self.noun();
         let mut missing = Vec::new();
         if let Some(count) = self.count {
             missing.push(format!(
-                "{} of {count} notifications arrived within {after:?}",
+                "{} of {count} {noun} arrived within {after:?}",
                 self.notifications
             ));
         }
@@ -158,7 +211,8 @@ impl Tally {
             if self.notifications > 0 {
                 return Ok(());
             }
-            missing.push(format!("no notification within {after:?}"));
+            let one = noun.trim_end_matches('s');
+            missing.push(format!("no {one} within {after:?}"));
         }
         Err(CliError::TimedOut {
             waited_for: missing.join(", "),
@@ -194,14 +248,14 @@ async fn setup(
 }
 
 /// Stdout, the pending lines and the status line.
-struct Output {
-    lines: Lines,
+pub(crate) struct Output {
+    pub(crate) lines: Lines,
     stdout: Stdout,
-    status: StatusLine,
+    pub(crate) status: StatusLine,
 }
 
 impl Output {
-    fn new(lines: Lines) -> Self {
+    pub(crate) fn new(lines: Lines) -> Self {
         Self {
             lines,
             stdout: tokio::io::stdout(),
@@ -210,7 +264,7 @@ impl Output {
     }
 
     /// Writes the pending lines and redraws the status line under them.
-    async fn flush(&mut self, listener: &Listener) -> Result<(), CliError> {
+    pub(crate) async fn flush(&mut self, listener: &Listener) -> Result<(), CliError> {
         if !self.lines.is_empty() {
             self.status.clear();
             let io = |source| CliError::Io {

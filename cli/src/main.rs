@@ -5,6 +5,7 @@
 //! pgnotify demo                      # the tour, on a throwaway local server
 //! pgnotify listen jobs events        # one JSON line per event
 //! pgnotify notify jobs 42            # or one NOTIFY per line of stdin
+//! pgnotify install                   # durable channels: then notify/listen --durable
 //! pgnotify completions zsh           # a completion script; `pgnotify man`: the manual page
 //! ```
 //!
@@ -16,6 +17,7 @@
 mod args;
 mod connection;
 mod demo;
+mod durable;
 mod error;
 mod listen;
 mod notify;
@@ -69,6 +71,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Listen(args) => listen::run(args, target, timeout).await,
         Command::Notify(args) => notify::run(args, target, timeout).await,
+        Command::Install(args) => durable::install(args, target, timeout).await,
+        Command::Prune(args) => durable::prune(args, target, timeout).await,
         Command::Demo => demo::run(target, timeout).await,
         // Handled in main, before any runtime or connection.
         Command::Completions { .. } | Command::Man => Ok(()),

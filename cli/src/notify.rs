@@ -47,13 +47,17 @@ pub(crate) async fn run(
             })?;
         args.payload = Some(payload);
     }
-    if let Some(payload) = &args.payload {
-        // Checked before connecting, so a bad argument needs no server.
+    if let Some(payload) = args.payload.as_ref().filter(|_| !args.durable) {
+        // Checked before connecting, so a bad argument needs no server. (A
+        // durable payload's bound is the schema's, known to the server.)
         pgnotify_core::validate_payload(payload)
             .map_err(|e| CliError::Notify(Box::new(NotifyError::Payload(e))))?;
     }
     let listener = connection::connect(target, connect_timeout).await?;
     let result = match args.payload {
+        _ if args.durable => {
+            crate::durable::notify(&listener, args.schema, &args.channel, args.payload).await
+        }
         Some(payload) => listener
             .notify(&args.channel, &payload)
             .await

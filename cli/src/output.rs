@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pgnotify_core::bus::BusError;
+use pgnotify_core::durable::DurableEvent;
 use pgnotify_core::protocol::{ConnectionError, ServerError};
 use pgnotify_core::{EndReason, Event, Gap};
 use pgnotify_tokio::ConnectionEvent;
@@ -60,8 +61,15 @@ impl Lines {
         self.buf.clear();
     }
 
-    /// Every channel is LISTENed: notifications sent from now on are printed.
-    pub(crate) fn listening(&mut self, channels: &[String], generation: u64, pid: Option<i32>) {
+    /// Every channel is LISTENed: notifications sent from now on are printed
+    /// (for a durable subscription, every message after `cursor`).
+    pub(crate) fn listening(
+        &mut self,
+        channels: &[String],
+        generation: u64,
+        pid: Option<i32>,
+        cursor: Option<u64>,
+    ) {
         match self.format {
             Format::Json => {
                 self.buf.push_str(r#"{"type":"listening","channels":["#);
@@ -75,12 +83,18 @@ impl Lines {
                 if let Some(pid) = pid {
                     let _ = write!(self.buf, r#","backend_pid":{pid}"#);
                 }
+                if let Some(cursor) = cursor {
+                    let _ = write!(self.buf, r#","cursor":{cursor}"#);
+                }
                 self.close_json();
             }
             Format::Text => {
                 let _ = write!(self.buf, "-- listening on {}", channels.join(", "));
                 if let Some(pid) = pid {
                     let _ = write!(self.buf, " (backend pid {pid})");
+                }
+                if let Some(cursor) = cursor {
+                    let _ = write!(self.buf, ", durable messages after position {cursor}");
                 }
             }
         }
@@ -139,6 +153,44 @@ impl Lines {
             }
             (Format::Text, other) => {
                 let _ = write!(self.buf, "[{channel}] {other:?}");
+            }
+        }
+        self.buf.push('\n');
+    }
+
+    /// One item of the durable subscription on `channel`: a message with its
+    /// position, or an `expired` gap.
+    pub(crate) fn durable(&mut self, channel: &str, event: &DurableEvent) {
+        match (self.format, event) {
+            (Format::Json, DurableEvent::Message(m)) => {
+                self.buf.push_str(r#"{"type":"message","channel":"#);
+                push_json_str(&mut self.buf, channel);
+                let _ = write!(self.buf, r#","position":{},"payload":"#, m.position);
+                push_json_str(&mut self.buf, &m.payload);
+                self.close_json();
+            }
+            (Format::Text, DurableEvent::Message(m)) => {
+                let _ = write!(self.buf, "[{channel}] ");
+                push_text(&mut self.buf, &m.payload);
+                let _ = write!(self.buf, "  (position {})", m.position);
+            }
+            (Format::Json, DurableEvent::Expired { missed, through }) => {
+                let _ = write!(
+                    self.buf,
+                    r#"{{"type":"gap","kind":"expired","missed":{missed},"through":{through},"channel":"#
+                );
+                push_json_str(&mut self.buf, channel);
+                self.close_json();
+            }
+            (Format::Json, other) => {
+                self.buf.push_str(r#"{"type":"other","channel":"#);
+                push_json_str(&mut self.buf, channel);
+                self.buf.push_str(r#","detail":"#);
+                push_json_str(&mut self.buf, &other.to_string());
+                self.close_json();
+            }
+            (Format::Text, other) => {
+                let _ = write!(self.buf, "[{channel}] GAP: {other}");
             }
         }
         self.buf.push('\n');
@@ -395,7 +447,7 @@ mod tests {
     #[test]
     fn listening_line_lists_every_channel_escaped() {
         let mut lines = Lines::with_clock(Format::Json, fixed);
-        lines.listening(&["a".into(), "b\"c".into()], 1, Some(7));
+        lines.listening(&["a".into(), "b\"c".into()], 1, Some(7), None);
         assert_eq!(
             std::str::from_utf8(lines.as_bytes()).unwrap(),
             "{\"type\":\"listening\",\"channels\":[\"a\",\"b\\\"c\"],\"generation\":1,\"backend_pid\":7,\
@@ -418,8 +470,22 @@ mod tests {
             )))
         };
         let mut lines = Lines::with_clock(Format::Json, fixed);
-        lines.listening(&["a".into(), "b".into()], 1, Some(7));
-        lines.listening(&["a".into()], 1, None);
+        lines.listening(&["a".into(), "b".into()], 1, Some(7), None);
+        lines.listening(&["a".into()], 1, None, Some(41));
+        lines.durable(
+            "a",
+            &DurableEvent::Message(pgnotify_core::durable::DurableMessage {
+                position: 42,
+                payload: "x\ty".into(),
+            }),
+        );
+        lines.durable(
+            "a",
+            &DurableEvent::Expired {
+                missed: 5,
+                through: 7,
+            },
+        );
         lines.event(
             "a",
             &Event::Notification(Notification {
@@ -470,6 +536,17 @@ mod tests {
             );
         }
         assert!(text.contains(r#""type":"disconnected","error":"#));
+        assert!(
+            text.contains(r#"{"type":"message","channel":"a","position":42,"payload":"x\ty","#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"{"type":"gap","kind":"expired","missed":5,"through":7,"channel":"a","#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#""cursor":41,"#), "{text}");
         assert_eq!(text.matches(r#","code":"57P01","#).count(), 2, "{text}");
         assert_eq!(text.matches(r#","code":"25006","#).count(), 1, "{text}");
         assert_eq!(

@@ -6,6 +6,14 @@
 //! a dev-dependency). `output.rs` writes the lines by hand; its tests and
 //! the ones in `tests/cli.rs` (which include this file by path) hold the
 //! two together.
+//!
+//! `listen --durable` prints two more things: a `"message"` line per durable
+//! message, whose `"position"` is its place in the channel (1, 2, 3, … in
+//! commit order, no hole: the cursor to store and give back to `--since` to
+//! resume after it), and a `"gap"` of kind `"expired"` for messages pruned
+//! before they were read (`"missed"` of them, through position
+//! `"through"`). Its `"listening"` line carries `"cursor"`, the position it
+//! starts after.
 
 use std::fmt::Write as _;
 
@@ -80,6 +88,7 @@ pub(crate) const TYPES: &[LineType] = &[
             req("channels", Kind::StrList),
             req("generation", Kind::Int),
             opt("backend_pid", Kind::Int),
+            opt("cursor", Kind::Int),
         ],
     },
     LineType {
@@ -89,6 +98,15 @@ pub(crate) const TYPES: &[LineType] = &[
             req("channel", Kind::Str),
             req("payload", Kind::Str),
             req("pid", Kind::Int),
+        ],
+    },
+    LineType {
+        name: "message",
+        about: "a durable message (--durable; position: 1, 2, 3, ... per channel, resume with --since POSITION)",
+        fields: &[
+            req("channel", Kind::Str),
+            req("position", Kind::Int),
+            req("payload", Kind::Str),
         ],
     },
     LineType {
@@ -149,6 +167,11 @@ pub(crate) const GAP_KINDS: &[LineType] = &[
         name: "reconnected",
         about: "the connection was replaced",
         fields: &[req("generation", Kind::Int)],
+    },
+    LineType {
+        name: "expired",
+        about: "durable messages pruned before they were read, through position `through`",
+        fields: &[req("missed", Kind::Int), req("through", Kind::Int)],
     },
     LineType {
         name: "other",

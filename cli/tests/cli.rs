@@ -727,7 +727,17 @@ fn completions_print_a_script_for_each_shell() {
             script.contains(marker),
             "{shell} lacks {marker:?}:\n{script}"
         );
-        for word in ["listen", "notify", "until-payload", "connect-timeout"] {
+        for word in [
+            "listen",
+            "notify",
+            "until-payload",
+            "connect-timeout",
+            "install",
+            "prune",
+            "durable",
+            "since",
+            "keep-last",
+        ] {
             assert!(script.contains(word), "{shell} lacks {word:?}");
         }
     }
@@ -754,6 +764,8 @@ fn man_prints_a_roff_page_naming_every_subcommand() {
         "notify",
         "demo",
         "completions",
+        "install",
+        "prune",
     ] {
         assert!(page.contains(word), "{word:?} missing from:\n{page}");
     }
@@ -784,6 +796,9 @@ fn listen_help_names_every_json_type_and_gap_kind() {
         "connection",
         "end",
         "other",
+        "message",
+        "position",
+        "expired",
         "\"ts\"",
         "\"v\":1",
         "--count",
@@ -792,5 +807,263 @@ fn listen_help_names_every_json_type_and_gap_kind() {
         "--verbose",
     ] {
         assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+}
+
+/// `pgnotify --url URL ARGS...`, run to its end.
+fn pgnotify_at(server: &TestServer, args: &[&str]) -> Output {
+    let output = run(pgnotify().args(["--url", &server.url()]).args(args));
+    check_all(&output.stdout);
+    output
+}
+
+/// Runs `ARGS...` and returns its stdout, failing the test if it failed.
+fn succeeds(server: &TestServer, args: &[&str]) -> String {
+    let output = pgnotify_at(server, args);
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        stderr_of(&output)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The `"message"` lines of `stdout` as (position, payload).
+fn durable_messages(stdout: &str) -> Vec<(u64, String)> {
+    stdout
+        .lines()
+        .filter(|line| line.contains(r#""type":"message""#))
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            (
+                value["position"].as_u64().expect("a position"),
+                value["payload"].as_str().expect("a payload").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn install_twice_then_a_100_kb_durable_message_is_listened_to_from_position_0() {
+    let server = TestServer::new().expect("start server");
+    let first = succeeds(&server, &["install"]);
+    assert!(
+        first.starts_with(r#"installed durable channels in schema "pgnotify" (version 1"#),
+        "{first}"
+    );
+    let again = succeeds(&server, &["install"]);
+    assert!(
+        again.starts_with(r#"durable channels in schema "pgnotify" were already installed"#),
+        "{again}"
+    );
+    let big: String = (0..100_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let id = succeeds(&server, &["notify", "--durable", "orders", &big]);
+    assert!(
+        id.trim().parse::<u64>().is_ok(),
+        "the message id, got {id:?}"
+    );
+    // Plain notify keeps refusing what NOTIFY cannot carry, before connecting.
+    let plain = pgnotify_at(&server, &["notify", "orders", &big]);
+    assert_eq!(plain.status.code(), Some(2), "{}", stderr_of(&plain));
+
+    let stdout = succeeds(
+        &server,
+        &[
+            "listen",
+            "--durable",
+            "--since",
+            "0",
+            "--count",
+            "1",
+            "--timeout",
+            "30s",
+            "orders",
+        ],
+    );
+    let mut lines = stdout.lines();
+    let listening = lines.next().expect("the listening line");
+    assert!(
+        listening.starts_with(r#"{"type":"listening","channels":["orders"],"#)
+            && listening.contains(r#""cursor":0,"#),
+        "{listening}"
+    );
+    assert_eq!(durable_messages(&stdout), [(1, big)]);
+}
+
+#[test]
+fn listen_durable_prints_live_messages_with_their_position_as_json_and_text() {
+    let server = TestServer::new().expect("start server");
+    succeeds(&server, &["install", "--schema", "outbox"]);
+    succeeds(
+        &server,
+        &[
+            "notify",
+            "--durable",
+            "--schema",
+            "outbox",
+            "jobs",
+            "before",
+        ],
+    );
+    let mut json = Listen::start(&server, &["--durable", "--schema", "outbox", "jobs"]);
+    let mut text = Listen::start(
+        &server,
+        &[
+            "--durable",
+            "--schema",
+            "outbox",
+            "--since",
+            "0",
+            "--format",
+            "text",
+            "jobs",
+        ],
+    );
+    // One per line of stdin, in order, each id on a line of its own.
+    let mut child = pgnotify()
+        .args([
+            "--url",
+            &server.url(),
+            "notify",
+            "--durable",
+            "--schema",
+            "outbox",
+            "jobs",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgnotify notify");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(b"a \"b\"\nc\n")
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("wait for notify");
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
+
+    let first = unstamped(&json.next_line());
+    assert_eq!(
+        first,
+        r#"{"type":"message","channel":"jobs","position":2,"payload":"a \"b\""}"#
+    );
+    assert!(json.next_line().contains(r#""position":3,"payload":"c","#));
+    for expected in [
+        "[jobs] before  (position 1)",
+        "[jobs] a \"b\"  (position 2)",
+        "[jobs] c  (position 3)",
+    ] {
+        assert_eq!(text.next_line(), expected);
+    }
+    let (status, stderr) = json.interrupt();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("pgnotify: 2 messages, 0 expired, 0 reconnects in "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn prune_deletes_old_messages_and_a_listener_behind_them_gets_an_expired_gap() {
+    let server = TestServer::new().expect("start server");
+    succeeds(&server, &["install"]);
+    for i in 1..=5 {
+        succeeds(&server, &["notify", "--durable", "old", &format!("m{i}")]);
+    }
+    let pruned = succeeds(&server, &["prune", "--keep-last", "2"]);
+    assert_eq!(pruned, "pruned 3 messages from schema \"pgnotify\"\n");
+    let stdout = succeeds(
+        &server,
+        &[
+            "listen",
+            "--durable",
+            "--since",
+            "0",
+            "--count",
+            "2",
+            "--timeout",
+            "30s",
+            "old",
+        ],
+    );
+    let expired = stdout
+        .lines()
+        .find(|line| line.contains(r#""kind":"expired""#))
+        .unwrap_or_else(|| panic!("no expired gap in {stdout}"));
+    assert_eq!(
+        unstamped(expired),
+        r#"{"type":"gap","kind":"expired","missed":3,"through":3,"channel":"old"}"#
+    );
+    assert_eq!(
+        durable_messages(&stdout),
+        [(4, "m4".to_owned()), (5, "m5".to_owned())]
+    );
+    // Text: the gap says what it is.
+    let text = succeeds(
+        &server,
+        &[
+            "listen",
+            "--durable",
+            "--since",
+            "1",
+            "--count",
+            "1",
+            "--format",
+            "text",
+            "old",
+        ],
+    );
+    assert!(
+        text.contains("[old] GAP: expired: 2 messages no longer available (through position 3)"),
+        "{text}"
+    );
+    let by_age = succeeds(&server, &["prune", "--max-age", "0s"]);
+    assert_eq!(by_age, "pruned 2 messages from schema \"pgnotify\"\n");
+    // Neither --max-age nor --keep-last: a usage error.
+    let output = pgnotify_at(&server, &["prune"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+}
+
+#[test]
+fn durable_commands_without_install_say_to_run_pgnotify_install() {
+    let server = TestServer::new().expect("start server");
+    for args in [
+        &["notify", "--durable", "jobs", "x"][..],
+        &["listen", "--durable", "--timeout", "30s", "jobs"],
+        &["prune", "--keep-last", "1"],
+    ] {
+        let output = pgnotify_at(&server, args);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("pgnotify: could not ")
+                && stderr.contains(
+                    r#"durable channels are not installed in schema "pgnotify" (run `pgnotify install`"#
+                ),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Bad names and options are usage errors, before connecting.
+    for args in [
+        &["listen", "--durable", "a", "b"][..],
+        &["listen", "--since", "0", "a"],
+        &["listen", "--durable", "--since", "soon", "a"],
+        &["install", "--schema", "no-dashes"],
+        &["notify", "--schema", "outbox", "a", "b"],
+    ] {
+        let output = pgnotify_at(&server, args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr_of(&output)
+        );
+        assert_eq!(stderr_of(&output).lines().count(), 1, "{args:?}");
     }
 }
