@@ -7,9 +7,6 @@
 //! proves TLS alone), and the server rejects a wrong binding, so a successful
 //! login proves the driver's `tls-server-end-point` data was right.
 
-// The errors are the library's own, matched on as they are.
-#![allow(clippy::result_large_err)]
-
 mod common;
 
 use common::support;

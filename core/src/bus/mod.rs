@@ -6,11 +6,6 @@
 //! publish pipeline. It drives one [`protocol::Connection`](crate::protocol::Connection)
 //! at a time and never does IO itself.
 
-// `ServerError` carries the server's whole report (message, detail, hint,
-// position...). Errors are rare on these paths, so they stay unboxed for
-// the convenience of matching on them.
-#![allow(clippy::result_large_err)]
-
 mod backoff;
 mod batch;
 pub mod consumption;

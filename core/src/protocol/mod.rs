@@ -15,9 +15,6 @@
     not(test),
     deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
 )]
-// A ConnectionError ends the connection: it is built at most once per
-// connection, so its size on the error path does not matter.
-#![allow(clippy::result_large_err)]
 
 mod auth;
 mod backend;
