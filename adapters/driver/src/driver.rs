@@ -207,7 +207,7 @@ impl Driver {
                 ),
             },
             Action::Disconnect => self.disconnect(),
-            Action::CheckServerQueue(check) => {
+            Action::SideCheck(check) => {
                 let tls = self.connector(&check.tls);
                 crate::guard::spawn_check(&self.shared, check, tls);
             }

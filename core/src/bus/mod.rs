@@ -35,7 +35,7 @@ pub use batch::{EventBatch, EventRef, IntoIter as EventBatchIntoIter, Iter as Ev
 pub use consumption::Consumption;
 pub use error::{BusError, NotifyError, TransportError, TransportErrorKind};
 pub use group::MAX_GROUP;
-pub use guard::{CheckKind, QueueUsageSession, ServerQueueCheck, SessionStatus};
+pub use guard::{CheckKind, SessionStatus, SideCheck, SideSession};
 pub use output::{Action, BusEvent, ConnectTarget, PublishId, SubscriberStatus, TlsTarget};
 pub use registry::SubscriberId;
 pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
@@ -159,7 +159,7 @@ enum Purpose {
 ///   `handle_closed`). `StartTls` comes only on an open transport whose
 ///   server accepted TLS. `Disconnect` means: write what `poll_transmit`
 ///   gave before it, then close the transport, or abandon a connect still
-///   in progress; no `handle_closed` follows. `CheckServerQueue` asks for a
+///   in progress; no `handle_closed` follows. `SideCheck` asks for a
 ///   second, short session beside the listening one (see the action).
 /// - [`poll_event`](Self::poll_event) gives each [`BusEvent`] once, in order.
 /// - [`poll_timeout`](Self::poll_timeout) is the next instant at which
@@ -201,7 +201,7 @@ enum Purpose {
 /// | the wait before a reconnect | `backoff_min` (100 ms) to `backoff_max` (10 s); the first retry is immediate | the next `Action::Connect` |
 /// | a publish waiting for a connection | `publish_timeout` (5 s) | [`NotifyError::NotConnected`] |
 /// | a full `Absorb` subscriber that consumes nothing | its `stall_limit` (5 s) | it drops instead of pausing the reading |
-/// | checking the server's queue while reading is paused | every second (fixed) | [`Action::CheckServerQueue`] |
+/// | checking the server's queue while reading is paused | every second (fixed) | [`Action::SideCheck`] |
 /// | `close` waiting for `UNLISTEN *` | `ping_timeout` | closed anyway |
 /// | TCP keepalive, `TCP_USER_TIMEOUT` (the driver's socket) | `keepalives*`, `tcp_user_timeout` in [`ConnectTarget::keepalive`] | the OS fails the socket; the driver reports [`TransportErrorKind::Io`] |
 ///
@@ -884,7 +884,7 @@ impl Bus {
             .take_consumption(id, held_items, held_bytes)
     }
 
-    /// The result of an [`Action::CheckServerQueue`] with
+    /// The result of an [`Action::SideCheck`] with
     /// [`CheckKind::DeliveryProbe`]: whether its NOTIFY went through.
     ///
     /// If it did, its notification must reach the listening connection
@@ -906,7 +906,7 @@ impl Bus {
         }
     }
 
-    /// The result of an [`Action::CheckServerQueue`]: the fraction of the
+    /// The result of an [`Action::SideCheck`]: the fraction of the
     /// server's notification queue in use, or why it could not be read.
     ///
     /// Above [`Config::server_queue_limit`] every absorbing subscriber is
@@ -944,13 +944,13 @@ impl Bus {
             self.update_backpressure_after_change(Some(now));
         }
         if self.paused_since.is_some() && self.guard.start_if_due(now) {
-            let check = ServerQueueCheck {
+            let check = SideCheck {
                 connect: self.connect_target(),
                 tls: self.tls_target(),
                 startup: self.check_startup_params(),
                 kind: CheckKind::QueueUsage,
             };
-            self.actions.push_back(Action::CheckServerQueue(check));
+            self.actions.push_back(Action::SideCheck(check));
         }
     }
 
@@ -1374,13 +1374,13 @@ impl Bus {
             payload: payload.clone(),
             notified_at: None,
         });
-        let check = ServerQueueCheck {
+        let check = SideCheck {
             connect: self.connect_target(),
             tls: self.tls_target(),
             startup: self.check_startup_params(),
             kind: CheckKind::DeliveryProbe { channel, payload },
         };
-        self.actions.push_back(Action::CheckServerQueue(check));
+        self.actions.push_back(Action::SideCheck(check));
     }
 
     /// After the first ping answer of a connection: turns the server's
