@@ -438,6 +438,11 @@ impl Bus {
     }
 
     /// The channels with at least one subscriber, ready or waiting.
+    ///
+    /// A test hook: only with the unstable `test-hooks` feature, not for
+    /// applications (the simulation and the test kit use it).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn subscribed_channels(&self) -> Vec<String> {
         self.registry
             .subscribed_channels()
@@ -448,11 +453,21 @@ impl Bus {
     /// Whether the LISTEN state has converged: nothing in flight, nothing
     /// pending, and the channels LISTENed are exactly the subscribed ones
     /// (invariant 5, checked by the simulation).
+    ///
+    /// A test hook: only with the unstable `test-hooks` feature, not for
+    /// applications (the simulation and the test kit use it).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn is_settled(&self) -> bool {
         self.registry.is_settled() && !self.changes_in_flight
     }
 
     /// The current connection's ping channel, if connected.
+    ///
+    /// A test hook: only with the unstable `test-hooks` feature, not for
+    /// applications (the simulation and the test kit use it).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn ping_channel(&self) -> Option<&str> {
         self.pinger.channel()
     }
