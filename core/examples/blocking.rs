@@ -38,8 +38,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pgnotify_core::bus::{
-    Action, Bus, BusEvent, ConnectTarget, ServerQueueCheck, SessionStatus, SubscriberId,
-    TransportError, TransportErrorKind,
+    Action, Bus, BusEvent, ConnectTarget, SessionStatus, SideCheck, SubscriberId, TransportError,
+    TransportErrorKind,
 };
 use pgnotify_core::config::HostSpec;
 use pgnotify_core::{Config, Event, SubscribeOptions};
@@ -315,7 +315,7 @@ impl Driver {
                 // runs the handshake here.
                 self.lost(TransportErrorKind::Tls, "this driver has no TLS".into());
             }
-            Action::CheckServerQueue(check) => {
+            Action::SideCheck(check) => {
                 let usage = check_server_queue(&check, self.bus.config().ping_timeout());
                 self.bus.handle_server_queue_usage(Instant::now(), usage);
             }
@@ -391,10 +391,10 @@ fn connect(target: &ConnectTarget, limit: Duration) -> Result<Transport, Transpo
     }
 }
 
-/// Runs the server guard's check ([`Action::CheckServerQueue`]) on a second
+/// Runs a second session's check ([`Action::SideCheck`]) on a second
 /// session, within `limit`. The listening connection waits meanwhile; it is
 /// paused anyway while the guard runs.
-fn check_server_queue(check: &ServerQueueCheck, limit: Duration) -> Result<f64, String> {
+fn check_server_queue(check: &SideCheck, limit: Duration) -> Result<f64, String> {
     let give_up = Instant::now() + limit;
     let mut transport = connect(&check.connect, limit).map_err(|e| e.to_string())?;
     transport

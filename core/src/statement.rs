@@ -1,9 +1,5 @@
 //! SQL that publishes inside an application's own transaction.
 
-// The error is `NotifyError`, as for `notify_many`: large (it can hold the
-// server's report) and rare.
-#![allow(clippy::result_large_err)]
-
 use std::collections::HashSet;
 
 use crate::bus::NotifyError;

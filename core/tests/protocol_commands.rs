@@ -151,7 +151,7 @@ fn pipelined_commands_complete_in_order_and_one_error_fails_only_its_command() {
     let out = run_all(params(), &script);
     let r = results(&out);
     assert!(r[0].is_ok());
-    assert_eq!(r[1].as_ref().unwrap_err().code, "25006");
+    assert_eq!(r[1].as_ref().unwrap_err().code(), "25006");
     assert!(r[2].is_ok());
     assert_eq!(out.tags(), "_QQQ", "all three pipelined before any reply");
 }
@@ -171,7 +171,7 @@ fn fatal_error_during_a_query_fails_the_connection() {
     let WireEvent::Failed(ConnectionError::Server(e)) = out.last() else {
         panic!("{:?}", out.events)
     };
-    assert_eq!(e.code, "57P01");
+    assert_eq!(e.code(), "57P01");
     assert!(results(&out).is_empty(), "the query never completes");
 }
 
@@ -223,7 +223,7 @@ fn a_failed_parse_fails_its_publish_alone() {
     ];
     let out = run_all(params(), &script);
     let r = results(&out);
-    assert_eq!(r[0].as_ref().unwrap_err().code, "42883");
+    assert_eq!(r[0].as_ref().unwrap_err().code(), "42883");
     assert!(r[1].is_ok(), "the next publish parses its own statement");
     assert_eq!(out.tags(), "_PBESPBES");
 }
@@ -244,7 +244,7 @@ fn a_failed_publish_does_not_affect_the_next() {
     ];
     let out = run_all(params(), &script);
     let r = results(&out);
-    assert_eq!(r[0].as_ref().unwrap_err().code, "22023");
+    assert_eq!(r[0].as_ref().unwrap_err().code(), "22023");
     assert!(r[1].is_ok());
 }
 
@@ -261,7 +261,7 @@ fn a_query_with_nul_fails_locally_in_order() {
     let out = run_all(params(), &script);
     let r = results(&out);
     assert!(r[0].is_ok());
-    assert_eq!(r[1].as_ref().unwrap_err().code, "22021");
+    assert_eq!(r[1].as_ref().unwrap_err().code(), "22021");
     assert!(r[2].is_ok());
     assert_eq!(out.tags(), "_QQ", "the NUL query is not sent");
     assert!(ids(&out).windows(2).all(|w| w[0] < w[1]));
@@ -435,6 +435,6 @@ fn a_failure_inside_publish_all_fails_it_whole_and_nothing_else() {
     let out = run_all(params(), &script);
     let r = results(&out);
     assert_eq!(r.len(), 2);
-    assert_eq!(r[0].as_ref().unwrap_err().code, "22023");
+    assert_eq!(r[0].as_ref().unwrap_err().code(), "22023");
     assert!(r[1].is_ok(), "the next command is not affected");
 }

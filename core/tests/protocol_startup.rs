@@ -262,7 +262,7 @@ fn unknown_database_after_authentication_fails_with_3d000() {
     let ConnectionError::Server(server_error) = e else {
         panic!("{e:?}")
     };
-    assert_eq!(server_error.code, "3D000");
+    assert_eq!(server_error.code(), "3D000");
     assert!(!e.is_transient());
 }
 
@@ -289,7 +289,7 @@ fn notices_during_startup_are_reported() {
         .events
         .iter()
         .filter_map(|e| match e {
-            WireEvent::Notice(n) => Some(n.message.clone()),
+            WireEvent::Notice(n) => Some(n.message().to_owned()),
             _ => None,
         })
         .collect();

@@ -277,7 +277,7 @@ fn wrong_password_fails_the_first_attempt_for_good() {
     assert!(first_attempt);
     assert!(!error.is_transient(), "{error}");
     match &error {
-        BusError::Connection(ConnectionError::Server(e)) => assert_eq!(e.code, "28P01", "{e}"),
+        BusError::Connection(ConnectionError::Server(e)) => assert_eq!(e.code(), "28P01", "{e}"),
         other => panic!("expected the server's 28P01, got {other:?}"),
     }
     assert!(!d.bus().stats().connected);
@@ -328,7 +328,7 @@ fn notify_round_trips_and_a_server_refusal_fails_only_that_publish() {
         match (ok, result) {
             (true, Ok(())) => {}
             (false, Err(NotifyError::Server(e))) => {
-                assert_eq!(e.code, "22P05", "{e}");
+                assert_eq!(e.code(), "22P05", "{e}");
             }
             (_, other) => panic!("publish {publish:?}: unexpected {other:?}"),
         }

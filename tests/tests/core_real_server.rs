@@ -37,7 +37,7 @@ fn connect(server: &TestServer, params: StartupParams) -> ConnDriver {
 
 fn server_error_code(result: Result<(), ConnectionError>) -> String {
     match result {
-        Err(ConnectionError::Server(e)) => e.code,
+        Err(ConnectionError::Server(e)) => e.code().to_owned(),
         other => panic!("expected a server error, got {other:?}"),
     }
 }
@@ -185,8 +185,8 @@ fn pipelined_publishes_fail_one_at_a_time() {
         let result = c.wait_command(*id, &mut notes);
         if i == 2 {
             let e = result.expect_err("an 8000-byte payload is refused");
-            assert_eq!(e.code, "22023", "{e}");
-            assert_eq!(e.severity, "ERROR");
+            assert_eq!(e.code(), "22023", "{e}");
+            assert_eq!(e.severity(), "ERROR");
         } else {
             assert!(result.is_ok(), "publish {i}: {result:?}");
         }
@@ -302,7 +302,7 @@ fn terminated_backend_fails_the_connection_with_57p01() {
     };
     match &error {
         ConnectionError::Server(e) => {
-            assert_eq!(e.code, "57P01", "{e}");
+            assert_eq!(e.code(), "57P01", "{e}");
             assert!(e.is_fatal());
         }
         other => panic!("expected a FATAL 57P01, got {other:?}"),

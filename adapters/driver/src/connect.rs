@@ -262,9 +262,10 @@ impl fmt::Display for ConnectError {
 impl ConnectError {
     /// The kind of transport error this is for the bus, and its message:
     /// where and why, without the kind's own phrase ("could not connect"),
-    /// which the [`TransportError`]'s `Display` puts in front.
-    pub(crate) fn to_transport_error(&self) -> TransportError {
-        let (kind, message) = match self {
+    /// which the [`TransportError`]'s `Display` puts in front. The OS's
+    /// `io::Error`, when there is one, becomes its source.
+    pub(crate) fn into_transport_error(self) -> TransportError {
+        let (kind, message) = match &self {
             ConnectError::Resolve { host, source } => {
                 (TransportErrorKind::Resolve, format!("\"{host}\": {source}"))
             }
@@ -292,7 +293,14 @@ impl ConnectError {
                 format!("setting {option} failed: {source}"),
             ),
         };
-        TransportError::new(kind, message)
+        let error = TransportError::new(kind, message);
+        match self {
+            ConnectError::Resolve { source, .. }
+            | ConnectError::Connect { source, .. }
+            | ConnectError::Unix { source, .. }
+            | ConnectError::SocketOption { source, .. } => error.with_source(source),
+            ConnectError::NoAddress { .. } | ConnectError::TimedOut { .. } => error,
+        }
     }
 }
 

@@ -141,12 +141,12 @@ impl Driver {
                 self.stream = Some(MaybeTlsStream::new(transport));
                 bus.handle_connected(now);
             }
-            Input::Connected(Err(e)) => bus.handle_closed(now, connect_failure(&e)),
+            Input::Connected(Err(e)) => bus.handle_closed(now, connect_failure(e)),
             Input::TlsDone(stream, Ok(binding)) => {
                 self.stream = Some(stream);
                 bus.handle_tls_established(now, binding);
             }
-            Input::TlsDone(_, Err(e)) => bus.handle_closed(now, tls_failure(&e)),
+            Input::TlsDone(_, Err(e)) => bus.handle_closed(now, tls_failure(e)),
             Input::Data(n) => bus.handle_input(now, &self.read_buf[..n]),
             Input::Closed(error) => bus.handle_closed(now, error),
             Input::Timeout => bus.handle_timeout(now),
@@ -200,14 +200,14 @@ impl Driver {
                         (stream, result)
                     })));
                 }
-                (Err(e), _) => bus.handle_closed(now, tls_failure(&e)),
+                (Err(e), _) => bus.handle_closed(now, tls_failure(e)),
                 (Ok(_), None) => bus.handle_closed(
                     now,
                     TransportError::new(TransportErrorKind::Tls, "no open connection to upgrade"),
                 ),
             },
             Action::Disconnect => self.disconnect(),
-            Action::CheckServerQueue(check) => {
+            Action::SideCheck(check) => {
                 let tls = self.connector(&check.tls);
                 crate::guard::spawn_check(&self.shared, check, tls);
             }
@@ -267,10 +267,7 @@ impl Driver {
         }
         if let Err(e) = self.poll_write(cx) {
             self.lose_stream();
-            return Poll::Ready(Input::Closed(TransportError::new(
-                TransportErrorKind::Io,
-                e.to_string(),
-            )));
+            return Poll::Ready(Input::Closed(io_failure(e)));
         }
         // A deadline that has passed comes before more input: a socket that
         // never runs dry must not hold the timers back.
@@ -342,9 +339,7 @@ impl Driver {
                 "end of stream",
             )),
             Poll::Ready(Ok(n)) => return Poll::Ready(Input::Data(n)),
-            Poll::Ready(Err(e)) => {
-                Input::Closed(TransportError::new(TransportErrorKind::Io, e.to_string()))
-            }
+            Poll::Ready(Err(e)) => Input::Closed(io_failure(e)),
         };
         self.lose_stream();
         Poll::Ready(input)
@@ -452,14 +447,20 @@ impl Drop for Driver {
     }
 }
 
-fn connect_failure(e: &ConnectError) -> TransportError {
-    e.to_transport_error()
+fn connect_failure(e: ConnectError) -> TransportError {
+    e.into_transport_error()
 }
 
-fn tls_failure(e: &TlsError) -> TransportError {
+/// The TLS error is kept as the source, for an application to downcast.
+fn tls_failure(e: TlsError) -> TransportError {
     let kind = match e {
         TlsError::Io(_) | TlsError::Closed => TransportErrorKind::Io,
         _ => TransportErrorKind::Tls,
     };
-    TransportError::new(kind, e.to_string())
+    TransportError::new(kind, e.to_string()).with_source(e)
+}
+
+/// A read or write failed; the `io::Error` is kept as the source.
+fn io_failure(e: io::Error) -> TransportError {
+    TransportError::new(TransportErrorKind::Io, e.to_string()).with_source(e)
 }

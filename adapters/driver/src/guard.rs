@@ -1,12 +1,14 @@
 //! The checks that need a short session of their own: the server guard's
 //! queue reading, and the delivery probe behind a pooler.
 //!
-//! While reading is paused for an absorbing subscriber the bus asks for
-//! [`Action::CheckServerQueue`](pgnotify_core::bus::Action::CheckServerQueue):
-//! the listening connection cannot answer (its backend is blocked writing
-//! the backlog we are not reading), so a second session to the same host
-//! runs `SELECT pg_notification_queue_usage()` and ends. The session's
-//! protocol lives in the core ([`QueueUsageSession`]); this module only
+//! The bus asks for both with
+//! [`Action::SideCheck`](pgnotify_core::bus::Action::SideCheck). While
+//! reading is paused for an absorbing subscriber the listening connection
+//! cannot answer (its backend is blocked writing the backlog we are not
+//! reading), so a second session to the same host runs
+//! `SELECT pg_notification_queue_usage()` and ends; behind a pooler, a
+//! second session sends the delivery probe's NOTIFY. The session's
+//! protocol lives in the core ([`SideSession`]); this module only
 //! moves its bytes, and reports the result to the bus from a task of its
 //! own, so the driver loop never waits on it.
 
@@ -14,7 +16,7 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgnotify_core::bus::{CheckKind, QueueUsageSession, ServerQueueCheck, SessionStatus};
+use pgnotify_core::bus::{CheckKind, SessionStatus, SideCheck, SideSession};
 
 use crate::connect::connect;
 use crate::runtime::{Runtime, with_deadline};
@@ -28,7 +30,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs `check` on a task of its own and hands the result to the bus.
 pub(crate) fn spawn_check(
     shared: &Arc<Shared>,
-    check: ServerQueueCheck,
+    check: SideCheck,
     tls: Result<TlsConnector, TlsError>,
 ) {
     let shared = shared.clone();
@@ -51,7 +53,7 @@ pub(crate) fn spawn_check(
 /// Connects, runs the session to its end and returns its result.
 async fn run(
     runtime: &dyn Runtime,
-    check: &ServerQueueCheck,
+    check: &SideCheck,
     tls: Result<TlsConnector, TlsError>,
 ) -> Result<f64, String> {
     let target = &check.connect;
@@ -92,7 +94,7 @@ async fn run(
 /// Writes everything the session has to send.
 async fn write_all(
     stream: &mut MaybeTlsStream,
-    session: &mut QueueUsageSession,
+    session: &mut SideSession,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     out.clear();

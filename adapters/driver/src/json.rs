@@ -6,10 +6,6 @@
 //! skipped. [`Listener::notify_json`] serialises a value and sends it,
 //! checking PostgreSQL's payload limit against the serialised size.
 
-// `NotifyJsonError` wraps `NotifyError`, which carries the server's whole
-// report; it is returned as it is rather than boxed, as `Listener::notify` does.
-#![allow(clippy::result_large_err)]
-
 use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;

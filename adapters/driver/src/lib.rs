@@ -25,14 +25,14 @@
 //!   dependency), resolves host names, creates re-armable [`Timer`]s and
 //!   spawns the driver's task. The traits are object safe, so this crate is
 //!   compiled once, not once per runtime.
-//! - [`connect()`] turns a `HostSpec` into a transport the way libpq does:
+//! - `connect()` turns a `HostSpec` into a transport the way libpq does:
 //!   the unix socket `dir/.s.PGSQL.<port>`, or name resolution and each
 //!   address in turn with `connect_timeout`, then TCP keepalive and
 //!   `TCP_USER_TIMEOUT` through `socket2` on [`Transport::socket`].
-//! - [`MaybeTlsStream`] wraps the transport. When the core asks for TLS (the server
-//!   accepted SSLRequest), [`MaybeTlsStream::start_tls`] runs a
+//! - `MaybeTlsStream` wraps the transport. When the core asks for TLS (the server
+//!   accepted SSLRequest), `MaybeTlsStream::start_tls` runs a
 //!   `rustls::ClientConnection` over the plain transport, verifying as
-//!   [`TlsConnector`] was told (`require`: any certificate, but the handshake
+//!   `TlsConnector` was told (`require`: any certificate, but the handshake
 //!   signature must verify; `verify-ca`: chain only; `verify-full`: chain and
 //!   host name), and returns the `tls-server-end-point` channel-binding data
 //!   the core needs for SCRAM-SHA-256-PLUS. From then on the same `MaybeTlsStream`
@@ -100,6 +100,8 @@ pub mod api;
 #[cfg(feature = "async-io")]
 pub mod async_io;
 mod callback;
+// `pub` inside for the test hooks (feature `test-hooks`); without it, the crate's own.
+#[cfg_attr(not(feature = "test-hooks"), allow(unreachable_pub))]
 mod connect;
 mod driver;
 mod durable;
@@ -117,20 +119,34 @@ mod runtime;
 mod shared;
 mod signal;
 mod sql;
+// `pub` inside for the test hooks (feature `test-hooks`); without it, the crate's own.
+#[cfg_attr(not(feature = "test-hooks"), allow(unreachable_pub))]
 mod stream;
 mod subscription;
-pub mod tls;
+// `pub` inside for the test hooks (feature `test-hooks`); without it, the crate's own.
+#[cfg_attr(not(feature = "test-hooks"), allow(unreachable_pub))]
+mod tls;
 mod tracker;
 
 #[doc(inline)]
 pub use api::*;
-pub use connect::{ConnectError, connect, set_keepalive};
 pub use listener::{AnyRuntime, CurrentRuntime, Listener, ListenerBuilder};
 #[cfg(feature = "futures-io")]
 pub use runtime::FuturesIo;
 pub use runtime::{BoxFuture, Runtime, Timer, Transport};
-pub use stream::MaybeTlsStream;
-pub use tls::{TlsConnector, TlsError, Verification};
+pub use tls::TlsError;
+
+/// Test hooks: the building blocks of the driver task (connecting like
+/// libpq, the TLS connector, the plain-or-TLS stream), public only with the
+/// unstable `test-hooks` feature for this crate's own tests. Not for
+/// applications; they may change or go in any release.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub use {
+    connect::{ConnectError, connect, set_keepalive},
+    stream::MaybeTlsStream,
+    tls::{TlsConnector, Verification, tls_server_end_point},
+};
 
 /// The methods of [`Listener`] and [`ListenerBuilder`] as a doc section, for the runtime crates'
 /// `Listener` and `ListenerBuilder` type aliases: rustdoc shows a type alias's inherent methods

@@ -1,9 +1,5 @@
 //! The application's handle on the bus: [`Listener`] and its builder.
 
-// `NotifyError` carries the server's whole report, as the core's errors do;
-// it is returned as it is rather than boxed.
-#![allow(clippy::result_large_err)]
-
 use std::fmt;
 use std::hash::BuildHasher;
 use std::marker::PhantomData;

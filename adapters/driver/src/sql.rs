@@ -31,7 +31,7 @@ pub(crate) enum SqlError {
     /// new one.
     Unavailable(String),
     /// The server answered the query with an error; the session is fine.
-    Server(Box<ServerError>),
+    Server(ServerError),
 }
 
 impl SqlError {
@@ -42,7 +42,7 @@ impl SqlError {
         match self {
             Self::Unavailable(_) => true,
             Self::Server(e) => {
-                let code = e.code.as_str();
+                let code = e.code();
                 code.starts_with("08")
                     || code.starts_with("53")
                     || code.starts_with("57P")
@@ -154,7 +154,7 @@ impl SqlSession {
                 Some(WireEvent::CommandComplete { id: done, result }) if done == id => {
                     return result
                         .map(|r| r.rows)
-                        .map_err(|e| SqlError::Server(Box::new(e)));
+                        .map_err(SqlError::Server);
                 }
                 Some(WireEvent::Failed(e)) => return Err(SqlError::Unavailable(e.to_string())),
                 Some(_) => {}

@@ -37,11 +37,13 @@ impl MaybeTlsStream {
     }
 
     /// Whether the TLS handshake has completed on this stream.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))] // a test hook
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
 
     /// The underlying operating-system socket.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))] // a test hook
     pub fn socket(&self) -> socket2::SockRef<'_> {
         self.io.socket()
     }

@@ -4,9 +4,6 @@
 //! the server guard releases a stuck subscriber before the server's queue
 //! fills. Every transcript is checked for order and exact gaps.
 
-// The errors are the library's own, matched on as they are.
-#![allow(clippy::result_large_err)]
-
 mod support;
 
 use std::sync::Arc;

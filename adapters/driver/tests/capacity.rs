@@ -3,9 +3,6 @@
 //! item a callback handler is working on. Checked on a real PostgreSQL,
 //! on every runtime, for each dropping policy and for callbacks.
 
-// The errors are the library's own, matched on as they are.
-#![allow(clippy::result_large_err)]
-
 mod support;
 
 use std::sync::Arc;

@@ -3,9 +3,6 @@
 //! `PGPASSFILE`) with its wildcards and escapes, and libpq's refusal of a
 //! file others can read (issue 15).
 
-// The errors are the library's own, matched on as they are.
-#![allow(clippy::result_large_err)]
-
 mod support;
 
 use std::os::unix::fs::PermissionsExt;

@@ -6,9 +6,6 @@
 //! timeouts, ping timeouts) run the three runtimes side by side, one
 //! listener each, so the suite's time does not triple.
 
-// The errors are the library's own, matched on as they are.
-#![allow(clippy::result_large_err)]
-
 mod support;
 
 use std::sync::Arc;

@@ -5,9 +5,6 @@
 //!
 //! Each test prints the measured time to the error.
 
-// The errors are the library's own, matched on as they are.
-#![allow(clippy::result_large_err)]
-
 mod support;
 
 use std::sync::Arc;

@@ -7,9 +7,6 @@
 //! proves TLS alone), and the server rejects a wrong binding, so a successful
 //! login proves the driver's `tls-server-end-point` data was right.
 
-// The errors are the library's own, matched on as they are.
-#![allow(clippy::result_large_err)]
-
 mod common;
 
 use common::support;
@@ -19,7 +16,7 @@ use std::time::Duration;
 
 use pgnotify_core::Config;
 use pgnotify_core::config::{HostSpec, SslMode, SslRootCert};
-use pgnotify_driver::{BusError, ListenerError, MaybeTlsStream, Runtime, TlsConnector};
+use pgnotify_driver::{BusError, ListenerError, MaybeTlsStream, Runtime, TlsConnector, TlsError};
 use pgnotify_testkit::server::{AuthMethod, TestServer};
 use support::{Listener, fast, listen, next_notification, on_each_runtime, within};
 
@@ -127,7 +124,13 @@ fn a_listener_over_tls_authenticates_with_scram_plus_in_every_verifying_mode() {
         .await;
         match result {
             Err(ListenerError::Connect(BusError::Transport(e))) => {
-                assert!(e.to_string().contains("certificate"), "{e}")
+                assert!(e.to_string().contains("certificate"), "{e}");
+                // The TLS error itself is kept as the source, for matching on.
+                let cause = std::error::Error::source(&e).and_then(|s| s.downcast_ref());
+                assert!(
+                    matches!(cause, Some(TlsError::Certificate { .. })),
+                    "expected TlsError::Certificate as the source, got {cause:?}"
+                );
             }
             other => panic!("expected a TLS verification error, got {other:?}"),
         }

@@ -14,9 +14,6 @@
 //! Without PgBouncer installed each test skips with a printed reason, except under CI (`$CI`
 //! set), where `.ci/run` installs it and a missing one is a failure.
 
-// The errors are the library's own, matched on as they are.
-#![allow(clippy::result_large_err)]
-
 mod support;
 
 use std::sync::Arc;

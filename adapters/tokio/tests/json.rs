@@ -1,8 +1,5 @@
 //! The `json` feature against a real server: typed payloads in and out.
 
-// The errors are the library's own, matched on as they are.
-#![allow(clippy::result_large_err)]
-
 use pgnotify_driver::{JsonEvent, NotifyJsonError};
 use pgnotify_throwaway::server::TestServer;
 use pgnotify_tokio::{Gap, Listener};

@@ -1,6 +1,7 @@
 //! Errors the bus reports: why a connection ended, why a publish failed.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::protocol::{ConnectionError, ServerError};
@@ -38,13 +39,33 @@ use crate::{ChannelError, PayloadError};
 /// let eof = TransportError::new(TransportErrorKind::Closed, "end of stream");
 /// assert_eq!(eof.to_string(), "the connection was closed: end of stream");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// A driver that has the typed cause (the `io::Error`, the TLS library's
+/// error) attaches it with [`with_source`](Self::with_source), so that
+/// [`source()`](std::error::Error::source) returns it and an application
+/// can downcast to it; the message still says it in words. Equality compares
+/// the kind and the message only: the source is what the message describes.
+///
+/// ```
+/// use std::error::Error;
+/// use std::io;
+///
+/// use pgnotify_core::bus::{TransportError, TransportErrorKind};
+///
+/// let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+/// let e = TransportError::new(TransportErrorKind::Io, reset.to_string()).with_source(reset);
+/// let cause = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+/// assert_eq!(cause.map(io::Error::kind), Some(io::ErrorKind::ConnectionReset));
+/// ```
+#[derive(Clone)]
 pub struct TransportError {
     /// The kind of failure.
     pub kind: TransportErrorKind,
     /// Where and why, in the driver's words, without the kind's own phrase
     /// (see the type's docs).
     pub message: String,
+    /// The typed cause, when the driver gave one.
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl TransportError {
@@ -53,7 +74,35 @@ impl TransportError {
         Self {
             kind,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// The error with `source` as its [`source()`](std::error::Error::source):
+    /// the typed cause the message describes (an `io::Error`, a TLS error).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+}
+
+impl PartialEq for TransportError {
+    /// The kind and the message; the source is what the message describes.
+    fn eq(&self, other: &Self) -> bool {
+        (self.kind, &self.message) == (other.kind, &other.message)
+    }
+}
+
+impl Eq for TransportError {}
+
+impl fmt::Debug for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TransportError");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
     }
 }
 
@@ -106,7 +155,12 @@ impl fmt::Display for TransportError {
     }
 }
 
-impl std::error::Error for TransportError {}
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let source: &(dyn std::error::Error + 'static) = self.source.as_deref()?;
+        Some(source)
+    }
+}
 
 /// Why the bus lost (or could not establish) a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,7 +263,19 @@ impl fmt::Display for BusError {
     }
 }
 
-impl std::error::Error for BusError {}
+impl std::error::Error for BusError {
+    /// The server's refusal of LISTEN. `Transport` and `Connection` show
+    /// their error's `Display` as their own, so they give its source (as a
+    /// transparent wrapper does), not the error itself a second time.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Transport(e) => e.source(),
+            Self::Connection(e) => e.source(),
+            Self::ListenRefused(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why a `notify` failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -271,7 +337,19 @@ impl fmt::Display for NotifyError {
     }
 }
 
-impl std::error::Error for NotifyError {}
+impl std::error::Error for NotifyError {
+    /// The error this one wraps: the invalid channel or payload, the
+    /// server's refusal, or why the connection died.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Channel(e) => Some(e),
+            Self::Payload(e) => Some(e),
+            Self::Server(e) => Some(e),
+            Self::OutcomeUnknown { cause } => Some(cause),
+            _ => None,
+        }
+    }
+}
 
 impl From<ChannelError> for NotifyError {
     fn from(e: ChannelError) -> Self {
@@ -282,5 +360,58 @@ impl From<ChannelError> for NotifyError {
 impl From<PayloadError> for NotifyError {
     fn from(e: PayloadError) -> Self {
         Self::Payload(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::io;
+
+    use super::*;
+    use crate::protocol::{ConnectionError, ServerError};
+
+    #[test]
+    fn wrapped_errors_are_their_source() {
+        let refused = ServerError::new("ERROR", "25006", "read-only");
+        let notify = NotifyError::Server(refused.clone());
+        let source = notify
+            .source()
+            .and_then(|s| s.downcast_ref::<ServerError>());
+        assert_eq!(source, Some(&refused), "NotifyError::Server's source");
+
+        let listen = BusError::ListenRefused(refused.clone());
+        let source = listen
+            .source()
+            .and_then(|s| s.downcast_ref::<ServerError>());
+        assert_eq!(source, Some(&refused), "BusError::ListenRefused's source");
+
+        let ended = BusError::Connection(ConnectionError::Server(refused.clone()));
+        let source = ended.source().and_then(|s| s.downcast_ref::<ServerError>());
+        assert_eq!(
+            source,
+            Some(&refused),
+            "transparent: the connection error's source"
+        );
+
+        let lost = NotifyError::OutcomeUnknown { cause: listen };
+        assert!(lost.source().is_some_and(|s| s.is::<BusError>()));
+    }
+
+    #[test]
+    fn transport_error_keeps_its_typed_cause_out_of_equality_and_display() {
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        let text = reset.to_string();
+        let with = TransportError::new(TransportErrorKind::Io, text.clone()).with_source(reset);
+        let without = TransportError::new(TransportErrorKind::Io, text);
+        assert_eq!(with, without);
+        assert_eq!(with.to_string(), without.to_string());
+        assert!(without.source().is_none());
+        let bus = BusError::Transport(with);
+        let cause = bus.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(
+            cause.map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionReset)
+        );
     }
 }

@@ -6,13 +6,15 @@
 //! cluster would fail. The listening connection cannot answer how full the
 //! queue is while it is paused: its backend is blocked writing the backlog,
 //! and any reply would queue behind it. So the bus asks its driver for a
-//! second, short session ([`Action::CheckServerQueue`](crate::bus::Action::CheckServerQueue))
+//! second, short session ([`Action::SideCheck`](crate::bus::Action::SideCheck))
 //! that runs one `SELECT pg_notification_queue_usage()` and ends. Above the
 //! configured fraction, every absorbing subscriber is released (it drops
 //! what does not fit, counted exactly) and reading resumes.
 //!
-//! The session itself is sans-IO too ([`QueueUsageSession`]), so every
-//! driver pumps bytes and nothing else.
+//! The same action carries the delivery probe behind a pooler
+//! ([`CheckKind::DeliveryProbe`]): a NOTIFY from a second session. The
+//! session itself is sans-IO too ([`SideSession`], whichever the check), so
+//! every driver pumps bytes and nothing else.
 
 use std::time::{Duration, Instant};
 
@@ -68,10 +70,10 @@ impl ServerGuard {
 
 /// What a driver needs to run one check on a short second session: where
 /// to connect, how to secure and start the session, and what to run.
-/// Carried by [`Action::CheckServerQueue`](crate::bus::Action::CheckServerQueue).
+/// Carried by [`Action::SideCheck`](crate::bus::Action::SideCheck).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ServerQueueCheck {
+pub struct SideCheck {
     /// The host the listening connection is on.
     pub connect: ConnectTarget,
     /// How to run the TLS handshake, if the server accepts TLS.
@@ -118,10 +120,10 @@ impl CheckKind {
     }
 }
 
-impl ServerQueueCheck {
+impl SideCheck {
     /// The sans-IO session that runs the check once the transport is open.
-    pub fn session(&self) -> QueueUsageSession {
-        QueueUsageSession {
+    pub fn session(&self) -> SideSession {
+        SideSession {
             conn: Connection::new(self.startup.clone()),
             kind: self.kind.clone(),
             query: None,
@@ -130,14 +132,14 @@ impl ServerQueueCheck {
     }
 }
 
-/// What a [`QueueUsageSession`] needs next.
+/// What a [`SideSession`] needs next.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum SessionStatus {
     /// Run the TLS handshake on the transport, then call
-    /// [`QueueUsageSession::handle_tls_established`].
+    /// [`SideSession::handle_tls_established`].
     StartTls,
-    /// Write what [`QueueUsageSession::poll_transmit`] gives and read more.
+    /// Write what [`SideSession::poll_transmit`] gives and read more.
     Running,
     /// Finished: the fraction of the server's notification queue in use
     /// (0 for a delivery probe, whose NOTIFY went through), or why it
@@ -149,14 +151,14 @@ pub enum SessionStatus {
 /// One short session that runs a [`CheckKind`] (asks the server how full
 /// its notification queue is, or sends a delivery probe) and terminates.
 #[derive(Debug)]
-pub struct QueueUsageSession {
+pub struct SideSession {
     conn: Connection,
     kind: CheckKind,
     query: Option<CommandId>,
     outcome: Option<Result<f64, String>>,
 }
 
-impl QueueUsageSession {
+impl SideSession {
     /// Bytes read from the transport.
     pub fn handle_input(&mut self, data: &[u8]) {
         self.conn.handle_input(data);

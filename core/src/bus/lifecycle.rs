@@ -63,7 +63,7 @@ impl Stage {
 /// Whether a server error says the server cannot take LISTEN/NOTIFY because
 /// it is read-only (a hot standby, SQLSTATE 25006).
 pub(crate) fn is_read_only_error(e: &ServerError) -> bool {
-    e.code == "25006"
+    e.code() == "25006"
 }
 
 impl Bus {

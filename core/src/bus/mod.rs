@@ -6,11 +6,6 @@
 //! publish pipeline. It drives one [`protocol::Connection`](crate::protocol::Connection)
 //! at a time and never does IO itself.
 
-// `ServerError` carries the server's whole report (message, detail, hint,
-// position...). Errors are rare on these paths, so they stay unboxed for
-// the convenience of matching on them.
-#![allow(clippy::result_large_err)]
-
 mod backoff;
 mod batch;
 pub mod consumption;
@@ -40,7 +35,7 @@ pub use batch::{EventBatch, EventRef, IntoIter as EventBatchIntoIter, Iter as Ev
 pub use consumption::Consumption;
 pub use error::{BusError, NotifyError, TransportError, TransportErrorKind};
 pub use group::MAX_GROUP;
-pub use guard::{CheckKind, QueueUsageSession, ServerQueueCheck, SessionStatus};
+pub use guard::{CheckKind, SessionStatus, SideCheck, SideSession};
 pub use output::{
     Action, BusEvent, ConnectTarget, PublishId, SessionTarget, SubscriberStatus, TlsTarget,
 };
@@ -166,7 +161,7 @@ enum Purpose {
 ///   `handle_closed`). `StartTls` comes only on an open transport whose
 ///   server accepted TLS. `Disconnect` means: write what `poll_transmit`
 ///   gave before it, then close the transport, or abandon a connect still
-///   in progress; no `handle_closed` follows. `CheckServerQueue` asks for a
+///   in progress; no `handle_closed` follows. `SideCheck` asks for a
 ///   second, short session beside the listening one (see the action).
 /// - [`poll_event`](Self::poll_event) gives each [`BusEvent`] once, in order.
 /// - [`poll_timeout`](Self::poll_timeout) is the next instant at which
@@ -208,7 +203,7 @@ enum Purpose {
 /// | the wait before a reconnect | `backoff_min` (100 ms) to `backoff_max` (10 s); the first retry is immediate | the next `Action::Connect` |
 /// | a publish waiting for a connection | `publish_timeout` (5 s) | [`NotifyError::NotConnected`] |
 /// | a full `Absorb` subscriber that consumes nothing | its `stall_limit` (5 s) | it drops instead of pausing the reading |
-/// | checking the server's queue while reading is paused | every second (fixed) | [`Action::CheckServerQueue`] |
+/// | checking the server's queue while reading is paused | every second (fixed) | [`Action::SideCheck`] |
 /// | `close` waiting for `UNLISTEN *` | `ping_timeout` | closed anyway |
 /// | TCP keepalive, `TCP_USER_TIMEOUT` (the driver's socket) | `keepalives*`, `tcp_user_timeout` in [`ConnectTarget::keepalive`] | the OS fails the socket; the driver reports [`TransportErrorKind::Io`] |
 ///
@@ -445,6 +440,11 @@ impl Bus {
     }
 
     /// The channels with at least one subscriber, ready or waiting.
+    ///
+    /// A test hook: only with the unstable `test-hooks` feature, not for
+    /// applications (the simulation and the test kit use it).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn subscribed_channels(&self) -> Vec<String> {
         self.registry
             .subscribed_channels()
@@ -455,11 +455,21 @@ impl Bus {
     /// Whether the LISTEN state has converged: nothing in flight, nothing
     /// pending, and the channels LISTENed are exactly the subscribed ones
     /// (invariant 5, checked by the simulation).
+    ///
+    /// A test hook: only with the unstable `test-hooks` feature, not for
+    /// applications (the simulation and the test kit use it).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn is_settled(&self) -> bool {
         self.registry.is_settled() && !self.changes_in_flight
     }
 
     /// The current connection's ping channel, if connected.
+    ///
+    /// A test hook: only with the unstable `test-hooks` feature, not for
+    /// applications (the simulation and the test kit use it).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn ping_channel(&self) -> Option<&str> {
         self.pinger.channel()
     }
@@ -891,7 +901,7 @@ impl Bus {
             .take_consumption(id, held_items, held_bytes)
     }
 
-    /// The result of an [`Action::CheckServerQueue`] with
+    /// The result of an [`Action::SideCheck`] with
     /// [`CheckKind::DeliveryProbe`]: whether its NOTIFY went through.
     ///
     /// If it did, its notification must reach the listening connection
@@ -913,7 +923,7 @@ impl Bus {
         }
     }
 
-    /// The result of an [`Action::CheckServerQueue`]: the fraction of the
+    /// The result of an [`Action::SideCheck`]: the fraction of the
     /// server's notification queue in use, or why it could not be read.
     ///
     /// Above [`Config::server_queue_limit`] every absorbing subscriber is
@@ -951,13 +961,13 @@ impl Bus {
             self.update_backpressure_after_change(Some(now));
         }
         if self.paused_since.is_some() && self.guard.start_if_due(now) {
-            let check = ServerQueueCheck {
+            let check = SideCheck {
                 connect: self.connect_target(),
                 tls: self.tls_target(),
                 startup: self.check_startup_params(),
                 kind: CheckKind::QueueUsage,
             };
-            self.actions.push_back(Action::CheckServerQueue(check));
+            self.actions.push_back(Action::SideCheck(check));
         }
     }
 
@@ -1397,13 +1407,13 @@ impl Bus {
             payload: payload.clone(),
             notified_at: None,
         });
-        let check = ServerQueueCheck {
+        let check = SideCheck {
             connect: self.connect_target(),
             tls: self.tls_target(),
             startup: self.check_startup_params(),
             kind: CheckKind::DeliveryProbe { channel, payload },
         };
-        self.actions.push_back(Action::CheckServerQueue(check));
+        self.actions.push_back(Action::SideCheck(check));
     }
 
     /// After the first ping answer of a connection: turns the server's

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::EndReason;
 use crate::bus::error::{BusError, NotifyError};
-use crate::bus::guard::ServerQueueCheck;
+use crate::bus::guard::SideCheck;
 use crate::bus::registry::SubscriberId;
 use crate::config::{HostSpec, Keepalive, SslMode, SslRootCert};
 use crate::protocol::StartupParams;
@@ -22,7 +22,7 @@ impl PublishId {
 }
 
 /// Something the driver must do for the bus.
-// One action per connection attempt or guard check: their size does not matter.
+// One action per connection attempt or side check: their size does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,15 +40,20 @@ pub enum Action {
     /// abandon the connect or TLS handshake in progress. The bus already
     /// knows; no `handle_closed` is needed.
     Disconnect,
-    /// Reading is paused for an absorbing subscriber: open a second, short
-    /// session with these settings, run it with
-    /// [`ServerQueueCheck::session`](crate::bus::ServerQueueCheck::session)
-    /// and report its result with
-    /// [`Bus::handle_server_queue_usage`](crate::bus::Bus::handle_server_queue_usage)
-    /// (see the server guard on [`OverflowPolicy::Absorb`](crate::OverflowPolicy::Absorb)).
+    /// Open a second, short session beside the listening one with these
+    /// settings, run it with [`SideCheck::session`](crate::bus::SideCheck::session)
+    /// and report its result by its [`kind`](crate::bus::SideCheck::kind):
+    /// the server guard's queue reading while reading is paused for an
+    /// absorbing subscriber ([`CheckKind::QueueUsage`](crate::bus::CheckKind::QueueUsage),
+    /// to [`Bus::handle_server_queue_usage`](crate::bus::Bus::handle_server_queue_usage);
+    /// see the server guard on [`OverflowPolicy::Absorb`](crate::OverflowPolicy::Absorb)),
+    /// or the delivery probe behind a pooler
+    /// ([`CheckKind::DeliveryProbe`](crate::bus::CheckKind::DeliveryProbe), to
+    /// [`Bus::handle_delivery_probe`](crate::bus::Bus::handle_delivery_probe)).
     /// The listening connection is not touched. A driver that cannot run it
-    /// should report an error, so the bus keeps its schedule.
-    CheckServerQueue(ServerQueueCheck),
+    /// should report an error, so the bus keeps its schedule. Was
+    /// `CheckServerQueue(ServerQueueCheck)`, named when the guard was its only use.
+    SideCheck(SideCheck),
 }
 
 /// Where and how to open a transport.

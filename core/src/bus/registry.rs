@@ -265,6 +265,7 @@ impl ChannelRegistry {
     }
 
     /// The channels with at least one subscriber, ready or waiting.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn subscribed_channels(&self) -> impl Iterator<Item = &str> {
         self.channels()
             .filter(|c| c.has_subscribers())
@@ -278,6 +279,7 @@ impl ChannelRegistry {
 
     /// Whether nothing is in flight and nothing pending: the server's LISTEN
     /// set equals the set of subscribed channels.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn is_settled(&self) -> bool {
         self.channels()
             .all(|c| c.in_flight.is_none() && c.listened == c.has_subscribers())

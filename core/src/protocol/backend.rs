@@ -4,7 +4,7 @@
 //! that every failure is a typed [`ProtocolError`] and notifications can share
 //! their frame's bytes.
 
-use super::error::{ProtocolError, ServerError};
+use super::error::{ProtocolError, Report, ServerError};
 use super::frame::Body;
 use crate::{Notification, SharedStr};
 
@@ -201,7 +201,7 @@ fn auth_request<'a>(r: &mut Reader<'a>) -> Result<AuthRequest<'a>, ProtocolError
 /// server may write messages in its own locale's encoding, and the server's
 /// explanation of a failed login matters more than its encoding.
 fn server_error(r: &mut Reader<'_>) -> Result<ServerError, ProtocolError> {
-    let mut e = ServerError::new("", "", "");
+    let mut e = Report::default();
     let mut localized_severity = None;
     loop {
         let field = r.u8()?;
@@ -227,7 +227,7 @@ fn server_error(r: &mut Reader<'_>) -> Result<ServerError, ProtocolError> {
     if e.severity.is_empty() || e.code.is_empty() {
         return Err(r.malformed("error or notice without severity or SQLSTATE"));
     }
-    Ok(e)
+    Ok(ServerError::from_report(e))
 }
 
 /// Decodes a NotificationResponse. Text of at most

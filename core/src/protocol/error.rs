@@ -10,24 +10,37 @@ use super::Phase;
 /// PANIC one ends the connection as [`ConnectionError::Server`]. Its
 /// `Display` reads like psql's: `FATAL 28P01: password authentication failed
 /// for user "x"`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ServerError {
-    /// The severity, not localised when the server sends it so (ERROR, FATAL,
-    /// PANIC, WARNING, NOTICE, DEBUG, INFO, LOG).
-    pub severity: String,
-    /// The SQLSTATE code, for example `28P01` or `57P01`.
-    pub code: String,
-    /// The primary, human-readable message.
-    pub message: String,
-    /// An optional second message with more detail.
-    pub detail: Option<String>,
-    /// An optional suggestion of what to do about it.
-    pub hint: Option<String>,
-    /// The 1-based character position in the query string the error points at.
-    pub position: Option<String>,
-    /// The context (call stack) the error happened in.
-    pub r#where: Option<String>,
+///
+/// The report is boxed behind accessors (as tokio-postgres's `DbError`): it
+/// holds up to seven texts, and every `Result` that may carry it
+/// ([`NotifyError`](crate::bus::NotifyError), [`BusError`](crate::bus::BusError),
+/// a command's result) stays one pointer wide on the error side.
+///
+/// ```
+/// use pgnotify_core::protocol::ServerError;
+///
+/// let e = ServerError::new("ERROR", "25006", "cannot execute LISTEN during recovery")
+///     .with_hint("connect to the primary");
+/// assert_eq!(e.code(), "25006");
+/// assert_eq!(e.hint(), Some("connect to the primary"));
+/// assert_eq!(
+///     e.to_string(),
+///     "ERROR 25006: cannot execute LISTEN during recovery (hint: connect to the primary)"
+/// );
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerError(Box<Report>);
+
+/// The fields of a [`ServerError`], as the server sent them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub(crate) severity: String,
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) detail: Option<String>,
+    pub(crate) hint: Option<String>,
+    pub(crate) position: Option<String>,
+    pub(crate) r#where: Option<String>,
 }
 
 impl ServerError {
@@ -37,25 +50,85 @@ impl ServerError {
         code: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Self {
+        Self(Box::new(Report {
             severity: severity.into(),
             code: code.into(),
             message: message.into(),
-            detail: None,
-            hint: None,
-            position: None,
-            r#where: None,
-        }
+            ..Report::default()
+        }))
     }
 
-    /// The SQLSTATE code.
+    /// The error with its detail (the server's `D` field) set to `detail`.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.0.detail = Some(detail.into());
+        self
+    }
+
+    /// The error with its hint (the server's `H` field) set to `hint`.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.0.hint = Some(hint.into());
+        self
+    }
+
+    pub(crate) fn from_report(report: Report) -> Self {
+        Self(Box::new(report))
+    }
+
+    /// The severity, not localised when the server sends it so (ERROR, FATAL,
+    /// PANIC, WARNING, NOTICE, DEBUG, INFO, LOG).
+    pub fn severity(&self) -> &str {
+        &self.0.severity
+    }
+
+    /// The SQLSTATE code, for example `28P01` or `57P01`.
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
+    }
+
+    /// The primary, human-readable message.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// An optional second message with more detail.
+    pub fn detail(&self) -> Option<&str> {
+        self.0.detail.as_deref()
+    }
+
+    /// An optional suggestion of what to do about it.
+    pub fn hint(&self) -> Option<&str> {
+        self.0.hint.as_deref()
+    }
+
+    /// The 1-based character position in the query string the error points at.
+    pub fn position(&self) -> Option<&str> {
+        self.0.position.as_deref()
+    }
+
+    /// The context (call stack) the error happened in (the server's `W` field).
+    pub fn where_(&self) -> Option<&str> {
+        self.0.r#where.as_deref()
     }
 
     /// Whether the server ends the session after this error (FATAL or PANIC).
     pub fn is_fatal(&self) -> bool {
-        matches!(self.severity.as_str(), "FATAL" | "PANIC")
+        matches!(self.severity(), "FATAL" | "PANIC")
+    }
+}
+
+impl fmt::Debug for ServerError {
+    /// The fields, as a struct named `ServerError` (the box is not shown).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &*self.0;
+        f.debug_struct("ServerError")
+            .field("severity", &r.severity)
+            .field("code", &r.code)
+            .field("message", &r.message)
+            .field("detail", &r.detail)
+            .field("hint", &r.hint)
+            .field("position", &r.position)
+            .field("where", &r.r#where)
+            .finish()
     }
 }
 
@@ -93,14 +166,14 @@ impl fmt::Display for ServerError {
         write!(
             f,
             "{} {}: {}",
-            OneLine(&self.severity),
-            OneLine(&self.code),
-            OneLine(&self.message)
+            OneLine(self.severity()),
+            OneLine(self.code()),
+            OneLine(self.message())
         )?;
-        if let Some(detail) = &self.detail {
+        if let Some(detail) = self.detail() {
             write!(f, " (detail: {})", OneLine(detail))?;
         }
-        if let Some(hint) = &self.hint {
+        if let Some(hint) = self.hint() {
             write!(f, " (hint: {})", OneLine(hint))?;
         }
         Ok(())
@@ -193,7 +266,8 @@ impl ConnectionError {
         match self {
             Self::Protocol(_) | Self::MissingBackendKey | Self::SslRequestFailed => true,
             Self::Server(e) => {
-                !(e.code.starts_with("28") || e.code == "3D000" || e.code == "42501")
+                let code = e.code();
+                !(code.starts_with("28") || code == "3D000" || code == "42501")
             }
             Self::Auth(_)
             | Self::TlsRefused
@@ -400,8 +474,8 @@ mod tests {
 
     #[test]
     fn server_text_is_shown_on_one_line_and_inert() {
-        let mut e = ServerError::new("FATAL", "28P01", "bad\nFATAL: forged\x1b[31m\u{202e}txt");
-        e.detail = Some("tab\there".to_owned());
+        let e = ServerError::new("FATAL", "28P01", "bad\nFATAL: forged\x1b[31m\u{202e}txt")
+            .with_detail("tab\there");
         assert_eq!(
             e.to_string(),
             r"FATAL 28P01: bad\nFATAL: forged\u{1b}[31m\u{202e}txt (detail: tab\there)"

@@ -74,6 +74,7 @@ impl FrameReader {
 
     /// How many bytes are held for an incomplete frame: the header bytes
     /// so far, or the capacity reserved for the body being gathered.
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn buffered_len(&self) -> usize {
         let body = self
             .partial

@@ -15,9 +15,6 @@
     not(test),
     deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
 )]
-// A ConnectionError ends the connection: it is built at most once per
-// connection, so its size on the error path does not matter.
-#![allow(clippy::result_large_err)]
 
 mod auth;
 mod backend;
@@ -372,6 +369,11 @@ impl Connection {
     /// How many bytes of an incomplete server message the connection holds
     /// while it waits for the rest; never more than
     /// [`StartupParams::max_frame_len`]. The fuzz targets check that bound.
+    ///
+    /// A test hook: only with the unstable `test-hooks` feature, not for
+    /// applications (the simulation and the test kit use it).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn buffered_input_len(&self) -> usize {
         self.reader.buffered_len()
     }

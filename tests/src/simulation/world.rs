@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use pgnotify_core::bus::{
-    Action, Bus, BusError, BusEvent, CheckKind, EventBatch, NotifyError, PublishId,
-    ServerQueueCheck, SubscriberId, SubscriberStatus, TransportError, TransportErrorKind,
+    Action, Bus, BusError, BusEvent, CheckKind, EventBatch, NotifyError, PublishId, SideCheck,
+    SubscriberId, SubscriberStatus, TransportError, TransportErrorKind,
 };
 use pgnotify_core::config::{Config, HostSpec, SslMode, TargetSessionAttrs};
 use pgnotify_core::{EndReason, Event};
@@ -495,7 +495,7 @@ impl World {
                 self.link = None;
                 self.servers[host].disconnect(conn);
             }
-            Action::CheckServerQueue(ServerQueueCheck {
+            Action::SideCheck(SideCheck {
                 kind: CheckKind::DeliveryProbe { channel, payload },
                 ..
             }) => {
@@ -508,7 +508,7 @@ impl World {
                 }
                 self.bus.handle_delivery_probe(self.now, Ok(()));
             }
-            Action::CheckServerQueue(_) => {
+            Action::SideCheck(_) => {
                 // The server guard's second session. The simulated server's
                 // notification queue is modelled by what it has written to
                 // the bus and the bus has not read: SIM_SERVER_QUEUE bytes

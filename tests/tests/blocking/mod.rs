@@ -13,9 +13,6 @@
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
-// The core's own error types are returned as they are (the core allows the
-// same lint): tests match on them, and size on the error path is irrelevant.
-#![allow(clippy::result_large_err)]
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

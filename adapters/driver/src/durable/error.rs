@@ -24,7 +24,7 @@ pub enum DurableError {
         /// The schema looked in.
         schema: String,
         /// The server's report.
-        cause: Box<ServerError>,
+        cause: ServerError,
     },
     /// The schema was installed by a later pgnotify than this one.
     NewerSchema {
@@ -42,7 +42,7 @@ pub enum DurableError {
         reason: String,
     },
     /// The server refused the statement.
-    Server(Box<ServerError>),
+    Server(ServerError),
     /// No session to the server could be opened or kept (for `install`,
     /// `notify` and `prune`, which do not retry).
     Unavailable {
@@ -66,7 +66,7 @@ impl DurableError {
             SqlError::Unavailable(reason) => Self::Unavailable { reason },
             // invalid_schema_name, undefined_function, undefined_table
             SqlError::Server(cause)
-                if matches!(cause.code.as_str(), "3F000" | "42883" | "42P01") =>
+                if matches!(cause.code(), "3F000" | "42883" | "42P01") =>
             {
                 Self::NotInstalled {
                     schema: schema.to_owned(),
@@ -107,8 +107,8 @@ impl fmt::Display for DurableError {
 impl std::error::Error for DurableError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::NotInstalled { cause, .. } => Some(&**cause),
-            Self::Server(e) => Some(&**e),
+            Self::NotInstalled { cause, .. } => Some(cause),
+            Self::Server(e) => Some(e),
             Self::Channel(e) => Some(e),
             Self::Subscribe(e) => Some(e),
             Self::Reader(e) => Some(e),
