@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pgnotify_core::bus::{
-    Action, Bus, BusEvent, ConnectTarget, SessionStatus, SideCheck, SubscriberId, TransportError,
+    Action, Bus, BusEvent, CheckKind, ConnectTarget, SessionStatus, SideCheck, SubscriberId, TransportError,
     TransportErrorKind,
 };
 use pgnotify_core::config::HostSpec;
@@ -316,8 +316,14 @@ impl Driver {
                 self.lost(TransportErrorKind::Tls, "this driver has no TLS".into());
             }
             Action::SideCheck(check) => {
-                let usage = check_server_queue(&check, self.bus.config().ping_timeout());
-                self.bus.handle_server_queue_usage(Instant::now(), usage);
+                let result = run_side_check(&check, self.bus.config().ping_timeout());
+                // Each kind of check reports where its kind says.
+                match check.kind {
+                    CheckKind::DeliveryProbe { .. } => {
+                        self.bus.handle_delivery_probe(Instant::now(), result.map(drop));
+                    }
+                    _ => self.bus.handle_server_queue_usage(Instant::now(), result),
+                }
             }
             other => eprintln!("blocking: an action this driver does not know: {other:?}"),
         }
@@ -394,7 +400,7 @@ fn connect(target: &ConnectTarget, limit: Duration) -> Result<Transport, Transpo
 /// Runs a second session's check ([`Action::SideCheck`]) on a second
 /// session, within `limit`. The listening connection waits meanwhile; it is
 /// paused anyway while the guard runs.
-fn check_server_queue(check: &SideCheck, limit: Duration) -> Result<f64, String> {
+fn run_side_check(check: &SideCheck, limit: Duration) -> Result<f64, String> {
     let give_up = Instant::now() + limit;
     let mut transport = connect(&check.connect, limit).map_err(|e| e.to_string())?;
     transport
