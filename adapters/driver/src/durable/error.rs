@@ -65,9 +65,7 @@ impl DurableError {
         match e {
             SqlError::Unavailable(reason) => Self::Unavailable { reason },
             // invalid_schema_name, undefined_function, undefined_table
-            SqlError::Server(cause)
-                if matches!(cause.code(), "3F000" | "42883" | "42P01") =>
-            {
+            SqlError::Server(cause) if matches!(cause.code(), "3F000" | "42883" | "42P01") => {
                 Self::NotInstalled {
                     schema: schema.to_owned(),
                     cause,
