@@ -16,11 +16,11 @@
 //! # Positions, and why a subscriber never skips a late commit
 //!
 //! A message's position is given when its transaction commits, not when it
-//! is inserted: `publish()` inserts the row with no position, and a
-//! deferred constraint trigger, run during commit, takes a transaction
-//! advisory lock (one per schema), increments the channel's
-//! `last_position` and writes it into the row, then sends the NOTIFY. The
-//! lock is held until the transaction has ended, so:
+//! is inserted: `publish()` inserts the row at a placeholder (its ticket,
+//! negated), and a deferred constraint trigger, run during commit, takes a
+//! transaction advisory lock (one per schema), reads the channel's last
+//! committed position and moves the row to the next one, then sends the
+//! NOTIFY. The lock is held until the transaction has ended, so:
 //!
 //! 1. **Commit order.** A transaction that takes the lock after another
 //!    has released it sees that one as committed, and gets a larger
@@ -28,10 +28,11 @@
 //!    that commits late gets a *later* position, never an earlier one a
 //!    subscriber may already have passed (the flaw of positions given at
 //!    insert, which the simulation shows by running both schemes).
-//! 2. **No hole.** The channel's counter is a row updated inside the
-//!    transaction: a transaction that rolls back (or fails at commit) rolls
-//!    it back too. Committed positions are `1, 2, 3, …`; a subscriber can
-//!    tell a missing message from a message that never was.
+//! 2. **No hole.** The next position is the last *committed* one plus one,
+//!    read under the lock, and a transaction that rolls back (or fails at
+//!    commit) takes its row with it. Committed positions are `1, 2, 3, …`;
+//!    a subscriber can tell a missing message from a message that never
+//!    was.
 //! 3. **NOTIFY order = position order.** Each transaction queues its
 //!    NOTIFY during its commit, while it holds the lock, so the server's
 //!    queue receives them in position order, and a listener receives them
@@ -45,11 +46,12 @@
 //! The cost is that durable commits of one schema are serialised from the
 //! trigger to the end of the commit. PostgreSQL already serialises the
 //! commits of every transaction that sent a NOTIFY (a lock taken in
-//! `PreCommit_Notify`), so this adds the trigger's two row writes to a
-//! section that exists anyway. A publishing transaction at `REPEATABLE
-//! READ` or `SERIALIZABLE` that races another on the same channel fails with
-//! a serialization error (SQLSTATE 40001), as any such update does, and is
-//! retried by the application: nothing is lost or reordered.
+//! `PreCommit_Notify`), so this adds the trigger's index probe and row
+//! update to a section that exists anyway. A publishing transaction at `REPEATABLE
+//! READ` or `SERIALIZABLE` reads the last position from its own, older
+//! snapshot: if another commit on the same channel raced it, it fails with
+//! a serialization error (SQLSTATE 40001) and is retried by the
+//! application, as for any such conflict: nothing is lost or reordered.
 
 mod page;
 mod reader;

@@ -4,15 +4,17 @@
 //! Everything lives in one schema of the user's choosing (`pgnotify` by
 //! default): two tables and four functions.
 //!
-//! - `messages(id, channel, position, payload, published_at)`: one row per
-//!   durable message. `position` is NULL until the publishing transaction
-//!   commits; then it is the message's place in its channel, `1, 2, 3, …`
+//! - `messages(channel, position, payload, published_at)`, keyed by
+//!   `(channel, position)`: one row per durable message. Until the
+//!   publishing transaction commits, `position` is the call's ticket,
+//!   negated (unique, and below every position a reader asks for); at
+//!   commit it becomes the message's place in its channel, `1, 2, 3, …`
 //!   with no hole, in commit order (see [`crate::durable`] for why).
-//! - `channels(channel, last_position, pruned_through)`: per channel, the
-//!   last position given out and the last one pruned (every position up to
-//!   it is gone).
+//! - `channels(channel, pruned_through)`: per channel, the last position
+//!   pruned (every position up to it is gone).
+//! - `tickets`: the sequence of calls' tickets.
 //! - `publish(channel, payload)`: records the message in the caller's
-//!   transaction and returns its `id`. A deferred constraint trigger,
+//!   transaction and returns its ticket. A deferred constraint trigger,
 //!   `commit_message`, gives it its position when the transaction commits
 //!   and sends the NOTIFY.
 //! - `prune(max_age, keep_last)`: deletes the oldest messages of every
@@ -185,16 +187,15 @@ $pgnotify_check$;
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.channels (
   channel text PRIMARY KEY,
-  last_position bigint NOT NULL DEFAULT 0,
   pruned_through bigint NOT NULL DEFAULT 0
 );
+CREATE SEQUENCE IF NOT EXISTS {s}.tickets;
 CREATE TABLE IF NOT EXISTS {s}.messages (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   channel text NOT NULL,
-  position bigint,
+  position bigint NOT NULL,
   payload text NOT NULL,
   published_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-  UNIQUE (channel, position)
+  PRIMARY KEY (channel, position)
 );
 CREATE OR REPLACE FUNCTION {s}.schema_version() RETURNS integer
   LANGUAGE sql IMMUTABLE AS 'SELECT {version}';
@@ -202,7 +203,7 @@ CREATE OR REPLACE FUNCTION {s}.max_payload() RETURNS bigint
   LANGUAGE sql IMMUTABLE AS 'SELECT {max}::bigint';
 CREATE OR REPLACE FUNCTION {s}.publish(channel text, payload text) RETURNS bigint
 LANGUAGE plpgsql AS $pgnotify_publish$
-DECLARE new_id bigint;
+DECLARE ticket bigint;
 BEGIN
   IF publish.channel IS NULL OR publish.channel = '' OR octet_length(publish.channel) > 63 THEN
     RAISE EXCEPTION USING ERRCODE = '22023',
@@ -216,21 +217,42 @@ BEGIN
       MESSAGE = format('pgnotify: a durable payload of %s bytes is over the limit of {max} bytes',
                        octet_length(publish.payload));
   END IF;
-  INSERT INTO {s}.messages (channel, payload) VALUES (publish.channel, publish.payload)
-    RETURNING id INTO new_id;
-  RETURN new_id;
+  -- Until its transaction commits the row stands at a negative position, its ticket, which no
+  -- reader asks for (positions are read above a cursor of 0 or more).
+  ticket := nextval('{s}.tickets');
+  INSERT INTO {s}.messages (channel, position, payload)
+    VALUES (publish.channel, -ticket, publish.payload);
+  RETURN ticket;
 END
 $pgnotify_publish$;
 CREATE OR REPLACE FUNCTION {s}.commit_message() RETURNS trigger
 LANGUAGE plpgsql AS $pgnotify_commit$
 DECLARE pos bigint; note text;
 BEGIN
-  -- Held until the transaction ends: positions are given out in commit order.
+  -- Held until the transaction ends: positions are given out in commit order, each the last
+  -- committed one plus one (read after the lock, so every earlier holder's commit is visible).
   PERFORM {lock};
-  INSERT INTO {s}.channels AS c (channel, last_position) VALUES (NEW.channel, 1)
-    ON CONFLICT (channel) DO UPDATE SET last_position = c.last_position + 1
-    RETURNING c.last_position INTO pos;
-  UPDATE {s}.messages SET position = pos, published_at = clock_timestamp() WHERE id = NEW.id;
+  SELECT max(m.position) INTO pos FROM {s}.messages m
+    WHERE m.channel = NEW.channel AND m.position > 0;
+  IF pos IS NULL THEN
+    -- The channel's first message, or every message pruned: continue after the pruned ones.
+    INSERT INTO {s}.channels (channel) VALUES (NEW.channel) ON CONFLICT DO NOTHING;
+    SELECT c.pruned_through INTO pos FROM {s}.channels c WHERE c.channel = NEW.channel;
+  END IF;
+  pos := pos + 1;
+  IF current_setting('transaction_isolation') = 'read committed' THEN
+    UPDATE {s}.messages SET position = pos, published_at = clock_timestamp()
+      WHERE channel = NEW.channel AND position = NEW.position;
+  ELSE
+    -- An older snapshot cannot see a racing commit's position: say so as what it is.
+    BEGIN
+      UPDATE {s}.messages SET position = pos, published_at = clock_timestamp()
+        WHERE channel = NEW.channel AND position = NEW.position;
+    EXCEPTION WHEN unique_violation THEN
+      RAISE EXCEPTION USING ERRCODE = '40001',
+        MESSAGE = format('pgnotify: a concurrent durable publish on channel %s committed first; retry the transaction', NEW.channel);
+    END;
+  END IF;
   note := pos::text;
   IF octet_length(NEW.payload) + octet_length(note) <= {notify_room} THEN
     note := note || ':' || NEW.payload;
@@ -250,7 +272,7 @@ END
 $pgnotify_trigger$;
 CREATE OR REPLACE FUNCTION {s}.prune(max_age interval DEFAULT NULL, keep_last bigint DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $pgnotify_prune$
-DECLARE ch record; threshold bigint; young bigint; removed bigint; total bigint := 0;
+DECLARE ch record; last bigint; threshold bigint; young bigint; removed bigint; total bigint := 0;
 BEGIN
   IF max_age IS NULL AND keep_last IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgnotify: prune needs max_age, keep_last or both';
@@ -259,16 +281,18 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgnotify: prune''s keep_last is not negative';
   END IF;
   PERFORM {lock};
-  FOR ch IN SELECT c.channel, c.last_position, c.pruned_through FROM {s}.channels c LOOP
+  FOR ch IN SELECT c.channel, c.pruned_through FROM {s}.channels c LOOP
+    SELECT coalesce(max(m.position), ch.pruned_through) INTO last FROM {s}.messages m
+      WHERE m.channel = ch.channel AND m.position > 0;
     threshold := ch.pruned_through;
     IF keep_last IS NOT NULL THEN
-      threshold := greatest(threshold, ch.last_position - keep_last);
+      threshold := greatest(threshold, last - keep_last);
     END IF;
     IF max_age IS NOT NULL THEN
       SELECT min(m.position) INTO young FROM {s}.messages m
         WHERE m.channel = ch.channel AND m.position > ch.pruned_through
           AND m.published_at >= clock_timestamp() - max_age;
-      threshold := greatest(threshold, coalesce(young - 1, ch.last_position));
+      threshold := greatest(threshold, coalesce(young - 1, last));
     END IF;
     IF threshold > ch.pruned_through THEN
       DELETE FROM {s}.messages m
@@ -287,7 +311,8 @@ COMMIT;"#
 
     /// `SELECT <schema>.publish(channel, payload)`: one durable message,
     /// recorded in the transaction the statement runs in. Returns one row:
-    /// the message's `id`. (Its position is given at commit.)
+    /// the call's ticket, a number no other call gets (the message's
+    /// position is given at commit).
     pub fn publish_sql(&self, channel: &str, payload: &str) -> String {
         let mut sql = format!("SELECT {}.publish(", self.quoted);
         push_literal(&mut sql, channel);
@@ -301,9 +326,8 @@ COMMIT;"#
     /// `limit` of them, in order; read back with [`Page::from_rows`].
     ///
     /// Every row also carries the channel's `last_position` and
-    /// `pruned_through`; with `limit` 0 (or nothing after `after`) it is one
-    /// row with no message, and no row at all if nothing was ever published
-    /// on the channel. A payload longer than [`PAGE_INLINE_LIMIT`] comes
+    /// `pruned_through` (0 for a channel never published on); with `limit`
+    /// 0 (or nothing after `after`) it is one row with no message. A payload longer than [`PAGE_INLINE_LIMIT`] comes
     /// back NULL unless its row is the page's first.
     ///
     /// [`Page::from_rows`]: crate::durable::Page::from_rows
@@ -312,16 +336,21 @@ COMMIT;"#
         let mut name = String::new();
         push_literal(&mut name, channel);
         format!(
-            "SELECT c.last_position, c.pruned_through, m.position, m.size, m.payload \
-             FROM {s}.channels c LEFT JOIN LATERAL ( \
+            "SELECT h.last_position, h.pruned_through, m.position, m.size, m.payload \
+             FROM (SELECT coalesce((SELECT max(position) FROM {s}.messages \
+                                    WHERE channel = {name} AND position > 0), p.pruned) \
+                            AS last_position, \
+                          p.pruned AS pruned_through \
+                   FROM (SELECT coalesce((SELECT pruned_through FROM {s}.channels \
+                                          WHERE channel = {name}), 0) AS pruned) p) h \
+             LEFT JOIN LATERAL ( \
                SELECT x.position, octet_length(x.payload) AS size, \
                  CASE WHEN x.rn = 1 OR octet_length(x.payload) <= {PAGE_INLINE_LIMIT} \
                       THEN x.payload END AS payload \
                FROM (SELECT position, payload, row_number() OVER (ORDER BY position) AS rn \
-                     FROM {s}.messages WHERE channel = c.channel AND position > {after} \
+                     FROM {s}.messages WHERE channel = {name} AND position > {after} \
                      ORDER BY position LIMIT {limit}) x \
-             ) m ON true \
-             WHERE c.channel = {name} ORDER BY m.position"
+             ) m ON true ORDER BY m.position"
         )
     }
 
@@ -384,7 +413,7 @@ mod tests {
         assert_eq!(s.prune_sql(None, None), r#"SELECT "Out".prune(NULL, NULL)"#);
         assert!(
             s.page_sql(r"a'\b", 5, 100)
-                .contains(r"c.channel = E'a''\\b'")
+                .contains(r"WHERE channel = E'a''\\b'")
         );
         assert!(
             s.install_sql()
