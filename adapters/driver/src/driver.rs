@@ -209,7 +209,7 @@ impl Driver {
             Action::Disconnect => self.disconnect(),
             Action::SideCheck(check) => {
                 let tls = self.connector(&check.tls);
-                crate::guard::spawn_check(&self.shared, check, tls);
+                crate::guard::spawn_check(&self.shared, check, tls.ok());
             }
             // Actions added to the core later are unknown to this driver.
             _ => {}

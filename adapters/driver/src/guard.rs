@@ -7,32 +7,30 @@
 //! cannot answer (its backend is blocked writing the backlog we are not
 //! reading), so a second session to the same host runs
 //! `SELECT pg_notification_queue_usage()` and ends; behind a pooler, a
-//! second session sends the delivery probe's NOTIFY. The session's
-//! protocol lives in the core ([`SideSession`]); this module only
-//! moves its bytes, and reports the result to the bus from a task of its
+//! second session sends the delivery probe's NOTIFY. The statement and
+//! what its rows mean live in the core ([`SideCheck`]); this module runs it
+//! on a [`SqlSession`] and reports the result to the bus from a task of its
 //! own, so the driver loop never waits on it.
 
-use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgnotify_core::bus::{CheckKind, SessionStatus, SideCheck, SideSession};
+use pgnotify_core::bus::{CheckKind, SideCheck};
+use pgnotify_core::protocol::DEFAULT_MAX_FRAME_LEN;
 
-use crate::connect::connect;
 use crate::runtime::{Runtime, with_deadline};
 use crate::shared::Shared;
-use crate::stream::MaybeTlsStream;
-use crate::tls::{TlsConnector, TlsError};
+use crate::sql::SqlSession;
+use crate::tls::TlsConnector;
 
 /// How long one check may take when no `connect_timeout` is configured.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `check` on a task of its own and hands the result to the bus.
-pub(crate) fn spawn_check(
-    shared: &Arc<Shared>,
-    check: SideCheck,
-    tls: Result<TlsConnector, TlsError>,
-) {
+/// `tls` is the driver's connector for the check's TLS settings, when it
+/// could make one (otherwise the session makes its own, and reports why it
+/// cannot).
+pub(crate) fn spawn_check(shared: &Arc<Shared>, check: SideCheck, tls: Option<TlsConnector>) {
     let shared = shared.clone();
     let runtime = shared.runtime.clone();
     runtime.clone().spawn(Box::pin(async move {
@@ -50,66 +48,17 @@ pub(crate) fn spawn_check(
     }));
 }
 
-/// Connects, runs the session to its end and returns its result.
+/// Opens the session, runs the check's statement, says goodbye.
 async fn run(
     runtime: &dyn Runtime,
     check: &SideCheck,
-    tls: Result<TlsConnector, TlsError>,
+    tls: Option<TlsConnector>,
 ) -> Result<f64, String> {
-    let target = &check.connect;
-    let transport = connect(
-        runtime,
-        &target.host,
-        target.connect_timeout,
-        &target.keepalive,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let mut stream = MaybeTlsStream::new(transport);
-    let mut session = check.session();
-    let mut out = Vec::new();
-    let mut input = vec![0; 8 * 1024];
-    loop {
-        let status = session.poll_status();
-        write_all(&mut stream, &mut session, &mut out).await?;
-        match status {
-            SessionStatus::Done(result) => return result,
-            SessionStatus::StartTls => {
-                let connector = tls.as_ref().map_err(ToString::to_string)?;
-                let binding = stream
-                    .start_tls(connector, &check.tls.server_name)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                session.handle_tls_established(binding);
-            }
-            _ => match poll_fn(|cx| stream.poll_read(cx, &mut input)).await {
-                Ok(0) => session.handle_closed("end of stream"),
-                Ok(n) => session.handle_input(&input[..n]),
-                Err(e) => session.handle_closed(&e.to_string()),
-            },
-        }
-    }
-}
-
-/// Writes everything the session has to send.
-async fn write_all(
-    stream: &mut MaybeTlsStream,
-    session: &mut SideSession,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    out.clear();
-    session.poll_transmit(out);
-    let mut pending = &out[..];
-    while !pending.is_empty() {
-        let n = poll_fn(|cx| stream.poll_write(cx, pending))
-            .await
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("the connection closed while writing".to_owned());
-        }
-        pending = &pending[n..];
-    }
-    poll_fn(|cx| stream.poll_flush(cx))
+    let mut session = SqlSession::open(runtime, &check.target(), DEFAULT_MAX_FRAME_LEN, tls)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    let rows = session.query(check.sql()).await.map_err(|e| e.to_string());
+    let outcome = check.outcome(rows.as_deref().map_err(Clone::clone));
+    session.close().await;
+    outcome
 }

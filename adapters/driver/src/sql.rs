@@ -80,18 +80,20 @@ impl fmt::Debug for SqlSession {
 
 impl SqlSession {
     /// Connects to `target` and runs the startup, within its
-    /// `connect_timeout` (10 s when unset).
+    /// `connect_timeout` (10 s when unset). TLS uses `tls`, or a connector
+    /// made for the target's settings when `None`.
     pub(crate) async fn open(
         runtime: &dyn Runtime,
         target: &SessionTarget,
         max_frame_len: usize,
+        tls: Option<TlsConnector>,
     ) -> Result<Self, SqlError> {
         let limit = target.connect.connect_timeout.unwrap_or(OPEN_TIMEOUT);
         let deadline = Instant::now() + limit;
         with_deadline(
             runtime,
             Some(deadline),
-            Self::open_now(runtime, target, max_frame_len),
+            Self::open_now(runtime, target, max_frame_len, tls),
         )
         .await
         .unwrap_or_else(|| {
@@ -105,6 +107,7 @@ impl SqlSession {
         runtime: &dyn Runtime,
         target: &SessionTarget,
         max_frame_len: usize,
+        tls: Option<TlsConnector>,
     ) -> Result<Self, SqlError> {
         let unavailable = |e: &dyn fmt::Display| SqlError::Unavailable(e.to_string());
         let connect_target = &target.connect;
@@ -129,8 +132,12 @@ impl SqlSession {
             match session.conn.poll_event() {
                 Some(WireEvent::Ready) => return Ok(session),
                 Some(WireEvent::StartTls) => {
-                    let connector =
-                        TlsConnector::for_target(&target.tls).map_err(|e| unavailable(&e))?;
+                    let connector = match &tls {
+                        Some(connector) => connector.clone(),
+                        None => {
+                            TlsConnector::for_target(&target.tls).map_err(|e| unavailable(&e))?
+                        }
+                    };
                     let binding = session
                         .stream
                         .start_tls(&connector, &target.tls.server_name)
@@ -152,9 +159,7 @@ impl SqlSession {
             self.flush().await?;
             match self.conn.poll_event() {
                 Some(WireEvent::CommandComplete { id: done, result }) if done == id => {
-                    return result
-                        .map(|r| r.rows)
-                        .map_err(SqlError::Server);
+                    return result.map(|r| r.rows).map_err(SqlError::Server);
                 }
                 Some(WireEvent::Failed(e)) => return Err(SqlError::Unavailable(e.to_string())),
                 Some(_) => {}

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bus::output::{ConnectTarget, TlsTarget};
+use crate::bus::output::{ConnectTarget, SessionTarget, TlsTarget};
 use crate::protocol::{CommandId, Connection, StartupParams, WireEvent};
 
 /// The query the guard runs.
@@ -104,6 +104,15 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
+    /// The check's result from its statement's rows (or its failure).
+    fn outcome(&self, rows: Result<&[Vec<Option<String>>], String>) -> Result<f64, String> {
+        match (rows, self) {
+            (Ok(rows), Self::QueueUsage) => usage_of(rows),
+            (Ok(_), Self::DeliveryProbe { .. }) => Ok(0.0),
+            (Err(e), _) => Err(e),
+        }
+    }
+
     fn sql(&self) -> String {
         match self {
             Self::QueueUsage => QUERY.to_owned(),
@@ -121,6 +130,28 @@ impl CheckKind {
 }
 
 impl SideCheck {
+    /// The one statement the check runs, for a driver that runs statements
+    /// on a session of its own rather than through [`session`](Self::session).
+    pub fn sql(&self) -> String {
+        self.kind.sql()
+    }
+
+    /// Where and how the check's session connects.
+    pub fn target(&self) -> SessionTarget {
+        SessionTarget {
+            connect: self.connect.clone(),
+            tls: self.tls.clone(),
+            startup: self.startup.clone(),
+        }
+    }
+
+    /// The check's result from what its statement returned (its rows, or
+    /// why it failed): the fraction of the server's notification queue in
+    /// use, or 0 for a delivery probe whose NOTIFY went through.
+    pub fn outcome(&self, rows: Result<&[Vec<Option<String>>], String>) -> Result<f64, String> {
+        self.kind.outcome(rows)
+    }
+
     /// The sans-IO session that runs the check once the transport is open.
     pub fn session(&self) -> SideSession {
         SideSession {
@@ -193,11 +224,8 @@ impl SideSession {
                     self.query = Some(self.conn.simple_query(self.kind.sql()));
                 }
                 WireEvent::CommandComplete { id, result } if Some(id) == self.query => {
-                    self.outcome = Some(match (result, &self.kind) {
-                        (Ok(result), CheckKind::QueueUsage) => usage_of(&result.rows),
-                        (Ok(_), CheckKind::DeliveryProbe { .. }) => Ok(0.0),
-                        (Err(e), _) => Err(e.to_string()),
-                    });
+                    let rows = result.as_ref().map(|r| &r.rows[..]);
+                    self.outcome = Some(self.kind.outcome(rows.map_err(ToString::to_string)));
                     self.conn.terminate();
                 }
                 WireEvent::Failed(e) => self.outcome = Some(Err(e.to_string())),

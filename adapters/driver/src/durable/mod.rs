@@ -275,7 +275,7 @@ impl Durable {
             None => {
                 let target = self.listener.shared().lock().bus.session_target("durable");
                 let frame = self.pool.max_frame_len.load(Ordering::Relaxed);
-                SqlSession::open(&*runtime, &target, frame).await?
+                SqlSession::open(&*runtime, &target, frame, None).await?
             }
         };
         let deadline = Instant::now() + self.query_timeout;
