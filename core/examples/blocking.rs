@@ -38,8 +38,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pgnotify_core::bus::{
-    Action, Bus, BusEvent, CheckKind, ConnectTarget, SessionStatus, SideCheck, SubscriberId, TransportError,
-    TransportErrorKind,
+    Action, Bus, BusEvent, CheckKind, ConnectTarget, SessionStatus, SideCheck, SubscriberId,
+    TransportError, TransportErrorKind,
 };
 use pgnotify_core::config::HostSpec;
 use pgnotify_core::{Config, Event, SubscribeOptions};
@@ -320,7 +320,8 @@ impl Driver {
                 // Each kind of check reports where its kind says.
                 match check.kind {
                     CheckKind::DeliveryProbe { .. } => {
-                        self.bus.handle_delivery_probe(Instant::now(), result.map(drop));
+                        self.bus
+                            .handle_delivery_probe(Instant::now(), result.map(drop));
                     }
                     _ => self.bus.handle_server_queue_usage(Instant::now(), result),
                 }
