@@ -12,7 +12,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgnotify_core::bus::{CheckKind, QueueUsageSession, ServerQueueCheck, SessionStatus};
 
@@ -35,7 +35,7 @@ pub(crate) fn spawn_check(
     let runtime = shared.runtime.clone();
     runtime.clone().spawn(Box::pin(async move {
         let limit = check.connect.connect_timeout.unwrap_or(CHECK_TIMEOUT);
-        let deadline = Some(Instant::now() + limit);
+        let deadline = Some(runtime.now() + limit);
         let result = with_deadline(&*runtime, deadline, run(&*runtime, &check, tls))
             .await
             .unwrap_or_else(|| Err(format!("no answer within {limit:?}")));

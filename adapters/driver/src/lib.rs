@@ -126,7 +126,7 @@ pub use connect::{ConnectError, connect, set_keepalive};
 pub use listener::{AnyRuntime, CurrentRuntime, Listener, ListenerBuilder};
 #[cfg(feature = "futures-io")]
 pub use runtime::FuturesIo;
-pub use runtime::{BoxFuture, Runtime, Timer, Transport};
+pub use runtime::{Alarm, BoxFuture, Runtime, Timer, Transport};
 pub use stream::MaybeTlsStream;
 pub use tls::{TlsConnector, TlsError, Verification};
 

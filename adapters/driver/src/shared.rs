@@ -51,7 +51,7 @@ impl Shared {
     /// Runs an application command on the bus, then wakes the driver so its
     /// output goes out.
     pub(crate) fn command<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
-        let result = f(&mut self.lock(), Instant::now());
+        let result = f(&mut self.lock(), self.runtime.now());
         self.wake_driver();
         result
     }
