@@ -506,8 +506,9 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
         };
         let first = std::future::poll_fn(|cx| {
             let mut state = shared.lock();
+            let connected_once = state.bus.generation() > 0;
             let lifecycle = &mut state.lifecycle;
-            if lifecycle.connected_once {
+            if connected_once {
                 return Poll::Ready(Ok(()));
             }
             if let Some(error) = lifecycle.startup_error.take() {

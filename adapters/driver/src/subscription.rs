@@ -144,11 +144,12 @@ impl Subscription {
         std::future::poll_fn(|cx| {
             let mut state = self.shared.lock();
             let status = state.bus.subscriber_status(self.id);
+            let acknowledged = state.bus.was_ready(self.id);
             let stopped = state.lifecycle.driver_stopped;
             let Some(slot) = state.subscribers.get_mut(&self.id) else {
                 return Poll::Ready(Err(SubscribeError::Closed));
             };
-            if slot.ready {
+            if acknowledged {
                 // The waiting task's waker is no longer needed; keeping it
                 // would keep whatever owns it (a finished join) alive.
                 slot.waker = None;

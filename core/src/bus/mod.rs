@@ -431,6 +431,15 @@ impl Bus {
         self.subscribers.status(id)
     }
 
+    /// Whether the server has acknowledged subscriber `id`'s LISTEN at some
+    /// point ([`BusEvent::SubscriberReady`] was emitted). Unlike
+    /// [`subscriber_status`](Self::subscriber_status) it stays true once
+    /// the subscriber's stream has ended: a driver's `subscribe` that waits
+    /// for the acknowledgement asks this. False for an unknown subscriber.
+    pub fn was_ready(&self, id: SubscriberId) -> bool {
+        self.subscribers.was_ready(id)
+    }
+
     /// Whether subscriber `id` has items queued (notifications or gaps): the
     /// level that [`BusEvent::SubscriberReadable`] announces (see
     /// "Subscribers: readiness is level-triggered" above). False for an
