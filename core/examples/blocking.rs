@@ -37,6 +37,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use pgnotify_core::bus::Output;
 use pgnotify_core::bus::{
     Action, Bus, BusEvent, CheckKind, ConnectTarget, SessionStatus, SideCheck, SubscriberId,
     TransportError, TransportErrorKind,
@@ -235,29 +236,17 @@ impl Driver {
         }
     }
 
-    /// The contract's loop: the three outputs in order, until a whole pass
-    /// finds nothing. Acting on an action or an event (connecting, taking
-    /// items) creates output of its own, which the next pass picks up.
+    /// The contract's loop: the outputs in order, until a whole pass finds
+    /// nothing. Acting on an action or an event (connecting, taking items)
+    /// creates output of its own, which `poll_output` gives next.
     fn drive(&mut self, happened: &mut Vec<Happening>) {
-        loop {
-            let mut progress = false;
-            if self.bus.poll_transmit(&mut self.write_buf) {
-                progress = true;
-                self.write();
-            }
-            while let Some(action) = self.bus.poll_action() {
-                progress = true;
-                self.act(action);
-            }
-            while let Some(event) = self.bus.poll_event() {
-                progress = true;
-                match event {
-                    BusEvent::SubscriberReadable(id) => self.take(id, happened),
-                    other => happened.push(Happening::Bus(other)),
-                }
-            }
-            if !progress {
-                return;
+        while let Some(output) = self.bus.poll_output(&mut self.write_buf) {
+            match output {
+                Output::Transmit => self.write(),
+                Output::Action(action) => self.act(action),
+                Output::Event(BusEvent::SubscriberReadable(id)) => self.take(id, happened),
+                Output::Event(other) => happened.push(Happening::Bus(other)),
+                other => eprintln!("blocking: an output this driver does not know: {other:?}"),
             }
         }
     }

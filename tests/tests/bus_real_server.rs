@@ -108,7 +108,7 @@ fn notify_committed_right_after_ready_is_delivered_every_time() {
             }
             other => panic!("round {i}: expected one notification, got {other:?}"),
         }
-        d.bus().unsubscribe(id);
+        d.bus().unsubscribe(Instant::now(), id);
         d.pump();
     }
     d.wait_settled();
@@ -131,7 +131,7 @@ fn last_unsubscribe_unlistens_on_the_server() {
     let marker = d.subscribe_ready("marker", SubscribeOptions::new());
 
     // One subscriber leaves: the channel stays LISTENed for the other.
-    d.bus().unsubscribe(a);
+    d.bus().unsubscribe(Instant::now(), a);
     d.pump();
     assert_eq!(d.bus().subscriber_status(a), SubscriberStatus::Unknown);
     server.execute("NOTIFY gone, 'still here'").unwrap();
@@ -139,7 +139,7 @@ fn last_unsubscribe_unlistens_on_the_server() {
     assert!(d.drain(a).is_empty(), "delivered after unsubscribe");
 
     // The last one leaves: UNLISTEN.
-    d.bus().unsubscribe(b);
+    d.bus().unsubscribe(Instant::now(), b);
     d.wait_settled();
     assert_eq!(d.bus().listening_channels(), [note("marker")]);
     let received = d.bus().stats().notifications_received;
@@ -513,7 +513,7 @@ fn subscribe_racing_an_unlisten_in_flight_ends_listening() {
     for round in 0..50 {
         let old = d.subscribe_ready("flap", SubscribeOptions::new());
         // The UNLISTEN goes out; the new subscriber arrives before its reply.
-        d.bus().unsubscribe(old);
+        d.bus().unsubscribe(Instant::now(), old);
         d.pump();
         let new = d.bus().subscribe("flap", SubscribeOptions::new()).unwrap();
         d.pump();
@@ -531,7 +531,7 @@ fn subscribe_racing_an_unlisten_in_flight_ends_listening() {
             "round {round}"
         );
         assert!(d.drain(old).is_empty());
-        d.bus().unsubscribe(new);
+        d.bus().unsubscribe(Instant::now(), new);
         d.pump();
     }
 }

@@ -46,8 +46,8 @@ pub async fn connect(
     }
 }
 
-fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
+fn deadline(runtime: &dyn Runtime, timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| runtime.now().checked_add(t))
 }
 
 async fn resolve(
@@ -57,7 +57,7 @@ async fn resolve(
     timeout: Option<Duration>,
 ) -> Result<Vec<SocketAddr>, ConnectError> {
     let lookup = runtime.resolve(host, port);
-    let result = with_deadline(runtime, deadline(timeout), lookup).await;
+    let result = with_deadline(runtime, deadline(runtime, timeout), lookup).await;
     let target = || host.to_owned();
     match result {
         None => Err(ConnectError::TimedOut {
@@ -87,7 +87,7 @@ async fn connect_tcp(
     };
     for &address in addresses {
         let attempt = runtime.connect_tcp(address);
-        last_error = match with_deadline(runtime, deadline(timeout), attempt).await {
+        last_error = match with_deadline(runtime, deadline(runtime, timeout), attempt).await {
             Some(Ok(transport)) => return Ok(transport),
             Some(Err(source)) => ConnectError::Connect {
                 target: describe_tcp(host, address),
@@ -116,7 +116,7 @@ async fn connect_unix(
     timeout: Option<Duration>,
 ) -> Result<Box<dyn Transport>, ConnectError> {
     let attempt = runtime.connect_unix(path);
-    match with_deadline(runtime, deadline(timeout), attempt).await {
+    match with_deadline(runtime, deadline(runtime, timeout), attempt).await {
         Some(Ok(transport)) => Ok(transport),
         Some(Err(source)) => Err(ConnectError::Unix {
             path: path.to_owned(),

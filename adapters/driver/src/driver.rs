@@ -6,8 +6,8 @@
 //! input = poll_input()        connect/TLS result, a chunk read, the timer, or a handle's command
 //! lock
 //!   feed(input)               handle_connected / handle_tls_established / handle_input / handle_closed / handle_timeout
-//!   drain()                   poll_transmit → write buffer, poll_action → connect/TLS/disconnect,
-//!                             poll_event → slots and wakers
+//!   drain()                   poll_output until None: Transmit → write buffer,
+//!                             Action → connect/TLS/disconnect, Event → slots and wakers
 //! unlock, wake the subscribers that became readable
 //! ```
 //!
@@ -25,11 +25,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use pgnotify_core::bus::{Action, Bus, TlsTarget, TransportError, TransportErrorKind};
+use pgnotify_core::bus::{
+    Action, Bus, BusEvent, Output, TlsTarget, TransportError, TransportErrorKind,
+};
 
 use crate::connect::{ConnectError, connect};
 use crate::observe::Observer;
-use crate::runtime::{BoxFuture, Runtime, Timer, Transport};
+use crate::runtime::{Alarm, BoxFuture, Runtime, Transport};
 use crate::shared::{Shared, State};
 use crate::stream::MaybeTlsStream;
 use crate::tls::{TlsConnector, TlsError};
@@ -81,9 +83,8 @@ pub(crate) struct Driver {
     read_buf: Box<[u8]>,
     write_buf: Vec<u8>,
     written: usize,
-    timer: Option<Pin<Box<dyn Timer>>>,
-    /// The deadline `timer` is armed for.
-    armed: Option<Instant>,
+    /// The one timer, armed at `deadline`.
+    alarm: Alarm,
     /// The bus's `poll_timeout` and `wants_input` as of the last drain.
     deadline: Option<Instant>,
     wants_input: bool,
@@ -107,8 +108,7 @@ impl Driver {
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             write_buf: Vec::new(),
             written: 0,
-            timer: None,
-            armed: None,
+            alarm: Alarm::default(),
             deadline: None,
             wants_input: true,
             wake: Vec::new(),
@@ -122,7 +122,7 @@ impl Driver {
     fn step(&mut self, input: Input) {
         let shared = self.shared.clone();
         let mut state = shared.lock();
-        let now = Instant::now();
+        let now = self.runtime.now();
         // A bare command (a handle's notify or subscribe) is observed with
         // the input or events it leads to.
         let quiet = matches!(input, Input::Command);
@@ -153,25 +153,25 @@ impl Driver {
         }
     }
 
-    /// Drains the bus in its documented order: transmit, actions, events.
-    /// Returns whether there were events.
+    /// The drive contract's loop (`Bus::poll_output`): transmits are
+    /// buffered for `poll_write`, actions acted on, events dispatched to
+    /// their slots. Returns whether there were events.
     fn drain(&mut self, state: &mut State, now: Instant) -> bool {
-        loop {
-            let mut progressed = state.bus.poll_transmit(&mut self.write_buf);
-            while let Some(action) = state.bus.poll_action() {
-                progressed = true;
-                self.act(&mut state.bus, action, now);
-            }
-            if !progressed {
-                break;
-            }
-        }
         let mut events = false;
-        while let Some(event) = state.bus.poll_event() {
-            events = true;
-            self.finished |= matches!(event, pgnotify_core::bus::BusEvent::Closed);
-            self.observer.event(&event, &state.bus);
-            state.dispatch(event, &mut self.wake);
+        while let Some(output) = state.bus.poll_output(&mut self.write_buf) {
+            match output {
+                // Written by `poll_write`, before the next read.
+                Output::Transmit => {}
+                Output::Action(action) => self.act(&mut state.bus, action, now),
+                Output::Event(event) => {
+                    events = true;
+                    self.finished |= matches!(event, BusEvent::Closed);
+                    self.observer.event(&event, &state.bus);
+                    state.dispatch(event, &mut self.wake);
+                }
+                // Outputs added to the core later are unknown to this driver.
+                _ => {}
+            }
         }
         // The observer's deadline publishes the last changes of a burst; a
         // `handle_timeout` with nothing due is harmless to the bus.
@@ -271,7 +271,7 @@ impl Driver {
         }
         // A deadline that has passed comes before more input: a socket that
         // never runs dry must not hold the timers back.
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.deadline.is_some_and(|d| self.runtime.now() >= d) {
             return Poll::Ready(Input::Timeout);
         }
         if self.wants_input {
@@ -353,35 +353,14 @@ impl Driver {
         self.written = 0;
     }
 
-    /// `Ready` once the bus's deadline has passed. The timer is re-armed
-    /// only when the deadline changes, and its firing is checked against
-    /// the clock.
+    /// `Ready` once the bus's (or the observer's) deadline has passed. The
+    /// timer is re-armed only when the deadline changes, and its firing is
+    /// checked against the runtime's clock.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(deadline) = self.deadline else {
-            return Poll::Pending;
-        };
-        if Instant::now() >= deadline {
-            return Poll::Ready(());
+        match self.deadline {
+            Some(deadline) => self.alarm.poll_at(&*self.runtime, deadline, cx),
+            None => Poll::Pending,
         }
-        let timer = match &mut self.timer {
-            Some(timer) => {
-                if self.armed != Some(deadline) {
-                    timer.as_mut().reset(deadline);
-                }
-                timer
-            }
-            None => self.timer.insert(self.runtime.new_timer(deadline)),
-        };
-        self.armed = Some(deadline);
-        if timer.as_mut().poll(cx).is_ready() {
-            if Instant::now() >= deadline {
-                return Poll::Ready(());
-            }
-            // Fired early: arm it again so that the task is woken again.
-            timer.as_mut().reset(deadline);
-            cx.waker().wake_by_ref();
-        }
-        Poll::Pending
     }
 }
 
@@ -420,7 +399,7 @@ impl Drop for Driver {
         let shared = self.shared.clone();
         let mut state = shared.lock();
         if !self.finished {
-            let now = Instant::now();
+            let now = self.runtime.now();
             state.close(now);
             state.bus.handle_closed(
                 now,

@@ -13,7 +13,7 @@
 //! own, so the driver loop never waits on it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgnotify_core::bus::{CheckKind, SideCheck};
 use pgnotify_core::protocol::DEFAULT_MAX_FRAME_LEN;
@@ -35,7 +35,7 @@ pub(crate) fn spawn_check(shared: &Arc<Shared>, check: SideCheck, tls: Option<Tl
     let runtime = shared.runtime.clone();
     runtime.clone().spawn(Box::pin(async move {
         let limit = check.connect.connect_timeout.unwrap_or(CHECK_TIMEOUT);
-        let deadline = Some(Instant::now() + limit);
+        let deadline = Some(runtime.now() + limit);
         let result = with_deadline(&*runtime, deadline, run(&*runtime, &check, tls))
             .await
             .unwrap_or_else(|| Err(format!("no answer within {limit:?}")));

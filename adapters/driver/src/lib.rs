@@ -133,7 +133,7 @@ pub use api::*;
 pub use listener::{AnyRuntime, CurrentRuntime, Listener, ListenerBuilder};
 #[cfg(feature = "futures-io")]
 pub use runtime::FuturesIo;
-pub use runtime::{BoxFuture, Runtime, Timer, Transport};
+pub use runtime::{Alarm, BoxFuture, Runtime, Timer, Transport};
 pub use tls::TlsError;
 
 /// Test hooks: the building blocks of the driver task (connecting like

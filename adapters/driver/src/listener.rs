@@ -497,7 +497,7 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
             .ok_or(ListenerError::NoRuntime)?;
         let hosts = u32::try_from(self.config.hosts().len()).unwrap_or(u32::MAX);
         let config = crate::passfile::with_password_file(with_random_seed(self.config));
-        let bus = Bus::new(config, Instant::now());
+        let bus = Bus::new(config, runtime.now());
         let shared = Shared::new(bus, runtime.clone());
         runtime.spawn(Box::pin(Driver::new(shared.clone())));
         let listener = Listener {
@@ -507,14 +507,15 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
             _runtime: PhantomData,
         };
         let (deadline, attempts) = match self.first_connect {
-            FirstConnect::Within(limit) => (Instant::now().checked_add(limit), None),
+            FirstConnect::Within(limit) => (runtime.now().checked_add(limit), None),
             FirstConnect::Rounds(rounds) => (None, Some(rounds.saturating_mul(hosts.max(1)))),
             FirstConnect::Forever => (None, None),
         };
         let first = std::future::poll_fn(|cx| {
             let mut state = shared.lock();
+            let connected_once = state.bus.generation() > 0;
             let lifecycle = &mut state.lifecycle;
-            if lifecycle.connected_once {
+            if connected_once {
                 return Poll::Ready(Ok(()));
             }
             if let Some(error) = lifecycle.startup_error.take() {

@@ -1,7 +1,8 @@
 //! The seam between the driver and an async runtime.
 //!
 //! Everything the driver needs from a runtime is here: open a TCP or unix
-//! socket, resolve a host name, arm a timer and spawn a task. The traits are
+//! socket, resolve a host name, read the clock, arm a timer and spawn a
+//! task. The traits are
 //! object safe so that the driver holds an `Arc<dyn Runtime>` and is compiled
 //! once, whatever the runtime; each runtime crate implements them in about a
 //! hundred lines.
@@ -44,6 +45,16 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// addresses in order.
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>>;
 
+    /// The current time, on the clock the runtime's timers use.
+    ///
+    /// Every instant the driver gives the bus or compares with a deadline
+    /// comes from here, so a runtime with a clock of its own (tokio's
+    /// paused test clock, a simulation's virtual time) runs the driver on
+    /// that clock. The default reads the system's monotonic clock.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
     /// Creates a timer that fires at `deadline`.
     fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>>;
 
@@ -77,14 +88,80 @@ pub trait Transport: Send + fmt::Debug + 'static {
 ///
 /// The driver keeps one timer for its whole life and calls
 /// [`reset`](Timer::reset) only when its deadline changes. It never trusts a
-/// `Poll::Ready` alone: it compares the clock with the deadline afterwards,
-/// so a timer that fires a little early or spuriously is harmless.
+/// `Poll::Ready` alone: it compares [`Runtime::now`] with the deadline
+/// afterwards ([`Alarm`]), so a timer that fires a little early or
+/// spuriously is harmless.
 pub trait Timer: Send + fmt::Debug {
     /// Moves the deadline to `deadline`, re-arming the timer if it had fired.
     fn reset(self: Pin<&mut Self>, deadline: Instant);
 
     /// Returns `Ready` once the deadline has passed.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// A [`Timer`] checked against the runtime's clock: `Ready` only once
+/// [`Runtime::now`] has reached the deadline.
+///
+/// A timer may fire a little early (its own clock's resolution) or
+/// spuriously; an alarm then re-arms it and wakes its task, so it is polled
+/// again rather than forgotten. The timer is made on the first poll and
+/// re-armed only when the deadline changes. Every wait on a deadline in the
+/// driver (its loop's timer, connect and lookup limits, the second session)
+/// goes through one, and so can tests that sleep on a [`Runtime`].
+///
+/// ```
+/// use std::future::poll_fn;
+/// use std::time::Duration;
+/// use pgnotify_driver::{Alarm, Runtime};
+///
+/// /// Sleeps for `duration` on `runtime`.
+/// async fn sleep(runtime: &dyn Runtime, duration: Duration) {
+///     let deadline = runtime.now() + duration;
+///     let mut alarm = Alarm::default();
+///     poll_fn(|cx| alarm.poll_at(runtime, deadline, cx)).await;
+/// }
+/// ```
+#[derive(Debug, Default)]
+pub struct Alarm {
+    timer: Option<Pin<Box<dyn Timer>>>,
+    /// The deadline `timer` is armed for.
+    armed: Option<Instant>,
+}
+
+impl Alarm {
+    /// `Ready` once `runtime.now()` is at or past `deadline`; otherwise the
+    /// timer is armed for `deadline` (made, or reset if it was armed for
+    /// another) and the task is woken when it fires.
+    pub fn poll_at(
+        &mut self,
+        runtime: &dyn Runtime,
+        deadline: Instant,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if runtime.now() >= deadline {
+            return Poll::Ready(());
+        }
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if self.armed != Some(deadline) {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self.timer.insert(runtime.new_timer(deadline)),
+        };
+        self.armed = Some(deadline);
+        if timer.as_mut().poll(cx).is_ready() {
+            if runtime.now() >= deadline {
+                return Poll::Ready(());
+            }
+            // Fired early: arm it again and have the task polled again,
+            // or nothing would look at the re-armed timer.
+            timer.as_mut().reset(deadline);
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
 }
 
 /// Waits for `future`, giving up at `deadline` (never, if `None`).
@@ -99,21 +176,12 @@ pub(crate) async fn with_deadline<T>(
     let Some(deadline) = deadline else {
         return Some(future.await);
     };
-    let mut timer = runtime.new_timer(deadline);
+    let mut alarm = Alarm::default();
     std::future::poll_fn(|cx| {
         if let Poll::Ready(value) = future.as_mut().poll(cx) {
             return Poll::Ready(Some(value));
         }
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) if Instant::now() >= deadline => Poll::Ready(None),
-            // Fired early: re-arm so that we are woken again.
-            Poll::Ready(()) => {
-                timer.as_mut().reset(deadline);
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        alarm.poll_at(runtime, deadline, cx).map(|()| None)
     })
     .await
 }

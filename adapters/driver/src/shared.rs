@@ -51,7 +51,7 @@ impl Shared {
     /// Runs an application command on the bus, then wakes the driver so its
     /// output goes out.
     pub(crate) fn command<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
-        let result = f(&mut self.lock(), Instant::now());
+        let result = f(&mut self.lock(), self.runtime.now());
         self.wake_driver();
         result
     }
@@ -71,12 +71,12 @@ pub(crate) struct State {
     pub(crate) lifecycle: Lifecycle,
 }
 
-/// A subscription's (or a pending `subscribe`'s) waker and readiness.
+/// A subscription's (or a pending `subscribe`'s) waker. Whether it is
+/// ready (`Bus::was_ready`) or readable (`Bus::is_readable`) is the bus's
+/// to say: the slot only knows whom to wake.
 #[derive(Debug, Default)]
 pub(crate) struct SubscriberSlot {
     pub(crate) waker: Option<Waker>,
-    /// The server acknowledged the LISTEN (`SubscriberReady` was seen).
-    pub(crate) ready: bool,
 }
 
 /// A `notify` call waiting for its result.
@@ -86,11 +86,12 @@ pub(crate) struct PublishSlot {
     pub(crate) result: Option<Result<(), NotifyError>>,
 }
 
-/// The listener's life as `connect` and `close` wait on it.
+/// The listener's life as `connect` and `close` wait on it: what the bus
+/// does not know (its events' errors kept for the waiters, the handles and
+/// the task). Whether a connection was ever up is the bus's
+/// (`Bus::generation` > 0).
 #[derive(Debug, Default)]
 pub(crate) struct Lifecycle {
-    /// A connection has been up at least once.
-    pub(crate) connected_once: bool,
     /// The first round of attempts failed for a reason retrying will not fix.
     pub(crate) startup_error: Option<BusError>,
     /// The latest connection failure.
@@ -136,13 +137,12 @@ impl State {
     /// Routes one bus event to whoever waits on it, collecting the wakers.
     pub(crate) fn dispatch(&mut self, event: BusEvent, wake: &mut Vec<Waker>) {
         match event {
-            BusEvent::SubscriberReady(id) => {
-                if let Some(slot) = self.subscribers.get_mut(&id) {
-                    slot.ready = true;
-                    wake.extend(slot.waker.take());
-                }
-            }
-            BusEvent::SubscriberReadable(id) | BusEvent::SubscriberEnded(id, _) => {
+            // A stale announcement (the subscription took the items under
+            // the lock since) wakes no one: the bus says what is queued now.
+            BusEvent::SubscriberReadable(id) if !self.bus.is_readable(id) => {}
+            BusEvent::SubscriberReady(id)
+            | BusEvent::SubscriberReadable(id)
+            | BusEvent::SubscriberEnded(id, _) => {
                 if let Some(slot) = self.subscribers.get_mut(&id) {
                     wake.extend(slot.waker.take());
                 }
@@ -155,7 +155,6 @@ impl State {
                 }
             }
             BusEvent::Connected { generation } => {
-                self.lifecycle.connected_once = true;
                 self.wake_lifecycle(wake);
                 self.events
                     .push(ConnectionEvent::Connected { generation }, wake);
@@ -169,7 +168,7 @@ impl State {
                 error,
                 first_attempt,
             } => {
-                if !self.lifecycle.connected_once {
+                if self.bus.generation() == 0 {
                     self.lifecycle.failed_before_connected += 1;
                     if first_attempt && !error.is_transient() {
                         self.lifecycle.startup_error = Some(error.clone());

@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::future::poll_fn;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgnotify_core::bus::SessionTarget;
 use pgnotify_core::protocol::{CommandId, Connection, ServerError, WireEvent};
@@ -89,7 +89,7 @@ impl SqlSession {
         tls: Option<TlsConnector>,
     ) -> Result<Self, SqlError> {
         let limit = target.connect.connect_timeout.unwrap_or(OPEN_TIMEOUT);
-        let deadline = Instant::now() + limit;
+        let deadline = runtime.now() + limit;
         with_deadline(
             runtime,
             Some(deadline),

@@ -4,7 +4,6 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use pgnotify_core::bus::{Consumption, EventBatch, EventRef, SubscriberId, SubscriberStatus};
 use pgnotify_core::{ChannelError, EndReason, Event, SubscribeOptions};
@@ -145,11 +144,12 @@ impl Subscription {
         std::future::poll_fn(|cx| {
             let mut state = self.shared.lock();
             let status = state.bus.subscriber_status(self.id);
+            let acknowledged = state.bus.was_ready(self.id);
             let stopped = state.lifecycle.driver_stopped;
             let Some(slot) = state.subscribers.get_mut(&self.id) else {
                 return Poll::Ready(Err(SubscribeError::Closed));
             };
-            if slot.ready {
+            if acknowledged {
                 // The waiting task's waker is no longer needed; keeping it
                 // would keep whatever owns it (a finished join) alive.
                 slot.waker = None;
@@ -355,7 +355,7 @@ impl Subscription {
     fn take(&mut self, cx: Option<&Context<'_>>, lend: bool) -> bool {
         let mut state = self.shared.lock();
         let paused = !state.bus.wants_input();
-        let now = Instant::now();
+        let now = self.shared.runtime.now();
         let status = if lend {
             let status = state
                 .bus
@@ -424,7 +424,7 @@ impl futures_core::Stream for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.shared.command(|state, now| {
-            state.bus.unsubscribe(self.id);
+            state.bus.unsubscribe(now, self.id);
             state.subscribers.remove(&self.id);
             state.close_if_unused(now);
         });

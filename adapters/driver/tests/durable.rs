@@ -19,18 +19,15 @@ use support::{config, listen, on_each_runtime, tokio_threads, within};
 
 /// The next item, which must be a message.
 async fn next_message(runtime: &Arc<dyn Runtime>, sub: &mut DurableSubscription) -> DurableMessage {
-    let deadline = std::time::Instant::now() + support::WAIT;
-    let mut timer = runtime.new_timer(deadline);
+    let deadline = runtime.now() + support::WAIT;
+    let mut alarm = pgnotify_driver::Alarm::default();
     let result = {
         let mut recv = std::pin::pin!(sub.recv());
         std::future::poll_fn(|cx| {
             if let std::task::Poll::Ready(r) = recv.as_mut().poll(cx) {
                 return std::task::Poll::Ready(Some(r));
             }
-            if timer.as_mut().poll(cx).is_ready() && std::time::Instant::now() >= deadline {
-                return std::task::Poll::Ready(None);
-            }
-            std::task::Poll::Pending
+            alarm.poll_at(&**runtime, deadline, cx).map(|()| None)
         })
         .await
     };

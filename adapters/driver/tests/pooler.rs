@@ -21,7 +21,9 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use pgnotify_core::{Config, SubscribeOptions};
-use pgnotify_driver::{ConnectionEvent, ConnectionEvents, Event, Gap, ListenerError, Runtime};
+use pgnotify_driver::{
+    Alarm, ConnectionEvent, ConnectionEvents, Event, Gap, ListenerError, Runtime,
+};
 use pgnotify_testkit::pooler::{PoolMode, TestPgBouncer, pgbouncer_or_skip};
 use pgnotify_testkit::server::TestServer;
 use support::{
@@ -179,16 +181,13 @@ async fn before<T>(
     deadline: Instant,
     future: impl std::future::Future<Output = T>,
 ) -> Option<T> {
-    let mut timer = rt.new_timer(deadline);
+    let mut alarm = Alarm::default();
     let mut future = std::pin::pin!(future);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(value) = future.as_mut().poll(cx) {
             return Poll::Ready(Some(value));
         }
-        if timer.as_mut().poll(cx).is_ready() && Instant::now() >= deadline {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
+        alarm.poll_at(&**rt, deadline, cx).map(|()| None)
     })
     .await
 }

@@ -151,6 +151,12 @@ impl Runtime for TokioRuntime {
         Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
     }
 
+    /// tokio's clock, which its timers use: with tokio's `test-util`
+    /// feature and a paused clock, the driver runs on that time.
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
     fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
         let _context = self.handle.enter();
         Box::pin(Sleep(Box::pin(tokio::time::sleep_until(deadline.into()))))

@@ -37,7 +37,7 @@ pub use error::{BusError, NotifyError, TransportError, TransportErrorKind};
 pub use group::MAX_GROUP;
 pub use guard::{CheckKind, SessionStatus, SideCheck, SideSession};
 pub use output::{
-    Action, BusEvent, ConnectTarget, PublishId, SessionTarget, SubscriberStatus, TlsTarget,
+    Action, BusEvent, ConnectTarget, Output, PublishId, SessionTarget, SubscriberStatus, TlsTarget,
 };
 pub use registry::SubscriberId;
 pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
@@ -115,7 +115,8 @@ enum Purpose {
 ///   subscriber's items: [`drain_events`](Self::drain_events),
 ///   [`drain_batch`](Self::drain_batch), [`lend_batch`](Self::lend_batch);
 /// - outputs: [`poll_transmit`](Self::poll_transmit),
-///   [`poll_action`](Self::poll_action), [`poll_event`](Self::poll_event).
+///   [`poll_action`](Self::poll_action), [`poll_event`](Self::poll_event),
+///   and [`poll_output`](Self::poll_output), the three in one.
 ///
 /// # The drive loop
 ///
@@ -138,7 +139,20 @@ enum Purpose {
 /// Acting on an action or an event inside the pass, with the `handle_*` or
 /// drain call it asks for (a blocking driver connects and calls
 /// `handle_connected` at once), is fine: the next pass picks up what that
-/// created. Then the driver waits for the first of: input on the transport,
+/// created. [`poll_output`](Self::poll_output) is this loop written once,
+/// and every driver in the workspace uses it:
+///
+/// ```text
+/// while let Some(output) = bus.poll_output(&mut buf) {
+///     match output {
+///         Output::Transmit => write all of buf to the transport,
+///         Output::Action(action) => act on it,
+///         Output::Event(event) => dispatch it,
+///     }
+/// }
+/// ```
+///
+/// Then the driver waits for the first of: input on the transport,
 /// read only while [`wants_input`](Self::wants_input) (feed it with
 /// `handle_input`); the instant [`poll_timeout`](Self::poll_timeout)
 /// returned (call `handle_timeout`); a command from the application. And
@@ -286,8 +300,8 @@ pub struct Bus {
     /// Subscribers to an already LISTENed channel that joined while input
     /// was held back: ready once the held events are handled.
     ready_after_held: Vec<SubscriberId>,
-    /// The latest time any input carried, for work resumed by a call that
-    /// carries none (`unsubscribe`).
+    /// The latest time an input carried: [`stats`](Self::stats), a getter,
+    /// counts a pause still going on up to it.
     latest_now: Instant,
     stats: Stats,
 }
@@ -414,6 +428,15 @@ impl Bus {
         self.subscribers.status(id)
     }
 
+    /// Whether the server has acknowledged subscriber `id`'s LISTEN at some
+    /// point ([`BusEvent::SubscriberReady`] was emitted). Unlike
+    /// [`subscriber_status`](Self::subscriber_status) it stays true once
+    /// the subscriber's stream has ended: a driver's `subscribe` that waits
+    /// for the acknowledgement asks this. False for an unknown subscriber.
+    pub fn was_ready(&self, id: SubscriberId) -> bool {
+        self.subscribers.was_ready(id)
+    }
+
     /// Whether subscriber `id` has items queued (notifications or gaps): the
     /// level that [`BusEvent::SubscriberReadable`] announces (see
     /// "Subscribers: readiness is level-triggered" above). False for an
@@ -535,12 +558,12 @@ impl Bus {
     /// Removes subscriber `id`. Nothing is delivered to it afterwards; its
     /// queued items are discarded. The channel is UNLISTENed when its last
     /// subscriber leaves.
-    pub fn unsubscribe(&mut self, id: SubscriberId) {
+    pub fn unsubscribe(&mut self, now: Instant, id: SubscriberId) {
         if let Some(channel) = self.subscribers.remove(id) {
             self.registry.remove(&channel, id);
             self.send_registry_changes();
         }
-        self.update_backpressure_after_change(None);
+        self.update_backpressure_after_change(now);
     }
 
     /// Publishes `payload` on `channel`.
@@ -685,7 +708,7 @@ impl Bus {
         for p in self.publishes.take_all().collect::<Vec<_>>() {
             self.publish_done(p.id, Err(NotifyError::Closed));
         }
-        self.update_backpressure_after_change(Some(now));
+        self.update_backpressure_after_change(now);
         if self.stage.accepts_commands() {
             if let Some(conn) = self.conn.as_mut() {
                 let cmd = conn.simple_query("UNLISTEN *".to_owned());
@@ -802,6 +825,45 @@ impl Bus {
         self.events.pop_front()
     }
 
+    /// The next output of any kind, in the drive loop's order: the bytes to
+    /// transmit (appended to `buf`, as [`poll_transmit`](Self::poll_transmit)
+    /// does), then each action, then each event; `None` once all three are
+    /// empty.
+    ///
+    /// Every call looks at the transmit first again, so output created by
+    /// acting on an action or an event (`handle_connected`, a drain) comes
+    /// next, and `None` means a whole pass of the three found nothing: the
+    /// loop of "The drive loop" above is `while let Some(output) =
+    /// bus.poll_output(&mut buf)`. The three `poll_*` methods stay for a
+    /// driver that wants them apart; mixing both is fine.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use pgnotify_core::bus::{Action, Bus, Output};
+    /// use pgnotify_core::config::Config;
+    ///
+    /// let now = Instant::now();
+    /// let mut bus = Bus::new(Config::parse("postgres://app@db.example/app").unwrap(), now);
+    /// let mut buf = Vec::new();
+    /// while let Some(output) = bus.poll_output(&mut buf) {
+    ///     match output {
+    ///         Output::Transmit => buf.clear(), // write all of `buf` to the transport
+    ///         Output::Action(Action::Connect(_target)) => {} // start connecting
+    ///         Output::Action(_) | Output::Event(_) => {}
+    ///         _ => {} // outputs added later
+    ///     }
+    /// }
+    /// ```
+    pub fn poll_output(&mut self, buf: &mut Vec<u8>) -> Option<Output> {
+        if self.poll_transmit(buf) {
+            return Some(Output::Transmit);
+        }
+        if let Some(action) = self.actions.pop_front() {
+            return Some(Output::Action(action));
+        }
+        self.events.pop_front().map(Output::Event)
+    }
+
     /// Moves up to `max` queued items of subscriber `id` into `out`, in order,
     /// and returns its status after the hand-off.
     ///
@@ -822,7 +884,7 @@ impl Bus {
             stats: &mut self.stats,
         };
         let status = self.subscribers.drain(now, id, out, max, drained);
-        self.update_backpressure_after_change(Some(now));
+        self.update_backpressure_after_change(now);
         status
     }
 
@@ -877,7 +939,7 @@ impl Bus {
         let status = self
             .subscribers
             .drain_batch(now, id, out, max, lend, drained);
-        self.update_backpressure_after_change(Some(now));
+        self.update_backpressure_after_change(now);
         status
     }
 
@@ -945,7 +1007,7 @@ impl Bus {
             }
             Err(e) => self.stats.guard_failures_last = Some(e),
         }
-        self.update_backpressure_after_change(Some(now));
+        self.update_backpressure_after_change(now);
         if self.subscribers.any_absorbing() {
             self.guard
                 .arm(now, crate::config::defaults::SERVER_GUARD_INTERVAL);
@@ -958,7 +1020,7 @@ impl Bus {
     fn absorb_timeout(&mut self, now: Instant) {
         if self.subscribers.backpressured() > 0 {
             self.stats.stalled_releases += self.subscribers.release_stalled(now);
-            self.update_backpressure_after_change(Some(now));
+            self.update_backpressure_after_change(now);
         }
         if self.paused_since.is_some() && self.guard.start_if_due(now) {
             let check = SideCheck {
@@ -1165,13 +1227,13 @@ impl Bus {
 
     /// Resumes reading (and the ping deadline) once no `Backpressure`
     /// subscriber is full any more.
-    fn update_backpressure_after_change(&mut self, now: Option<Instant>) {
+    fn update_backpressure_after_change(&mut self, now: Instant) {
         if self.subscribers.backpressured() > 0 {
             return;
         }
         if let Some(since) = self.paused_since.take() {
             self.guard.disarm();
-            let now = now.unwrap_or(self.latest_now).max(since);
+            let now = now.max(since);
             self.stats.paused_for += now.saturating_duration_since(since);
             self.pinger.resume(now);
             // Handle what the connection decoded but the pause held back.
@@ -1444,7 +1506,7 @@ impl Bus {
         for p in self.publishes.take_all().collect::<Vec<_>>() {
             self.publish_done(p.id, Err(NotifyError::Closed));
         }
-        self.update_backpressure_after_change(Some(now));
+        self.update_backpressure_after_change(now);
         self.pending_ping_channel = None;
         self.finish_close();
     }

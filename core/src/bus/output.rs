@@ -1,4 +1,5 @@
-//! What the bus asks of its driver ([`Action`]) and tells it ([`BusEvent`]).
+//! What the bus asks of its driver ([`Action`]) and tells it ([`BusEvent`]),
+//! and [`Output`], the three outputs of the drive loop as one.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -170,4 +171,23 @@ pub enum BusEvent {
     },
     /// `close` finished: no connection remains and none will be made.
     Closed,
+}
+
+/// One output of the bus, as [`Bus::poll_output`](crate::bus::Bus::poll_output)
+/// gives them: the drive loop's three outputs (transmit, actions, events)
+/// through one method, in the contract's order.
+// One per action or event, handled at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Bytes were appended to the caller's buffer: write all of them to the
+    /// transport before anything else.
+    Transmit,
+    /// Something the driver must do (connect, start TLS, disconnect, run a
+    /// second session).
+    Action(Action),
+    /// Something that happened (a subscriber readable, a publish done, a
+    /// connection up or lost).
+    Event(BusEvent),
 }

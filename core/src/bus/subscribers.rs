@@ -232,6 +232,11 @@ impl Subscribers {
             .take_consumption(held_items, held_bytes)
     }
 
+    /// Whether `id` was ever marked ready (it stays so once ended).
+    pub(crate) fn was_ready(&self, id: SubscriberId) -> bool {
+        self.table.get(&id).is_some_and(|s| s.ready)
+    }
+
     pub(crate) fn mark_ready(&mut self, id: SubscriberId, events: &mut VecDeque<BusEvent>) {
         if let Some(s) = self.table.get_mut(&id) {
             if !s.ready && s.queue.end_reason().is_none() {

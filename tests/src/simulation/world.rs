@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use pgnotify_core::bus::Output;
 use pgnotify_core::bus::{
     Action, Bus, BusError, BusEvent, CheckKind, EventBatch, NotifyError, PublishId, SideCheck,
     SubscriberId, SubscriberStatus, TransportError, TransportErrorKind,
@@ -383,26 +384,32 @@ impl World {
     }
 
     /// Drains the bus's outputs, in the documented order, and acts on them.
+    ///
+    /// Each pass takes everything `Bus::poll_output` gives before acting on
+    /// any of it, so the checks see a pass's events together (an
+    /// `OutcomeUnknown` with the connection's death) and handle the events
+    /// before the actions.
     pub(crate) fn pump(&mut self) -> Result<bool, Violation> {
         let mut any = false;
+        let mut bytes = Vec::new();
         loop {
-            let mut bytes = Vec::new();
             let mut progress = false;
-            if self.bus.poll_transmit(&mut bytes) {
+            let mut actions = Vec::new();
+            let mut events = Vec::new();
+            while let Some(output) = self.bus.poll_output(&mut bytes) {
                 progress = true;
-                if let Some(link) = &mut self.link {
-                    link.up.extend_from_slice(&bytes);
+                match output {
+                    Output::Transmit => {
+                        if let Some(link) = &mut self.link {
+                            link.up.extend_from_slice(&bytes);
+                        }
+                        bytes.clear();
+                    }
+                    Output::Action(action) => actions.push(action),
+                    Output::Event(event) => events.push(event),
+                    other => return Err(Violation::new(0, format!("unknown output {other:?}"))),
                 }
             }
-            let mut actions = Vec::new();
-            while let Some(action) = self.bus.poll_action() {
-                actions.push(action);
-            }
-            let mut events = Vec::new();
-            while let Some(event) = self.bus.poll_event() {
-                events.push(event);
-            }
-            progress |= !actions.is_empty() || !events.is_empty();
             self.on_events(events)?;
             for action in actions {
                 self.on_action(action)?;
@@ -1287,7 +1294,7 @@ impl World {
             lending.held.clear();
         }
         let id = s.id;
-        self.bus.unsubscribe(id);
+        self.bus.unsubscribe(self.now, id);
         self.pump()?;
         let mut out = Vec::new();
         let status = self.bus.drain_events(self.now, id, &mut out, usize::MAX);

@@ -21,6 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use pgnotify_core::bus::Output;
 use pgnotify_core::bus::{
     Action, Bus, BusEvent, ConnectTarget, SubscriberId, SubscriberStatus, TransportError,
     TransportErrorKind,
@@ -341,33 +342,26 @@ impl BusDriver {
         &mut self.bus
     }
 
-    /// Drains the bus's outputs: writes bytes, performs actions, collects
-    /// events, until there is nothing left.
+    /// Drains the bus's outputs (`Bus::poll_output`): writes bytes,
+    /// performs actions, collects events, until there is nothing left.
     pub(crate) fn pump(&mut self) {
-        loop {
-            let mut progress = false;
-            let mut out = Vec::new();
-            if self.bus.poll_transmit(&mut out) {
-                progress = true;
-                match self.stream.as_mut() {
-                    Some(stream) => {
-                        if let Err(e) = stream.write_all(&out) {
-                            self.transport_failed(TransportErrorKind::Io, e.to_string());
+        let mut out = Vec::new();
+        while let Some(output) = self.bus.poll_output(&mut out) {
+            match output {
+                Output::Transmit => {
+                    match self.stream.as_mut() {
+                        Some(stream) => {
+                            if let Err(e) = stream.write_all(&out) {
+                                self.transport_failed(TransportErrorKind::Io, e.to_string());
+                            }
                         }
+                        None => panic!("the bus transmitted {} bytes with no transport", out.len()),
                     }
-                    None => panic!("the bus transmitted {} bytes with no transport", out.len()),
+                    out.clear();
                 }
-            }
-            while let Some(action) = self.bus.poll_action() {
-                progress = true;
-                self.act(action);
-            }
-            while let Some(event) = self.bus.poll_event() {
-                progress = true;
-                self.events.push_back(event);
-            }
-            if !progress {
-                return;
+                Output::Action(action) => self.act(action),
+                Output::Event(event) => self.events.push_back(event),
+                other => panic!("the blocking driver does not know {other:?}"),
             }
         }
     }

@@ -15,7 +15,7 @@ mod subscription;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgnotify_core::durable::{DEFAULT_PAGE_LIMIT, DurableSchema, SCHEMA_VERSION, Since};
 use pgnotify_core::{OverflowPolicy, SubscribeOptions, validate_channel};
@@ -278,7 +278,7 @@ impl Durable {
                 SqlSession::open(&*runtime, &target, frame, None).await?
             }
         };
-        let deadline = Instant::now() + self.query_timeout;
+        let deadline = runtime.now() + self.query_timeout;
         let result = with_deadline(&*runtime, Some(deadline), session.query(sql))
             .await
             .unwrap_or_else(|| {

@@ -2,13 +2,13 @@
 //! with the table, and the page reads the reader asks for.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgnotify_core::durable::{DurableEvent, DurableReader, Page, ReaderStats, Since};
 use pgnotify_core::{EndReason, Event};
 
 use super::{Durable, DurableError};
-use crate::runtime::with_deadline;
+use crate::runtime::Alarm;
 use crate::subscription::Subscription;
 
 /// The first wait before reading a page again after a passing failure; it
@@ -137,8 +137,9 @@ impl DurableSubscription {
 
     async fn wait_to_retry(&mut self) {
         let runtime = self.durable.runtime();
-        let deadline = Instant::now() + self.retry_wait;
-        with_deadline(&*runtime, Some(deadline), std::future::pending::<()>()).await;
+        let deadline = runtime.now() + self.retry_wait;
+        let mut alarm = Alarm::default();
+        std::future::poll_fn(|cx| alarm.poll_at(&*runtime, deadline, cx)).await;
         self.retry_wait = (self.retry_wait * 2).min(MAX_RETRY_WAIT);
     }
 }

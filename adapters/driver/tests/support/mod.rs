@@ -10,7 +10,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use pgnotify_core::Config;
-use pgnotify_driver::{AnyRuntime, Event, Notification, Runtime, Subscription};
+use pgnotify_driver::{Alarm, AnyRuntime, Event, Notification, Runtime, Subscription};
 
 /// The driver's listener, with the runtime always given explicitly.
 pub type Listener = pgnotify_driver::Listener<AnyRuntime>;
@@ -114,14 +114,14 @@ pub async fn within<T>(
     what: &str,
     future: impl Future<Output = T>,
 ) -> T {
-    let deadline = Instant::now() + WAIT;
-    let mut timer = runtime.new_timer(deadline);
+    let deadline = runtime.now() + WAIT;
+    let mut alarm = Alarm::default();
     let mut future = std::pin::pin!(future);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(value) = future.as_mut().poll(cx) {
             return Poll::Ready(value);
         }
-        if timer.as_mut().poll(cx).is_ready() && Instant::now() >= deadline {
+        if alarm.poll_at(&**runtime, deadline, cx).is_ready() {
             panic!("waited {WAIT:?} for {what}");
         }
         Poll::Pending
@@ -131,18 +131,9 @@ pub async fn within<T>(
 
 /// Sleeps on `runtime`'s timer.
 pub async fn sleep(runtime: &Arc<dyn Runtime>, duration: Duration) {
-    let deadline = Instant::now() + duration;
-    let mut timer = runtime.new_timer(deadline);
-    std::future::poll_fn(|cx| match timer.as_mut().poll(cx) {
-        Poll::Ready(()) if Instant::now() >= deadline => Poll::Ready(()),
-        Poll::Ready(()) => {
-            timer.as_mut().reset(deadline);
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-        Poll::Pending => Poll::Pending,
-    })
-    .await
+    let deadline = runtime.now() + duration;
+    let mut alarm = Alarm::default();
+    std::future::poll_fn(|cx| alarm.poll_at(&**runtime, deadline, cx)).await
 }
 
 /// The subscription's next item, failing the test if it ends or takes too long.
