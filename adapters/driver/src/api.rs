@@ -10,7 +10,8 @@
 
 pub use crate::callback::CallbackSubscription;
 pub use crate::durable::{DEFAULT_QUERY_TIMEOUT, Durable, DurableError, DurableSubscription};
-pub use crate::events::{ConnectionEvent, ConnectionEvents, EVENT_CAPACITY};
+pub use crate::event_stream::ConnectionEvents;
+pub use crate::events::{ConnectionEvent, EVENT_CAPACITY};
 #[cfg(feature = "json")]
 pub use crate::json::{DecodeError, JsonEvent, JsonSubscription, NotifyJsonError};
 pub use crate::listener::{DEFAULT_FIRST_CONNECT_ROUNDS, ListenerError};

@@ -24,7 +24,8 @@ use std::task::{Context, Poll, Waker};
 use pgnotify_core::{EndReason, Event, SubscribeOptions};
 
 use crate::listener::Listener;
-use crate::shared::{Shared, store_waker};
+use crate::shared::Shared;
+use crate::signal::store_waker;
 use crate::subscription::{SubscribeError, Subscription};
 
 impl<R> Listener<R> {

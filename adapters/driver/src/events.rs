@@ -1,15 +1,15 @@
-//! Connection events: a bounded, broadcast-style stream per
-//! [`Listener::connection_events`](crate::Listener::connection_events) call.
+//! Connection events: what a [`ConnectionEvent`] is, and the bounded queue
+//! each receiver ([`ConnectionEvents`](crate::ConnectionEvents), made by
+//! [`Listener::connection_events`](crate::Listener::connection_events)) has
+//! under the listener's lock.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use pgnotify_core::bus::BusError;
 
-use crate::shared::{Shared, store_waker};
+use crate::signal::store_waker;
 
 /// How many events one [`ConnectionEvents`] holds before the oldest are
 /// dropped (and reported as [`ConnectionEvent::Lagged`]).
@@ -84,7 +84,7 @@ pub(crate) struct EventQueues {
 }
 
 impl EventQueues {
-    fn add(&mut self) -> u64 {
+    pub(crate) fn add(&mut self) -> u64 {
         self.next_id += 1;
         self.queues.insert(self.next_id, EventQueue::default());
         self.next_id
@@ -110,46 +110,13 @@ impl EventQueues {
     }
 }
 
-/// A stream of [`ConnectionEvent`]s from the moment it was created, ending
-/// when the listener is closed.
-///
-/// Each receiver has its own queue of [`EVENT_CAPACITY`] events; one that
-/// falls behind loses the oldest and gets a [`ConnectionEvent::Lagged`]
-/// first. A receiver does not keep the listener open. Implements
-/// [`futures_core::Stream`].
-pub struct ConnectionEvents {
-    shared: Arc<Shared>,
-    id: u64,
-}
-
-impl fmt::Debug for ConnectionEvents {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionEvents")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ConnectionEvents {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        let id = shared.lock().events.add();
-        Self { shared, id }
-    }
-
-    /// Waits for the next event; `None` once the listener is closed and
-    /// every event has been taken.
-    ///
-    /// Cancel safe: an event is taken only when this returns it.
-    pub async fn recv(&mut self) -> Option<ConnectionEvent> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
-    }
-
-    /// Polls for the next event, registering the task to be woken.
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ConnectionEvent>> {
-        let mut state = self.shared.lock();
-        let events = &mut state.events;
-        let ended = events.ended;
-        let Some(queue) = events.queues.get_mut(&self.id) else {
+impl EventQueues {
+    /// The next event for receiver `id`: a `Lagged` first if it lost some,
+    /// `None` once the listener is closed and its queue is empty (or the
+    /// receiver is gone); otherwise pending, with the task's waker kept.
+    pub(crate) fn poll_next(&mut self, id: u64, cx: &Context<'_>) -> Poll<Option<ConnectionEvent>> {
+        let ended = self.ended;
+        let Some(queue) = self.queues.get_mut(&id) else {
             return Poll::Ready(None);
         };
         if queue.missed > 0 {
@@ -165,19 +132,10 @@ impl ConnectionEvents {
         store_waker(&mut queue.waker, cx);
         Poll::Pending
     }
-}
 
-impl futures_core::Stream for ConnectionEvents {
-    type Item = ConnectionEvent;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ConnectionEvent>> {
-        self.get_mut().poll_recv(cx)
-    }
-}
-
-impl Drop for ConnectionEvents {
-    fn drop(&mut self) {
-        self.shared.lock().events.queues.remove(&self.id);
+    /// Forgets receiver `id`.
+    pub(crate) fn remove(&mut self, id: u64) {
+        self.queues.remove(&id);
     }
 }
 

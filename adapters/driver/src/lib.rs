@@ -105,6 +105,7 @@ mod callback;
 mod connect;
 mod driver;
 mod durable;
+mod event_stream;
 mod events;
 mod guard;
 #[cfg(feature = "json")]

@@ -11,10 +11,11 @@ use pgnotify_core::bus::{Bus, BusError, NotifyError, PublishId, Stats};
 use pgnotify_core::{Config, ConfigError, SubscribeOptions};
 
 use crate::driver::Driver;
-use crate::events::ConnectionEvents;
+use crate::event_stream::ConnectionEvents;
 use crate::multi::MultiSubscription;
 use crate::runtime::{Runtime, with_deadline};
-use crate::shared::{PublishSlot, Shared, store_waker};
+use crate::shared::{PublishSlot, Shared};
+use crate::signal::store_waker;
 use crate::subscription::{SubscribeError, Subscription};
 
 /// A runtime that [`Listener::connect`] can find by itself: the one the

@@ -210,11 +210,3 @@ fn register(waiters: &mut Vec<Waker>, cx: &Context<'_>) {
         waiters.push(cx.waker().clone());
     }
 }
-
-/// Stores the task's waker in `slot`, cloning only when it changed.
-pub(crate) fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
-    match slot {
-        Some(w) if w.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
-    }
-}

@@ -45,6 +45,14 @@ impl Signal {
     }
 }
 
+/// Stores the task's waker in `slot`, cloning only when it changed.
+pub(crate) fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -8,7 +8,8 @@ use std::task::{Context, Poll};
 use pgnotify_core::bus::{Consumption, EventBatch, EventRef, SubscriberId, SubscriberStatus};
 use pgnotify_core::{ChannelError, EndReason, Event, SubscribeOptions};
 
-use crate::shared::{Shared, SubscriberSlot, store_waker};
+use crate::shared::{Shared, SubscriberSlot};
+use crate::signal::store_waker;
 
 /// A stream of the notifications on one channel, with in-band gaps, from
 /// the moment the server acknowledged the LISTEN.
