@@ -98,7 +98,7 @@ pub(crate) struct Driver {
 
 impl Driver {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        let observer = Observer::new(&shared.lock().bus);
+        let observer = Observer::new();
         Self {
             runtime: shared.runtime.clone(),
             shared,

@@ -1,39 +1,40 @@
-//! What the driver reports about itself: `tracing` events and, with the
-//! `metrics` feature, metrics.
+//! What the driver reports about itself: `tracing` events for the
+//! connection's life and, with the `metrics` feature, metrics.
 //!
 //! The driver calls [`Observer::event`] for every [`BusEvent`] it dispatches
 //! and [`Observer::after_pass`] after each pass of its loop; this module is
-//! the one place that turns them into log lines and metrics. Nothing here runs
-//! per notification: lifecycle events are rare, and statistics are compared
-//! at most once per [`OBSERVE_INTERVAL`] (a [`Bus::stats`] walks every
-//! subscriber: about 130 µs for 10,000), only when a subscriber of `tracing`
-//! wants the levels used or the `metrics` feature is on. Changes within an
-//! interval are published at its end ([`Observer::deadline`]), and lifecycle
-//! events are published at once.
+//! the one place that turns them into log lines and metrics. What happens
+//! inside the bus (a slow health ping, reading paused and resumed, overflow
+//! summaries) the core logs itself where it happens (`core/src/bus/log.rs`).
+//! Nothing here runs per notification: lifecycle events are rare, and with
+//! the `metrics` feature the statistics are read at most once per
+//! [`OBSERVE_INTERVAL`] (a [`Bus::stats`] walks every subscriber: about
+//! 130 µs for 10,000); changes within an interval are published at its end
+//! ([`Observer::deadline`]), and lifecycle events at once.
 //!
-//! | what | level |
-//! |---|---|
-//! | first connection up | info |
-//! | reconnected (with the generation) | info |
-//! | connection lost (with the error) | warn; error for a protocol violation |
-//! | connection attempt failed | warn; error when it ends the first round and retrying cannot help |
-//! | listener closed | info |
-//! | overflow policies discarded notifications (counts per policy, per interval) | debug |
-//! | reading paused / resumed by a full `Backpressure` subscriber | debug |
-//! | a health ping took more than half the ping timeout | warn |
-//! | a subscription ended other than by unsubscribing, a publish failed | debug |
+//! | what | level | where |
+//! |---|---|---|
+//! | first connection up | info | here |
+//! | reconnected (with the generation) | info | here |
+//! | connection lost (with the error) | warn; error for a protocol violation | here |
+//! | connection attempt failed | warn; error when it ends the first round and retrying cannot help | here |
+//! | listener closed | info | here |
+//! | a subscription ended other than by unsubscribing, a publish failed | debug | here |
+//! | a health ping took more than half the ping timeout | warn | the core |
+//! | reading paused / resumed by a full `Backpressure` subscriber | debug | the core |
+//! | overflow policies discarded notifications (counts per policy, at most every 100 ms) | debug | the core |
 
 use std::time::{Duration, Instant};
 
 use pgnotify_core::EndReason;
 use pgnotify_core::bus::{Bus, BusError, BusEvent, Stats};
 use pgnotify_core::protocol::ConnectionError;
-use tracing::Level;
 
 /// The shortest time between two looks at the bus's statistics.
 pub(crate) const OBSERVE_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The driver's reporter: remembers the last statistics to report differences.
+/// The driver's reporter: with the `metrics` feature, remembers the last
+/// statistics published, to publish differences.
 #[derive(Debug)]
 pub(crate) struct Observer {
     last: Stats,
@@ -41,19 +42,16 @@ pub(crate) struct Observer {
     taken_at: Option<Instant>,
     /// A pass went unobserved since `taken_at`.
     unobserved: bool,
-    /// Pings slower than this are reported.
-    slow_ping: Duration,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::Published,
 }
 
 impl Observer {
-    pub(crate) fn new(bus: &Bus) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             last: Stats::default(),
             taken_at: None,
             unobserved: false,
-            slow_ping: bus.config().ping_timeout() / 2,
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Published::register(),
         }
@@ -113,11 +111,11 @@ impl Observer {
         }
     }
 
-    /// Reports what changed in the bus's statistics, unless it did less than
-    /// [`OBSERVE_INTERVAL`] ago (then [`deadline`](Self::deadline) asks for
-    /// another pass).
+    /// Publishes what changed in the bus's statistics (with the `metrics`
+    /// feature), unless it did less than [`OBSERVE_INTERVAL`] ago (then
+    /// [`deadline`](Self::deadline) asks for another pass).
     pub(crate) fn after_pass(&mut self, bus: &Bus, now: Instant) {
-        if !cfg!(feature = "metrics") && !tracing::enabled!(Level::WARN) {
+        if !cfg!(feature = "metrics") {
             return;
         }
         if self
@@ -143,45 +141,7 @@ impl Observer {
         let stats = bus.stats();
         #[cfg(feature = "metrics")]
         self.metrics.update(&self.last, &stats);
-        self.trace_changes(&stats);
         self.last = stats;
-    }
-
-    fn trace_changes(&self, new: &Stats) {
-        let old = &self.last;
-        if let Some(rtt) = new.last_ping_rtt {
-            if new.last_ping_rtt != old.last_ping_rtt && rtt > self.slow_ping {
-                tracing::warn!(
-                    ?rtt,
-                    ping_timeout = ?self.slow_ping * 2,
-                    "slow health ping: the server or the network is lagging"
-                );
-            }
-        }
-        if tracing::enabled!(Level::DEBUG) {
-            let drop_oldest = new.dropped_oldest - old.dropped_oldest.min(new.dropped_oldest);
-            let drop_newest = new.dropped_newest - old.dropped_newest.min(new.dropped_newest);
-            let keep_latest = new.replaced_latest - old.replaced_latest.min(new.replaced_latest);
-            let closed =
-                new.closed_by_overflow - old.closed_by_overflow.min(new.closed_by_overflow);
-            if drop_oldest + drop_newest + keep_latest + closed > 0 {
-                tracing::debug!(
-                    drop_oldest,
-                    drop_newest,
-                    keep_latest,
-                    closed,
-                    largest_queue = new.largest_queue,
-                    "overflow policies discarded notifications; subscribers see overflow gaps"
-                );
-            }
-            if new.reading_paused != old.reading_paused {
-                if new.reading_paused {
-                    tracing::debug!("reading paused: a Backpressure subscriber is full");
-                } else {
-                    tracing::debug!(paused_for = ?new.paused_for, "reading resumed");
-                }
-            }
-        }
     }
 }
 
@@ -190,7 +150,7 @@ impl Observer {
     /// listener's share of the gauges. Called once, before the listener
     /// reports itself stopped.
     pub(crate) fn stopped(&mut self, bus: &Bus) {
-        if cfg!(feature = "metrics") || tracing::enabled!(Level::WARN) {
+        if cfg!(feature = "metrics") {
             self.observe(bus);
         }
         #[cfg(feature = "metrics")]
@@ -268,7 +228,7 @@ mod tests {
     #[test]
     fn connection_life_is_logged_at_its_levels() {
         let bus = bus();
-        let mut observer = Observer::new(&bus);
+        let mut observer = Observer::new();
         let protocol =
             BusError::Connection(ConnectionError::Protocol(ProtocolError::UnknownMessage {
                 tag: b'?',
@@ -303,7 +263,7 @@ mod tests {
     #[test]
     fn a_first_round_that_retrying_cannot_fix_is_an_error() {
         let bus = bus();
-        let mut observer = Observer::new(&bus);
+        let mut observer = Observer::new();
         let lines = logged(|| {
             observer.event(
                 &BusEvent::ConnectFailed {
@@ -318,28 +278,10 @@ mod tests {
     }
 
     #[test]
-    fn a_ping_slower_than_half_the_timeout_is_a_warning_once() {
-        let bus = bus();
-        let mut observer = Observer::new(&bus);
-        let mut stats = Stats::default();
-        let lines = logged(|| {
-            stats.last_ping_rtt = Some(Duration::from_millis(900));
-            observer.trace_changes(&stats);
-            observer.last = stats.clone();
-            stats.last_ping_rtt = Some(Duration::from_millis(1100));
-            observer.trace_changes(&stats);
-            observer.last = stats.clone();
-            // The same answer seen again is not a new slow ping.
-            observer.trace_changes(&stats);
-        });
-        assert_eq!(lines.len(), 1, "{lines:#?}");
-        assert!(lines[0].starts_with("WARN slow health ping"), "{lines:#?}");
-    }
-
-    #[test]
+    #[cfg(feature = "metrics")]
     fn statistics_are_looked_at_once_per_interval_and_the_rest_at_its_end() {
         let bus = bus();
-        let mut observer = Observer::new(&bus);
+        let mut observer = Observer::new();
         let start = Instant::now();
         logged(|| {
             observer.after_pass(&bus, start);
@@ -353,24 +295,5 @@ mod tests {
             observer.after_pass(&bus, start + OBSERVE_INTERVAL + Duration::from_millis(1));
             assert_eq!(observer.deadline(), None);
         });
-    }
-
-    #[test]
-    fn overflow_is_reported_once_per_pass_with_the_counts() {
-        let bus = bus();
-        let mut observer = Observer::new(&bus);
-        let mut stats = Stats::default();
-        let lines = logged(|| {
-            stats.replaced_latest = 40;
-            stats.dropped_oldest = 2;
-            observer.trace_changes(&stats);
-            observer.last = stats.clone();
-            observer.trace_changes(&stats);
-        });
-        assert_eq!(lines.len(), 1, "{lines:#?}");
-        assert!(
-            lines[0].starts_with("DEBUG overflow policies"),
-            "{lines:#?}"
-        );
     }
 }

@@ -15,6 +15,7 @@ mod filter;
 mod group;
 mod guard;
 mod lifecycle;
+mod log;
 mod options;
 mod output;
 mod ping;
@@ -294,6 +295,8 @@ pub struct Bus {
     events: VecDeque<BusEvent>,
     /// Since when reading has been paused by a full `Backpressure` or
     /// absorbing `Absorb` subscriber.
+    /// The overflow summary written through `tracing` (`log.rs`).
+    overflow_log: log::OverflowLog,
     paused_since: Option<Instant>,
     /// Watches the server's notification queue while `Absorb` pauses.
     guard: ServerGuard,
@@ -334,6 +337,7 @@ impl Bus {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             paused_since: None,
+            overflow_log: log::OverflowLog::default(),
             guard: ServerGuard::default(),
             latest_now: now,
             ready_after_held: Vec::new(),
@@ -778,6 +782,7 @@ impl Bus {
             self.publish_done(id, Err(e));
         }
         self.ping_timeout(now);
+        self.overflow_log.maybe_write(now, &self.stats);
     }
 
     // ------------------------------------------------------------------ outputs
@@ -1156,6 +1161,10 @@ impl Bus {
             }
             if Some(n.process_id) == self.backend_pid() {
                 if let Some(sent_at) = self.pinger.answered(now) {
+                    log::ping_answered(
+                        now.saturating_duration_since(sent_at),
+                        self.config.ping_timeout(),
+                    );
                     if self
                         .session
                         .probe
@@ -1215,9 +1224,11 @@ impl Bus {
             }
         });
         self.send_registry_changes();
+        self.overflow_log.maybe_write(now, &self.stats);
         if self.subscribers.backpressured() > 0 && self.paused_since.is_none() {
             self.paused_since = Some(now);
             self.pinger.pause();
+            log::reading_paused();
         }
         if self.paused_since.is_some() && self.subscribers.any_absorbing() {
             self.guard
@@ -1234,7 +1245,9 @@ impl Bus {
         if let Some(since) = self.paused_since.take() {
             self.guard.disarm();
             let now = now.max(since);
-            self.stats.paused_for += now.saturating_duration_since(since);
+            let paused_for = now.saturating_duration_since(since);
+            self.stats.paused_for += paused_for;
+            log::reading_resumed(paused_for);
             self.pinger.resume(now);
             // Handle what the connection decoded but the pause held back.
             self.process_connection(now);
