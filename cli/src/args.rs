@@ -65,9 +65,10 @@ Examples:
   printf 'a\\nb\\nc\\n' | pgnotify notify jobs
 
 With --durable (after `pgnotify install`), each payload is published with
-the schema's publish() function, kept in its table until pruned, and its id
-printed on stdout (one per line of stdin, published one after another, in
-order); payloads may be as long as the schema's bound (16 MiB unless
+the schema's publish() function in a transaction of its own and kept in its
+table until pruned; the ticket publish() returned is printed on stdout (one
+per line of stdin, published one after another, so their positions follow
+the lines). Payloads may be as long as the schema's bound (16 MiB unless
 installed otherwise), far beyond NOTIFY's 8,000 bytes.
   pgnotify notify --durable orders '{\"id\": 42}'
   pgnotify notify --durable --file big.json orders";
@@ -235,7 +236,7 @@ pub(crate) struct NotifyArgs {
     /// Send all of standard input as one payload, instead of one per line
     #[arg(long)]
     pub(crate) stdin_whole: bool,
-    /// Publish durably (see `pgnotify install`): kept in a table, no 8,000-byte limit; prints each message's id
+    /// Publish durably (see `pgnotify install`): kept in a table, no 8,000-byte limit; prints the ticket publish() returns
     #[arg(long)]
     pub(crate) durable: bool,
     /// With --durable: the schema durable channels are installed in

@@ -78,7 +78,8 @@ pub(crate) async fn prune(
 
 /// `pgnotify notify --durable`: publishes `payload` (or each line of stdin,
 /// one after another so their positions follow the lines) and prints each
-/// message's id.
+/// ticket `publish()` returned (the message's position is given at commit
+/// and printed by `listen --durable`).
 pub(crate) async fn notify(
     listener: &Listener,
     schema: DurableSchema,
@@ -87,11 +88,11 @@ pub(crate) async fn notify(
 ) -> Result<(), CliError> {
     let durable = listener.durable_in(schema);
     if let Some(payload) = payload {
-        let id = durable
+        let ticket = durable
             .notify(channel, &payload)
             .await
             .map_err(|e| durable_error("publish durably", e))?;
-        return print_line(&id.to_string());
+        return print_line(&ticket.to_string());
     }
     if std::io::stdin().is_terminal() {
         eprintln!("pgnotify: publishing each line typed to {channel:?} durably; Ctrl-D ends");
@@ -104,7 +105,7 @@ pub(crate) async fn notify(
     })? {
         read += 1;
         match durable.notify(channel, &line).await {
-            Ok(id) => print_line(&id.to_string())?,
+            Ok(ticket) => print_line(&ticket.to_string())?,
             Err(e) => {
                 failed += 1;
                 eprintln!("pgnotify: line {read}: {e}");

@@ -859,10 +859,10 @@ fn install_twice_then_a_100_kb_durable_message_is_listened_to_from_position_0() 
     let big: String = (0..100_000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
-    let id = succeeds(&server, &["notify", "--durable", "orders", &big]);
+    let ticket = succeeds(&server, &["notify", "--durable", "orders", &big]);
     assert!(
-        id.trim().parse::<u64>().is_ok(),
-        "the message id, got {id:?}"
+        ticket.trim().parse::<u64>().is_ok(),
+        "the ticket, got {ticket:?}"
     );
     // Plain notify keeps refusing what NOTIFY cannot carry, before connecting.
     let plain = pgnotify_at(&server, &["notify", "orders", &big]);
@@ -921,7 +921,7 @@ fn listen_durable_prints_live_messages_with_their_position_as_json_and_text() {
             "jobs",
         ],
     );
-    // One per line of stdin, in order, each id on a line of its own.
+    // One per line of stdin, in order, each ticket on a line of its own.
     let mut child = pgnotify()
         .args([
             "--url",
