@@ -7,11 +7,12 @@
 //! ```
 //!
 //! Figures: `burst`, `drain`, `latency`, `memory`, `reconnect`, `publish`, `flap`,
-//! `stall`. Options
+//! `stall`, `durable-publish`, `durable-latency`, `durable-catchup`. Options
 //! are listed by `--help`.
 
 mod burst;
 mod drain;
+mod durable;
 mod exec;
 mod flap;
 mod latency;
@@ -49,6 +50,13 @@ figures and their options (defaults in brackets):
              --runtimes [tokio,smol,async-std]
   flap       backend terminated every --every [20] s for --secs [300] s: --rate [100]
   stall      one subscriber never reads among --readers [9], default options: --n [200000]
+  durable-publish  64 concurrent autocommit publishers, pgnotify.publish vs pg_notify
+             (tokio-postgres) and Durable::notify vs Listener::notify:
+             --n [20000] --publishers [64] --trials [3]
+  durable-latency  publish call → recv, one at a time, durable vs plain, and 64 KiB
+             and 1 MiB durable payloads: --n [500] --rate [100] --big-n [30]
+  durable-catchup  10,000 missed durable messages: a late Since::After(0) subscriber,
+             and a bounced listener kept out while they were published: --n [10000] --trials [3]
 ";
 
 /// The command line: a figure and `--key value` options.
@@ -150,6 +158,9 @@ fn main() {
         "publish-lone",
         "flap",
         "stall",
+        "durable-publish",
+        "durable-latency",
+        "durable-catchup",
     ]
     .contains(&args.figure.as_str())
     {
@@ -175,6 +186,9 @@ fn main() {
         "publish-lone" => publish::run_lone(&server, &args),
         "flap" => flap::run(&server, &args),
         "stall" => stall::run(&server, &args),
+        "durable-publish" => durable::run_publish(&server, &args),
+        "durable-latency" => durable::run_latency(&server, &args),
+        "durable-catchup" => durable::run_catchup(&server, &args),
         _ => unreachable!("checked above"),
     }
 }
