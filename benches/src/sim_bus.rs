@@ -7,7 +7,7 @@ use std::time::Instant;
 use pgnotify_core::SubscribeOptions;
 use pgnotify_core::bus::{Action, Bus, SubscriberId, SubscriberStatus};
 use pgnotify_core::config::Config;
-use pgnotify_testkit::sim::{ConnId, Refused, SimConfig, SimServer};
+use pgnotify_testkit::sim_server::{ConnId, Refused, SimConfig, SimServer};
 
 /// Why a bus could not be brought to the listening state.
 #[derive(Debug)]

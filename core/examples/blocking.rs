@@ -6,7 +6,7 @@
 //! It follows the drive contract written at the top of `Bus`, and is kept
 //! as the reference for it: when the contract changes, this file changes
 //! with it. The test kit runs it against a real server
-//! (`tests/tests/blocking_example.rs`: listen, publish, a burst, the
+//! (`testkit/tests/blocking_example.rs`: listen, publish, a burst, the
 //! backend killed, the gap, receiving again).
 //!
 //! ```text

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::sim::{ConnId, SimServer};
+use crate::sim_server::{ConnId, SimServer};
 
 use super::check::Violation;
 

@@ -71,7 +71,7 @@
 //! ```
 //! use std::time::Instant;
 //! use bytes::BytesMut;
-//! use pgnotify_testkit::sim::{SimConfig, SimServer};
+//! use pgnotify_testkit::sim_server::{SimConfig, SimServer};
 //! use postgres_protocol::message::frontend;
 //!
 //! let now = Instant::now();

@@ -2,7 +2,7 @@
 //! the fuzzer to start from.
 //!
 //! They are written from code so that they stay valid as the targets'
-//! input formats evolve; `tests/tests/fuzz_corpus_replay.rs` runs them on
+//! input formats evolve; `testkit/tests/fuzz_corpus_replay.rs` runs them on
 //! every test run and writes them into `fuzz/corpus/<target>/seed-<name>`
 //! when `PGNOTIFY_WRITE_SEEDS` is set.
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 use pgnotify_core::OverflowPolicy;
 use pgnotify_core::bus::TransportErrorKind;
 
-use crate::sim::{FaultPoint, ServerRole, ShutdownMode, SqlError};
+use crate::sim_server::{FaultPoint, ServerRole, ShutdownMode, SqlError};
 use crate::simulation::{ConsumerKind, RunStats, Violation, World, WorldOptions};
 
 /// The most operations one input runs.
@@ -504,7 +504,7 @@ impl Fuzz<'_> {
         Ok(())
     }
 
-    fn failover(&mut self, link: Option<(usize, crate::sim::ConnId)>) {
+    fn failover(&mut self, link: Option<(usize, crate::sim_server::ConnId)>) {
         if self.hosts() != 2 {
             return;
         }

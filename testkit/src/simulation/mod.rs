@@ -2,7 +2,7 @@
 //! simulated PostgreSQL hosts, checking the ten invariants of ARCHITECTURE.md
 //! after every step.
 //!
-//! A [`World`] holds one or two [`SimServer`](crate::sim::SimServer) hosts
+//! A [`World`] holds one or two [`SimServer`](crate::sim_server::SimServer) hosts
 //! (host 1 starts as a standby, for failover), one bus, a virtual clock, a
 //! seeded generator and the network between them. `step` moves pending
 //! bytes both ways in random chunks, performs the bus's actions (connect,

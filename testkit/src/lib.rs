@@ -8,7 +8,7 @@
 pub mod fuzz;
 pub mod proxy;
 pub mod scripted;
-pub mod sim;
+pub mod sim_server;
 pub mod simulation;
 
 pub use pgnotify_throwaway::{pooler, server, skip};

@@ -8,7 +8,7 @@ use std::time::Duration;
 /// PostgreSQL 15 primary that answers SSLRequest with `N`:
 ///
 /// ```
-/// use pgnotify_testkit::sim::{AuthMethod, SimConfig};
+/// use pgnotify_testkit::sim_server::{AuthMethod, SimConfig};
 /// let config = SimConfig {
 ///     seed: 7,
 ///     auth: AuthMethod::Md5 { password: "secret".into() },

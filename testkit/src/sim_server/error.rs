@@ -9,7 +9,7 @@ use std::fmt;
 /// ones a test injects with [`SimServer::fail_next`](super::SimServer::fail_next).
 ///
 /// ```
-/// use pgnotify_testkit::sim::SqlError;
+/// use pgnotify_testkit::sim_server::SqlError;
 /// let e = SqlError::error("53100", "could not extend file");
 /// assert_eq!(e.to_string(), "ERROR 53100: could not extend file");
 /// ```

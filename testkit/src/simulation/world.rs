@@ -13,7 +13,7 @@ use pgnotify_core::bus::{
 use pgnotify_core::config::{Config, HostSpec, SslMode, TargetSessionAttrs};
 use pgnotify_core::{EndReason, Event};
 
-use crate::sim::{ServerRole, SimConfig, SimServer};
+use crate::sim_server::{ServerRole, SimConfig, SimServer};
 
 use super::backoff::BackoffModel;
 use super::check::{CheckCounts, Violation};
@@ -226,9 +226,9 @@ impl World {
                         ServerRole::Standby
                     },
                     notify_placement: if rng.chance(1, 2) {
-                        crate::sim::NotifyPlacement::BeforeReady
+                        crate::sim_server::NotifyPlacement::BeforeReady
                     } else {
-                        crate::sim::NotifyPlacement::AfterReady
+                        crate::sim_server::NotifyPlacement::AfterReady
                     },
                     // One world in four sits behind a pooler's made-up
                     // BackendKeyData pid (from the seed, not the generator,

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use pgnotify_core::OverflowPolicy;
-use pgnotify_testkit::sim::{FaultPoint, SqlError};
+use pgnotify_testkit::sim_server::{FaultPoint, SqlError};
 use pgnotify_testkit::simulation::{
     ConsumerKind, SeedKind, World, WorldOptions, replay_command, run_seed, run_seeds,
 };
@@ -94,7 +94,7 @@ fn backoff_in_an_outage_starts_immediately_then_stays_within_min_and_max() {
     let max = world.bus().config().backoff_max();
     world.servers_mut()[0].shutdown(
         std::time::Instant::now(),
-        pgnotify_testkit::sim::ShutdownMode::Fast,
+        pgnotify_testkit::sim_server::ShutdownMode::Fast,
     );
     world.drive_for(Duration::from_secs(60)).expect("outage");
     world.servers_mut()[0].restart();

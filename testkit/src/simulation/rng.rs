@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::sim::rng::Rng;
+use crate::sim_server::rng::Rng;
 
 /// A small seedable generator; not for cryptography. The simulated
 /// server's SplitMix64 underneath, with the schedule's own helpers on top.

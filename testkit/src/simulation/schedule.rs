@@ -6,7 +6,7 @@ use std::time::Duration;
 use pgnotify_core::OverflowPolicy;
 use pgnotify_core::bus::TransportErrorKind;
 
-use crate::sim::{FaultPoint, ServerRole, ShutdownMode, SqlError};
+use crate::sim_server::{FaultPoint, ServerRole, ShutdownMode, SqlError};
 
 use super::check::Violation;
 use super::subscriber::Consumer;

@@ -1,6 +1,6 @@
 //! The bodies of the fuzz targets in `fuzz/`, kept here so that a plain
 //! `cargo test` replays every checked-in corpus file through the same code
-//! (`tests/tests/fuzz_corpus_replay.rs`); the cargo-fuzz targets are
+//! (`testkit/tests/fuzz_corpus_replay.rs`); the cargo-fuzz targets are
 //! one-line calls into this module.
 //!
 //! - [`server_bytes()`]: arbitrary server bytes, in arbitrary chunks, at every

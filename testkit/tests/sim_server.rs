@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
-use pgnotify_testkit::sim::{
+use pgnotify_testkit::sim_server::{
     AuthMethod, ConnId, FaultPoint, NotifyPlacement, ServerRole, ShutdownMode, SimConfig,
     SimServer, SqlError, SslAnswer,
 };
