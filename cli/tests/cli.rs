@@ -1067,3 +1067,49 @@ fn durable_commands_without_install_say_to_run_pgnotify_install() {
         assert_eq!(stderr_of(&output).lines().count(), 1, "{args:?}");
     }
 }
+
+#[test]
+fn listen_durable_times_out_with_three_and_stops_at_the_payload_waited_for() {
+    let server = TestServer::new().expect("start server");
+    succeeds(&server, &["install"]);
+    let output = pgnotify_at(
+        &server,
+        &[
+            "listen",
+            "--durable",
+            "--count",
+            "1",
+            "--timeout",
+            "500ms",
+            "quiet",
+        ],
+    );
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.starts_with("pgnotify: 0 messages, 0 expired, 0 reconnects in ")
+            && stderr.ends_with("pgnotify: timed out: 0 of 1 messages arrived within 500ms\n"),
+        "{stderr:?}"
+    );
+    for payload in ["a", "done", "after"] {
+        succeeds(&server, &["notify", "--durable", "quiet", payload]);
+    }
+    let stdout = succeeds(
+        &server,
+        &[
+            "listen",
+            "--durable",
+            "--since",
+            "0",
+            "--until-payload",
+            "done",
+            "--timeout",
+            "30s",
+            "quiet",
+        ],
+    );
+    assert_eq!(
+        durable_messages(&stdout),
+        [(1, "a".to_owned()), (2, "done".to_owned())]
+    );
+}
