@@ -30,6 +30,8 @@ pub(crate) enum SqlError {
     /// The session could not be opened, or broke: worth trying again on a
     /// new one.
     Unavailable(String),
+    /// The session broke after the statement was sent: it may have run.
+    Lost(String),
     /// The server answered the query with an error; the session is fine.
     Server(ServerError),
 }
@@ -40,7 +42,7 @@ impl SqlError {
     /// resources, a serialization failure or deadlock).
     pub(crate) fn is_transient(&self) -> bool {
         match self {
-            Self::Unavailable(_) => true,
+            Self::Unavailable(_) | Self::Lost(_) => true,
             Self::Server(e) => {
                 let code = e.code();
                 code.starts_with("08")
@@ -57,6 +59,7 @@ impl fmt::Display for SqlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unavailable(why) => write!(f, "no session to the server: {why}"),
+            Self::Lost(why) => write!(f, "the session to the server was lost: {why}"),
             Self::Server(e) => e.fmt(f),
         }
     }
@@ -154,16 +157,39 @@ impl SqlSession {
 
     /// Runs `sql` (one or more statements) and returns every row.
     pub(crate) async fn query(&mut self, sql: String) -> Result<Rows, SqlError> {
-        let id: CommandId = self.conn.simple_query(sql);
+        let id = self.conn.simple_query(sql);
+        self.result_of(id).await
+    }
+
+    /// Calls `sql` (a statement with two `text` parameters) once per item,
+    /// as one transaction, and returns each call's row
+    /// ([`Connection::call_all`]).
+    pub(crate) async fn call_all(
+        &mut self,
+        sql: String,
+        items: Vec<(String, String)>,
+    ) -> Result<Rows, SqlError> {
+        let id = self.conn.call_all(sql, items);
+        self.result_of(id).await
+    }
+
+    /// Sends what command `id` queued and waits for its result. A failure
+    /// of the session from here on is [`SqlError::Lost`]: the statement may
+    /// have run.
+    async fn result_of(&mut self, id: CommandId) -> Result<Rows, SqlError> {
+        let lost = |e: SqlError| match e {
+            SqlError::Unavailable(why) => SqlError::Lost(why),
+            other => other,
+        };
         loop {
-            self.flush().await?;
+            self.flush().await.map_err(lost)?;
             match self.conn.poll_event() {
                 Some(WireEvent::CommandComplete { id: done, result }) if done == id => {
                     return result.map(|r| r.rows).map_err(SqlError::Server);
                 }
-                Some(WireEvent::Failed(e)) => return Err(SqlError::Unavailable(e.to_string())),
+                Some(WireEvent::Failed(e)) => return Err(SqlError::Lost(e.to_string())),
                 Some(_) => {}
-                None => self.read().await?,
+                None => self.read().await.map_err(lost)?,
             }
         }
     }

@@ -288,3 +288,78 @@ fn every_message_exactly_once_with_out_of_order_commits_killed_backends_and_an_o
     eprintln!("{total} messages, listener backend killed {kills} times");
     tokio.block_on(listener.close());
 }
+
+/// `Durable::notify` calls made at once share transactions (group commit);
+/// one the server refuses fails alone, the others commit, each once.
+#[test]
+fn concurrent_notifies_share_transactions_and_a_refused_one_fails_alone() {
+    let server = TestServer::new().expect("a server");
+    let tokio = tokio_threads();
+    let rt: Arc<dyn Runtime> = Arc::new(pgnotify_tokio::TokioRuntime::from_handle(
+        tokio.handle().clone(),
+    ));
+    tokio.block_on(async {
+        let listener = listen(&rt, config(&server.url(), "durable-group")).await;
+        let durable = listener.durable_in(
+            DurableSchema::new("grouped")
+                .expect("valid")
+                .with_max_payload(100),
+        );
+        durable.install().await.expect("install");
+        let mut sub = durable.subscribe("g", Since::Now).await.expect("subscribe");
+        // 100 calls at once: a handful of transactions carry them.
+        let calls: Vec<_> = (0..100)
+            .map(|i| {
+                let durable = durable.clone();
+                async move { durable.notify("g", &format!("a{i}")).await }
+            })
+            .collect();
+        for result in support::join_all(calls).await {
+            result.expect("committed");
+        }
+        let transactions: usize = server
+            .execute("SELECT count(DISTINCT xmin::text) FROM grouped.messages")
+            .expect("sql")
+            .trim()
+            .parse()
+            .expect("a count");
+        assert!(
+            transactions <= 20,
+            "100 calls took {transactions} transactions"
+        );
+        eprintln!("100 concurrent calls in {transactions} transactions");
+        // 200 more, one of them over the bound: it fails alone.
+        let calls: Vec<_> = (0..200)
+            .map(|i| {
+                let durable = durable.clone();
+                let payload = if i == 77 {
+                    "z".repeat(101)
+                } else {
+                    format!("b{i}")
+                };
+                async move { durable.notify("g", &payload).await }
+            })
+            .collect();
+        let results = support::join_all(calls).await;
+        for (i, result) in results.iter().enumerate() {
+            if i == 77 {
+                let error = result.as_ref().expect_err("over the bound");
+                assert!(
+                    error.to_string().contains("over the limit of 100"),
+                    "{error}"
+                );
+            } else {
+                result.as_ref().expect("committed");
+            }
+        }
+        let mut payloads = BTreeSet::new();
+        for position in 1..=299 {
+            let message = next_message(&rt, &mut sub).await;
+            assert_eq!(message.position, position);
+            assert!(payloads.insert(message.payload));
+        }
+        assert_eq!(payloads.len(), 299);
+        assert!(!payloads.contains(&"z".repeat(101)));
+        listener.close().await;
+    });
+}

@@ -322,6 +322,13 @@ COMMIT;"#
         sql
     }
 
+    /// `SELECT <schema>.publish($1, $2)`: the same call with the channel
+    /// and payload as `text` parameters, for the extended protocol (no
+    /// escaping; many calls share one transaction and one commit).
+    pub fn publish_call_sql(&self) -> String {
+        format!("SELECT {}.publish($1, $2)", self.quoted)
+    }
+
     /// One page of `channel`'s messages after position `after`, at most
     /// `limit` of them, in order; read back with [`Page::from_rows`].
     ///

@@ -18,8 +18,20 @@ use super::{CommandId, Phase, QueryResult, WireEvent};
 #[derive(Debug)]
 pub(crate) enum Request {
     Query(String),
-    /// One or more `pg_notify` calls in one transaction (one Sync).
-    Publish(Vec<(String, String)>),
+    /// One or more calls of a statement with two text parameters (`pg_notify`
+    /// unless told otherwise) in one transaction (one Sync).
+    Publish(Calls),
+}
+
+/// The calls of one [`Request::Publish`].
+#[derive(Debug)]
+pub(crate) struct Calls {
+    /// The statement, with `$1` and `$2` of type `text`.
+    pub(crate) sql: std::borrow::Cow<'static, str>,
+    /// Its parameters, one pair per call.
+    pub(crate) items: Vec<(String, String)>,
+    /// Keep what the calls return (one-column rows), rather than dropping it.
+    pub(crate) keep_rows: bool,
 }
 
 #[derive(Debug)]
@@ -33,10 +45,12 @@ enum Kind {
     /// one Sync: one transaction, which one failure fails whole (the server
     /// skips the rest until the Sync), and which fails no other command.
     Publish {
-        /// How many notifications it carries.
+        /// How many calls it carries.
         size: usize,
-        /// ParseCompletes seen (one per notification at most).
+        /// ParseCompletes seen (one per call at most).
         parsed: usize,
+        /// The calls' one-column rows, when kept.
+        rows: Option<Vec<Vec<Option<String>>>>,
     },
     /// Refused before sending (it cannot be encoded); completes with its
     /// error when it reaches the head of the FIFO, to keep replies in order.
@@ -120,22 +134,19 @@ impl Commands {
                     )
                 }
             }
-            Request::Publish(items) => self.encode_publish(&items, out),
+            Request::Publish(calls) => self.encode_publish(&calls, out),
         };
         self.in_flight.push_back(InFlight { id, kind, error });
         self.complete_rejected(events);
     }
 
-    fn encode_publish(
-        &mut self,
-        items: &[(String, String)],
-        out: &mut BytesMut,
-    ) -> (Kind, Option<ServerError>) {
-        let pairs = items.iter().map(|(c, p)| (c.as_str(), p.as_str()));
-        if frontend::publish(pairs, out) {
+    fn encode_publish(&mut self, calls: &Calls, out: &mut BytesMut) -> (Kind, Option<ServerError>) {
+        let pairs = calls.items.iter().map(|(c, p)| (c.as_str(), p.as_str()));
+        if frontend::publish(&calls.sql, pairs, out) {
             let kind = Kind::Publish {
-                size: items.len(),
+                size: calls.items.len(),
                 parsed: 0,
+                rows: calls.keep_rows.then(Vec::new),
             };
             return (kind, None);
         }
@@ -202,11 +213,15 @@ impl Commands {
             ) => {
                 *columns = None;
             }
-            (Kind::Publish { size, parsed }, Message::ParseComplete) if *parsed < *size => {
+            (Kind::Publish { size, parsed, .. }, Message::ParseComplete) if *parsed < *size => {
                 *parsed = parsed.saturating_add(1);
             }
             (Kind::Publish { .. }, Message::BindComplete | Message::CommandComplete) => {}
-            (Kind::Publish { .. }, Message::DataRow(row)) if row.columns == 1 => {}
+            (Kind::Publish { rows, .. }, Message::DataRow(row)) if row.columns == 1 => {
+                if let Some(rows) = rows {
+                    rows.push(row.values()?);
+                }
+            }
             (_, Message::ReadyForQuery(status)) => {
                 self.finish_head(events);
                 return Ok(Some(status));
@@ -223,7 +238,9 @@ impl Commands {
         };
         let result = match (done.kind, done.error) {
             (Kind::Query { rows, .. }, None) => Ok(QueryResult { rows }),
-            (Kind::Publish { .. }, None) => Ok(QueryResult::default()),
+            (Kind::Publish { rows, .. }, None) => Ok(QueryResult {
+                rows: rows.unwrap_or_default(),
+            }),
             (_, Some(error)) => Err(error),
             (Kind::Rejected, None) => Err(ServerError::new("ERROR", "XX000", "command rejected")),
         };

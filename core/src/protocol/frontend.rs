@@ -63,16 +63,18 @@ pub(crate) fn query(sql: &str, out: &mut BytesMut) -> bool {
     true
 }
 
-/// Appends Parse/Bind/Execute of each publish and one Sync, so that they
-/// run as one transaction; `false` (and nothing appended) if a message
-/// cannot be built (a parameter over 2 GiB).
+/// Appends Parse/Bind/Execute of `sql` (two `text` parameters) for each
+/// item and one Sync, so that they run as one transaction; `false` (and
+/// nothing appended) if a message cannot be built (a parameter over 2 GiB,
+/// a NUL in `sql`).
 pub(crate) fn publish<'a>(
+    sql: &str,
     items: impl IntoIterator<Item = (&'a str, &'a str)>,
     out: &mut BytesMut,
 ) -> bool {
     let start = out.len();
     for (channel, payload) in items {
-        if !publish_unsynced(channel, payload, out) {
+        if !publish_unsynced(sql, channel, payload, out) {
             out.truncate(start);
             return false;
         }
@@ -81,11 +83,13 @@ pub(crate) fn publish<'a>(
     true
 }
 
-/// Appends Parse/Bind/Execute of one publish, without Sync.
-fn publish_unsynced(channel: &str, payload: &str, out: &mut BytesMut) -> bool {
+/// Appends Parse/Bind/Execute of one call, without Sync.
+fn publish_unsynced(sql: &str, channel: &str, payload: &str, out: &mut BytesMut) -> bool {
     let start = out.len();
-    // Constant, NUL-free strings: cannot fail.
-    let _ = frontend::parse(PUBLISH_STATEMENT, PUBLISH_SQL, [TEXT_OID, TEXT_OID], out);
+    if frontend::parse(PUBLISH_STATEMENT, sql, [TEXT_OID, TEXT_OID], out).is_err() {
+        out.truncate(start);
+        return false;
+    }
     let bound = frontend::bind(
         "",
         PUBLISH_STATEMENT,

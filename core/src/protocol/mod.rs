@@ -34,7 +34,7 @@ pub use error::{AuthError, ConnectionError, ProtocolError, ServerError};
 
 use auth::{Authenticator, Credentials, Step};
 use backend::{LastChannel, Message};
-use commands::{Commands, Request};
+use commands::{Calls, Commands, Request};
 use frame::{Frame, FrameReader};
 
 use crate::Notification;
@@ -437,10 +437,7 @@ impl Connection {
     /// [`crate::validate_payload`]): the server's refusal arrives as an error
     /// only after a round trip.
     pub fn publish(&mut self, channel: &str, payload: &str) -> CommandId {
-        self.command(Request::Publish(vec![(
-            channel.to_owned(),
-            payload.to_owned(),
-        )]))
+        self.publish_all(vec![(channel.to_owned(), payload.to_owned())])
     }
 
     /// Sends several `pg_notify` calls as one transaction: Parse/Bind/Execute
@@ -452,7 +449,28 @@ impl Connection {
     /// transaction only once: keep them out of the same call (the bus
     /// splits its groups there).
     pub fn publish_all(&mut self, items: Vec<(String, String)>) -> CommandId {
-        self.command(Request::Publish(items))
+        self.command(Request::Publish(Calls {
+            sql: frontend::PUBLISH_SQL.into(),
+            items,
+            keep_rows: false,
+        }))
+    }
+
+    /// Calls `sql`, a statement with two `text` parameters (`$1`, `$2`),
+    /// once per item, as one transaction, as [`publish_all`](Self::publish_all)
+    /// calls `pg_notify`: Parse/Bind/Execute of the unnamed statement per
+    /// item and a single Sync. The command's rows are the calls' rows, in
+    /// order (each call must return at most one column); one failure fails
+    /// them all.
+    ///
+    /// Durable channels call `<schema>.publish($1, $2)` this way: no
+    /// escaping, no plan of a literal, and many messages per commit.
+    pub fn call_all(&mut self, sql: impl Into<String>, items: Vec<(String, String)>) -> CommandId {
+        self.command(Request::Publish(Calls {
+            sql: std::borrow::Cow::Owned(sql.into()),
+            items,
+            keep_rows: true,
+        }))
     }
 
     /// Ends the session: queues Terminate (once startup has begun) and stops

@@ -15,7 +15,7 @@ use crate::subscription::SubscribeError;
 /// pass by itself (the server down or restarting, a lost session) and
 /// returns only what will not: calling `recv` again after an error retries
 /// from the same cursor, so an error never costs a message.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum DurableError {
     /// The schema's tables or functions are missing: install them
@@ -49,6 +49,13 @@ pub enum DurableError {
         /// What happened.
         reason: String,
     },
+    /// The session broke (or did not answer within the query timeout) after
+    /// the statement was sent: it may or may not have run. A publish in
+    /// this state is not sent again (that could publish it twice).
+    OutcomeUnknown {
+        /// What happened.
+        reason: String,
+    },
     /// Subscribing to the live channel failed.
     Subscribe(SubscribeError),
     /// The subscription cannot go on from its cursor.
@@ -64,6 +71,7 @@ impl DurableError {
     pub(crate) fn from_sql(schema: &str, e: SqlError) -> Self {
         match e {
             SqlError::Unavailable(reason) => Self::Unavailable { reason },
+            SqlError::Lost(reason) => Self::OutcomeUnknown { reason },
             // invalid_schema_name, undefined_function, undefined_table
             SqlError::Server(cause) if matches!(cause.code(), "3F000" | "42883" | "42P01") => {
                 Self::NotInstalled {
@@ -94,6 +102,10 @@ impl fmt::Display for DurableError {
             Self::Payload { reason } => write!(f, "invalid durable payload: {reason}"),
             Self::Server(e) => write!(f, "the server refused: {e}"),
             Self::Unavailable { reason } => f.write_str(reason),
+            Self::OutcomeUnknown { reason } => write!(
+                f,
+                "the statement was sent but its outcome is unknown (it may have run): {reason}"
+            ),
             Self::Subscribe(e) => write!(f, "subscribing failed: {e}"),
             Self::Reader(e) => e.fmt(f),
             Self::BadPage(e) => e.fmt(f),

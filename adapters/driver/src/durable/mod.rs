@@ -11,6 +11,7 @@
 //! small pool of idle sessions.
 
 mod error;
+mod outbox;
 mod subscription;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +37,15 @@ const MAX_IDLE_SESSIONS: usize = 16;
 
 /// Room for a row's framing around its payload, in a session's frame cap.
 const ROW_OVERHEAD: usize = 64 * 1024;
+
+/// What [`Durable::run_raw`] runs.
+pub(crate) enum Statement {
+    /// A simple query (one or more statements, values as literals).
+    Simple(String),
+    /// A statement with two `text` parameters, once per pair, in one
+    /// transaction.
+    Calls(String, Vec<(String, String)>),
+}
 
 /// Durable channels in one schema, reached through a listener: made by
 /// [`Listener::durable`] or [`Listener::durable_in`].
@@ -73,6 +83,8 @@ pub struct Durable {
 #[derive(Debug)]
 struct Pool {
     idle: Mutex<Vec<SqlSession>>,
+    /// `notify` calls waiting for their transaction (group commit).
+    outbox: outbox::Outbox,
     /// The frame cap for new sessions: the payload bound the server said it
     /// has, once asked, plus room for the row around it.
     max_frame_len: AtomicUsize,
@@ -86,6 +98,7 @@ impl Durable {
             schema,
             pool: Arc::new(Pool {
                 idle: Mutex::new(Vec::new()),
+                outbox: outbox::Outbox::default(),
                 max_frame_len: AtomicUsize::new(max_frame_len),
             }),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
@@ -152,9 +165,18 @@ impl Durable {
         Ok(())
     }
 
-    /// Publishes `payload` on `channel` durably, in a transaction of its
-    /// own, and returns the message's `id` once it committed (its position
-    /// is given at commit and reaches subscribers with the message).
+    /// Publishes `payload` on `channel` durably and returns the call's
+    /// ticket (a number no other call gets; the message's position is
+    /// given at commit and reaches subscribers with it) once the
+    /// transaction carrying it committed.
+    ///
+    /// Calls made while another is in flight share the next transaction
+    /// (group commit: at most 1,000 calls and 4 MiB of payload per transaction): many tasks publishing at
+    /// once pay one commit per round trip, a lone call goes out at once. A
+    /// shared transaction the server refuses is sent again call by call, so
+    /// a call fails only for its own error. If the session breaks after the
+    /// transaction was sent the result is [`DurableError::OutcomeUnknown`]:
+    /// it is not sent again. Dropping the future does not recall the call.
     ///
     /// The payload may be as long as the schema's bound (16 MiB unless
     /// installed otherwise), far beyond NOTIFY's 8,000 bytes. To publish
@@ -168,14 +190,7 @@ impl Durable {
                 reason: "it contains a NUL byte, which PostgreSQL cannot store".to_owned(),
             });
         }
-        let rows = self.run(self.schema.publish_sql(channel, payload)).await?;
-        rows.first()
-            .and_then(|row| row.first())
-            .and_then(|v| v.as_deref())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| DurableError::Unavailable {
-                reason: format!("unexpected answer to publish: {rows:?}"),
-            })
+        self.publish_grouped(channel, payload).await
     }
 
     /// Subscribes to `channel` from `since`. Returns once the LISTEN is
@@ -260,14 +275,14 @@ impl Durable {
 
     /// Runs `sql` on an idle session (or a new one).
     pub(crate) async fn run(&self, sql: String) -> Result<Rows, DurableError> {
-        self.run_raw(sql)
+        self.run_raw(Statement::Simple(sql))
             .await
             .map_err(|e| DurableError::from_sql(self.schema.name(), e))
     }
 
-    /// Runs `sql`, with the session-level error (which says whether trying
-    /// again may help).
-    pub(crate) async fn run_raw(&self, sql: String) -> Result<Rows, SqlError> {
+    /// Runs `statement`, with the session-level error (which says whether
+    /// trying again may help).
+    pub(crate) async fn run_raw(&self, statement: Statement) -> Result<Rows, SqlError> {
         let runtime = self.listener.shared().runtime.clone();
         let idle = self.pool.idle.lock().expect("pool lock").pop();
         let mut session = match idle {
@@ -279,16 +294,22 @@ impl Durable {
             }
         };
         let deadline = runtime.now() + self.query_timeout;
-        let result = with_deadline(&*runtime, Some(deadline), session.query(sql))
+        let run = async {
+            match statement {
+                Statement::Simple(sql) => session.query(sql).await,
+                Statement::Calls(sql, items) => session.call_all(sql, items).await,
+            }
+        };
+        let result = with_deadline(&*runtime, Some(deadline), run)
             .await
             .unwrap_or_else(|| {
-                Err(SqlError::Unavailable(format!(
+                Err(SqlError::Lost(format!(
                     "no answer within {:?}",
                     self.query_timeout
                 )))
             });
-        let keep = !matches!(result, Err(SqlError::Unavailable(_))) && session.is_usable();
-        if keep {
+        let broken = matches!(result, Err(SqlError::Unavailable(_) | SqlError::Lost(_)));
+        if !broken && session.is_usable() {
             let mut idle = self.pool.idle.lock().expect("pool lock");
             if idle.len() < MAX_IDLE_SESSIONS {
                 idle.push(session);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use pgnotify_core::durable::{DurableEvent, DurableReader, Page, ReaderStats, Since};
 use pgnotify_core::{EndReason, Event};
 
-use super::{Durable, DurableError};
+use super::{Durable, DurableError, Statement};
 use crate::runtime::Alarm;
 use crate::subscription::Subscription;
 
@@ -114,7 +114,7 @@ impl DurableSubscription {
                 self.durable
                     .schema
                     .page_sql(self.live.channel(), request.after, request.limit);
-            match self.durable.run_raw(sql).await {
+            match self.durable.run_raw(Statement::Simple(sql)).await {
                 Ok(rows) => {
                     self.retry_wait = FIRST_RETRY_WAIT;
                     let page = Page::from_rows(rows)?;
