@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::args::{InstallArgs, ListenArgs, PruneArgs};
 use crate::connection::{self, Target};
 use crate::error::CliError;
-use crate::listen::{BATCH, Output, STATUS_EVERY, Tally, quiet_broken_pipe, until};
+use crate::listen::{BATCH, Output, STATUS_EVERY, Tally, finish, until};
 use crate::output::Lines;
 use crate::shutdown::Shutdown;
 
@@ -175,13 +175,9 @@ pub(crate) async fn listen(
         deadline,
     )
     .await;
-    out.status.clear();
     reader.abort();
     let _ = reader.await;
-    let reconnects = listener.stats().reconnects;
-    listener.close().await;
-    tally.summary(reconnects, started);
-    quiet_broken_pipe(result)
+    finish(listener, &mut out, &tally, started, result).await
 }
 
 /// Connects and subscribes from `--since`; connection events are taken

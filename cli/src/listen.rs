@@ -69,9 +69,21 @@ pub(crate) async fn run(
         deadline,
     )
     .await;
+    drop(subscriptions);
+    finish(listener, &mut out, &tally, started, result).await
+}
+
+/// The end of a `listen`: the status line cleared, the listener closed, the
+/// summary line written; a closed stdout is no error.
+pub(crate) async fn finish(
+    listener: Listener,
+    out: &mut Output,
+    tally: &Tally,
+    started: Instant,
+    result: Result<(), CliError>,
+) -> Result<(), CliError> {
     out.status.clear();
     let reconnects = listener.stats().reconnects;
-    drop(subscriptions);
     listener.close().await;
     tally.summary(reconnects, started);
     quiet_broken_pipe(result)
