@@ -11,12 +11,12 @@ use pgnotify_core::bus::BusError;
 
 use crate::signal::store_waker;
 
-/// How many events one [`ConnectionEvents`] holds before the oldest are
+/// How many events one [`ConnectionEvents`](crate::ConnectionEvents) holds before the oldest are
 /// dropped (and reported as [`ConnectionEvent::Lagged`]).
 pub const EVENT_CAPACITY: usize = 64;
 
 /// A change in the listener's connection, as seen by
-/// [`ConnectionEvents`].
+/// [`ConnectionEvents`](crate::ConnectionEvents).
 ///
 /// Subscriptions learn about outages in-band ([`Gap::Reconnected`](pgnotify_core::Gap));
 /// these events are for logs, metrics and health checks.
