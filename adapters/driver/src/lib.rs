@@ -179,7 +179,8 @@ poll keeps finding work no notification announced.\n\
 [`notify_many`](pgnotify_driver::Listener::notify_many)`(items)` (one transaction), and \
 `notify_json` with the `json` feature: publish, with exactly one result each.\n\
 - [`durable`](pgnotify_driver::Listener::durable)`()`, \
-[`durable_in`](pgnotify_driver::Listener::durable_in)`(schema)`: durable channels \
+[`durable_in`](pgnotify_driver::Listener::durable_in)`(schema)`, \
+[`notify_durable`](pgnotify_driver::Listener::notify_durable)`(channel, payload)`: durable channels \
 ([`Durable`](pgnotify_driver::Durable)): messages kept in a table, received exactly once across \
 reconnects and overflows, payloads beyond 8,000 bytes.\n\
 - [`listening_channels`](pgnotify_driver::Listener::listening_channels), \

@@ -1,5 +1,6 @@
 //! The application's handle on the bus: [`Listener`] and its builder.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::marker::PhantomData;
@@ -8,9 +9,11 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use pgnotify_core::bus::{Bus, BusError, NotifyError, PublishId, Stats};
+use pgnotify_core::durable::DurableSchema;
 use pgnotify_core::{Config, ConfigError, SubscribeOptions};
 
 use crate::driver::Driver;
+use crate::durable::DurablePool;
 use crate::event_stream::ConnectionEvents;
 use crate::multi::MultiSubscription;
 use crate::runtime::{Runtime, with_deadline};
@@ -87,6 +90,9 @@ pub struct Listener<R = AnyRuntime> {
 #[derive(Debug)]
 struct Handle {
     shared: Arc<Shared>,
+    /// Durable channels' idle sessions and group-commit queue, one per
+    /// schema, shared by every `Durable` made for it.
+    durable_pools: std::sync::Mutex<HashMap<String, Arc<DurablePool>>>,
 }
 
 impl Drop for Handle {
@@ -110,6 +116,15 @@ impl<R> Clone for Listener<R> {
 impl<R> Listener<R> {
     /// The same listener, with the runtime type forgotten (for handles
     /// that are not generic, such as `Durable`).
+    /// The pool of durable sessions for `schema`, made at its first use.
+    pub(crate) fn durable_pool(&self, schema: &DurableSchema) -> Arc<DurablePool> {
+        let mut pools = self.handle.durable_pools.lock().expect("pools lock");
+        pools
+            .entry(schema.name().to_owned())
+            .or_insert_with(|| Arc::new(DurablePool::new(schema)))
+            .clone()
+    }
+
     pub(crate) fn erased(&self) -> Listener {
         Listener {
             handle: self.handle.clone(),
@@ -503,6 +518,7 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
         runtime.spawn(Box::pin(Driver::new(shared.clone())));
         let listener = Listener {
             handle: Arc::new(Handle {
+                durable_pools: Default::default(),
                 shared: shared.clone(),
             }),
             _runtime: PhantomData,

@@ -64,7 +64,20 @@ fn messages_round_trip_live_and_from_the_table_up_to_a_mebibyte() {
             let big = "x".repeat(1 << 20);
             let payloads = ["first".to_owned(), big, "it's \\ \u{1F600}".to_owned()];
             for payload in &payloads {
-                durable.notify(&channel, payload).await.expect("notify");
+                // Through a Durable made anew each time (they share one pool) and through the
+                // listener's shorthand for the default schema.
+                if payload.len() > 100 {
+                    listener
+                        .durable()
+                        .notify(&channel, payload)
+                        .await
+                        .expect("notify");
+                } else {
+                    listener
+                        .notify_durable(&channel, payload)
+                        .await
+                        .expect("notify");
+                }
             }
             for (index, payload) in payloads.iter().enumerate() {
                 let message = next_message(&rt, &mut live).await;
@@ -110,8 +123,20 @@ fn pruned_messages_arrive_as_an_expired_item_and_a_foreign_cursor_is_refused() {
         let durable = listener.durable();
         durable.install().await.expect("install");
         for i in 1..=10 {
-            durable.notify("prune", &format!("m{i}")).await.expect("notify");
+            // A `Durable` made anew for each call still reuses the listener's one session.
+            listener
+                .durable()
+                .notify("prune", &format!("m{i}"))
+                .await
+                .expect("notify");
         }
+        let sessions = server
+            .execute(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'durable-prune (durable)'",
+            )
+            .expect("sql");
+        assert_eq!(sessions.trim(), "1", "one durable session for ten calls");
         assert_eq!(durable.prune(None, Some(3)).await.expect("prune"), 7);
         let mut sub = durable.subscribe("prune", Since::After(2)).await.expect("subscribe");
         let first = within(&rt, "the expired item", sub.recv()).await.expect("recv");

@@ -50,7 +50,8 @@ pub(crate) enum Statement {
 /// Durable channels in one schema, reached through a listener: made by
 /// [`Listener::durable`] or [`Listener::durable_in`].
 ///
-/// Cheap to clone; clones share their idle sessions.
+/// Cheap to make and to clone: every `Durable` of one listener and schema
+/// shares its idle sessions and its group-commit queue.
 ///
 /// ```no_run
 /// # async fn example(listener: pgnotify_tokio::Listener) -> Result<(), pgnotify_tokio::DurableError> {
@@ -75,13 +76,15 @@ pub(crate) enum Statement {
 pub struct Durable {
     listener: Listener,
     schema: DurableSchema,
-    pool: Arc<Pool>,
+    pool: Arc<DurablePool>,
     query_timeout: Duration,
     page_limit: u32,
 }
 
+/// One schema's idle sessions and group-commit queue, kept by the listener
+/// so that every [`Durable`] for the schema shares them.
 #[derive(Debug)]
-struct Pool {
+pub(crate) struct DurablePool {
     idle: Mutex<Vec<SqlSession>>,
     /// `notify` calls waiting for their transaction (group commit).
     outbox: outbox::Outbox,
@@ -90,17 +93,25 @@ struct Pool {
     max_frame_len: AtomicUsize,
 }
 
+impl DurablePool {
+    pub(crate) fn new(schema: &DurableSchema) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            outbox: outbox::Outbox::default(),
+            max_frame_len: AtomicUsize::new(schema.max_payload().saturating_add(ROW_OVERHEAD)),
+        }
+    }
+}
+
 impl Durable {
     pub(crate) fn new(listener: Listener, schema: DurableSchema) -> Self {
-        let max_frame_len = schema.max_payload().saturating_add(ROW_OVERHEAD);
+        let pool = listener.durable_pool(&schema);
+        let frame = schema.max_payload().saturating_add(ROW_OVERHEAD);
+        pool.max_frame_len.fetch_max(frame, Ordering::Relaxed);
         Self {
             listener,
             schema,
-            pool: Arc::new(Pool {
-                idle: Mutex::new(Vec::new()),
-                outbox: outbox::Outbox::default(),
-                max_frame_len: AtomicUsize::new(max_frame_len),
-            }),
+            pool,
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             page_limit: DEFAULT_PAGE_LIMIT,
         }
@@ -335,5 +346,11 @@ impl<R> Listener<R> {
     /// Durable channels in `schema` (its name and payload bound).
     pub fn durable_in(&self, schema: DurableSchema) -> Durable {
         Durable::new(self.erased(), schema)
+    }
+
+    /// Publishes durably on `channel` in the default schema:
+    /// [`durable()`](Self::durable)[`.notify(channel, payload)`](Durable::notify).
+    pub async fn notify_durable(&self, channel: &str, payload: &str) -> Result<u64, DurableError> {
+        self.durable().notify(channel, payload).await
     }
 }
