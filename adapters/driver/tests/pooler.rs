@@ -20,15 +20,15 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use pgnotify_core::{Config, SubscribeOptions};
+use pgnotify_core::Config;
 use pgnotify_driver::{
     Alarm, ConnectionEvent, ConnectionEvents, Event, Gap, ListenerError, Runtime,
 };
 use pgnotify_testkit::pooler::{PoolMode, TestPgBouncer, pgbouncer_or_skip};
 use pgnotify_testkit::server::TestServer;
 use support::{
-    Listener, WAIT, config, listen, next, next_notification, on_each_runtime, runtimes, sleep,
-    tokio_threads,
+    Listener, WAIT, config, listen, next, next_notification, on_each_runtime, runtimes,
+    skip_own_drops_the_listeners_own_only, sleep, tokio_threads,
 };
 
 /// A server with a PgBouncer in `mode` in front of it, or `None` when the test skips.
@@ -142,36 +142,11 @@ fn session_mode_skip_own_drops_the_listeners_own_notifications_only() {
     let Some((_server, pooler)) = pooled(PoolMode::Session) else {
         return;
     };
-    let pooler = &pooler;
-    on_each_runtime(|rt| async move {
-        let rt = &rt;
-        // Both through PgBouncer: two clients with made-up pids, two real backends.
-        let listener = listen(rt, config(&pooler.url(), "pooled-skip-own")).await;
-        let publisher = listen(rt, config(&pooler.url(), "pooled-skip-own-publisher")).await;
-        let mut others = listener
-            .subscribe_with("own", SubscribeOptions::new().skip_own())
-            .await
-            .expect("subscribe");
-        let mut everyone = listener.subscribe("own").await.expect("subscribe");
-        listener.notify("own", "mine").await.expect("notify");
-        publisher.notify("own", "theirs").await.expect("notify");
-        let mine = next_notification(rt, &mut everyone).await;
-        let theirs = next_notification(rt, &mut everyone).await;
-        assert_eq!((&*mine.payload, &*theirs.payload), ("mine", "theirs"));
-        assert_eq!(
-            Some(mine.process_id),
-            listener.backend_pid(),
-            "the listener's own notification carries its backend_pid (the server backend's, \
-             not the pid PgBouncer made up)"
-        );
-        let n = next_notification(rt, &mut others).await;
-        assert_eq!(
-            &*n.payload, "theirs",
-            "skip_own let the listener's own notification through"
-        );
-        assert_eq!(listener.stats().notifications_filtered, 1);
-        listener.close().await;
-        publisher.close().await;
+    let url = pooler.url();
+    // Both through PgBouncer: two clients with made-up pids, two real backends.
+    on_each_runtime(|rt| {
+        let url = url.clone();
+        async move { skip_own_drops_the_listeners_own_only(&rt, &url, "pooled-skip-own").await }
     });
 }
 

@@ -265,28 +265,10 @@ fn a_filter_keeps_and_drops_the_right_items_with_exact_overflow_counts() {
 #[test]
 fn skip_own_drops_the_listeners_own_notifications_only() {
     let server = TestServer::new().expect("a server");
-    let server = &server;
-    on_each_runtime(|rt| async move {
-        let rt = &rt;
-        let listener = listen(rt, config(&server.url(), "skip-own")).await;
-        let publisher = listen(rt, config(&server.url(), "skip-own-publisher")).await;
-        let mut others = listener
-            .subscribe_with("own", SubscribeOptions::new().skip_own())
-            .await
-            .expect("subscribe");
-        let mut everyone = listener.subscribe("own").await.expect("subscribe");
-        listener.notify("own", "mine").await.expect("notify");
-        publisher.notify("own", "theirs").await.expect("notify");
-        assert_eq!(take(rt, &mut everyone, 2).await, ["mine", "theirs"]);
-        let n = next_notification(rt, &mut others).await;
-        assert_eq!(
-            &*n.payload, "theirs",
-            "the listener's own notification came through"
-        );
-        assert_ne!(Some(n.process_id), listener.backend_pid());
-        assert_eq!(listener.stats().notifications_filtered, 1);
-        listener.close().await;
-        publisher.close().await;
+    let url = server.url();
+    on_each_runtime(|rt| {
+        let url = url.clone();
+        async move { support::skip_own_drops_the_listeners_own_only(&rt, &url, "skip-own").await }
     });
 }
 

@@ -196,3 +196,41 @@ pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
         .map(|o| o.expect("every future finished"))
         .collect()
 }
+
+/// `skip_own` against the server at `url` (directly, or through a pooler):
+/// a listener and a publisher each send one notification; a `skip_own`
+/// subscriber sees only the publisher's, an ordinary one both, and the
+/// listener's own carries its `backend_pid` (the server backend's, which a
+/// pooler does not make up).
+pub async fn skip_own_drops_the_listeners_own_only(
+    runtime: &Arc<dyn Runtime>,
+    url: &str,
+    name: &str,
+) {
+    let listener = listen(runtime, config(url, name)).await;
+    let publisher = listen(runtime, config(url, &format!("{name}-publisher"))).await;
+    let mut others = listener
+        .subscribe_with("own", pgnotify_core::SubscribeOptions::new().skip_own())
+        .await
+        .expect("subscribe");
+    let mut everyone = listener.subscribe("own").await.expect("subscribe");
+    listener.notify("own", "mine").await.expect("notify");
+    publisher.notify("own", "theirs").await.expect("notify");
+    let mine = next_notification(runtime, &mut everyone).await;
+    let theirs = next_notification(runtime, &mut everyone).await;
+    assert_eq!((&*mine.payload, &*theirs.payload), ("mine", "theirs"));
+    assert_eq!(
+        Some(mine.process_id),
+        listener.backend_pid(),
+        "the listener's own notification carries its backend_pid"
+    );
+    let n = next_notification(runtime, &mut others).await;
+    assert_eq!(
+        &*n.payload, "theirs",
+        "skip_own let the listener's own notification through"
+    );
+    assert_ne!(Some(n.process_id), listener.backend_pid());
+    assert_eq!(listener.stats().notifications_filtered, 1);
+    listener.close().await;
+    publisher.close().await;
+}
