@@ -50,13 +50,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_std::net::ToSocketAddrs;
-use pgnotify_driver::{BoxFuture, CurrentRuntime, Runtime, Timer, Transport, async_io};
+use pgnotify_driver::async_io::AsyncIoExecutor;
+use pgnotify_driver::{BoxFuture, CurrentRuntime, Runtime};
 
 pub use pgnotify_driver::api::*;
 
@@ -89,22 +87,10 @@ pub type ListenerBuilder = pgnotify_driver::ListenerBuilder<AsyncStdRuntime>;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AsyncStdRuntime;
 
-impl Runtime for AsyncStdRuntime {
-    fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn Transport>>> {
-        async_io::connect_tcp(addr)
-    }
-
-    fn connect_unix(&self, path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
-        async_io::connect_unix(path)
-    }
-
+impl AsyncIoExecutor for AsyncStdRuntime {
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
         let host = host.to_owned();
         Box::pin(async move { Ok((host.as_str(), port).to_socket_addrs().await?.collect()) })
-    }
-
-    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
-        async_io::new_timer(deadline)
     }
 
     fn spawn(&self, future: BoxFuture<()>) {

@@ -29,6 +29,41 @@ use ::async_io::Async;
 
 use crate::runtime::{BoxFuture, FuturesIo, Timer, Transport};
 
+/// What a runtime on the `async-io` reactor does its own way: spawning and
+/// name resolution (each uses its own blocking pool). Implementing it makes
+/// the type a [`Runtime`](crate::Runtime) whose sockets and timers are this
+/// module's, so smol and async-std write only these two methods.
+pub trait AsyncIoExecutor: Send + Sync + std::fmt::Debug + 'static {
+    /// Resolves `host` to socket addresses, as [`Runtime::resolve`](crate::Runtime::resolve).
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>>;
+
+    /// Spawns `future` to run to completion, detached, as
+    /// [`Runtime::spawn`](crate::Runtime::spawn).
+    fn spawn(&self, future: BoxFuture<()>);
+}
+
+impl<E: AsyncIoExecutor> crate::Runtime for E {
+    fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        connect_tcp(addr)
+    }
+
+    fn connect_unix(&self, path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
+        connect_unix(path)
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
+        AsyncIoExecutor::resolve(self, host, port)
+    }
+
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
+        new_timer(deadline)
+    }
+
+    fn spawn(&self, future: BoxFuture<()>) {
+        AsyncIoExecutor::spawn(self, future);
+    }
+}
+
 /// Opens a TCP connection to `addr`, with `TCP_NODELAY` set.
 ///
 /// For [`Runtime::connect_tcp`](crate::Runtime::connect_tcp).

@@ -46,12 +46,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
-use pgnotify_driver::{BoxFuture, CurrentRuntime, Runtime, Timer, Transport, async_io};
+use pgnotify_driver::async_io::AsyncIoExecutor;
+use pgnotify_driver::{BoxFuture, CurrentRuntime, Runtime};
 
 pub use pgnotify_driver::api::*;
 
@@ -86,22 +84,10 @@ pub type ListenerBuilder = pgnotify_driver::ListenerBuilder<SmolRuntime>;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SmolRuntime;
 
-impl Runtime for SmolRuntime {
-    fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn Transport>>> {
-        async_io::connect_tcp(addr)
-    }
-
-    fn connect_unix(&self, path: &Path) -> BoxFuture<io::Result<Box<dyn Transport>>> {
-        async_io::connect_unix(path)
-    }
-
+impl AsyncIoExecutor for SmolRuntime {
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
         let host = host.to_owned();
         Box::pin(async move { smol::net::resolve((host.as_str(), port)).await })
-    }
-
-    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
-        async_io::new_timer(deadline)
     }
 
     fn spawn(&self, future: BoxFuture<()>) {
