@@ -388,3 +388,98 @@ fn concurrent_notifies_share_transactions_and_a_refused_one_fails_alone() {
         listener.close().await;
     });
 }
+
+/// The README's grants are enough: a role that may only publish, and one
+/// that may only read, use durable channels installed by another role.
+/// And a `REPEATABLE READ` publisher whose snapshot predates a racing
+/// commit on the same channel fails with 40001, losing and reordering
+/// nothing.
+#[test]
+fn least_privilege_roles_work_and_a_stale_snapshot_is_a_serialization_failure() {
+    let server = TestServer::builder()
+        .user("publisher", "pub-secret")
+        .user("reader", "read-secret")
+        .start()
+        .expect("a server");
+    let tokio = tokio_threads();
+    let rt: Arc<dyn Runtime> = Arc::new(pgnotify_tokio::TokioRuntime::from_handle(
+        tokio.handle().clone(),
+    ));
+    let owner = tokio.block_on(listen(
+        &rt,
+        config(&server.url_as("postgres"), "durable-owner"),
+    ));
+    tokio.block_on(owner.durable().install()).expect("install");
+    server
+        .execute(
+            "GRANT USAGE ON SCHEMA pgnotify TO publisher, reader; \
+             GRANT SELECT, INSERT, UPDATE ON pgnotify.messages TO publisher; \
+             GRANT SELECT, INSERT ON pgnotify.channels TO publisher; \
+             GRANT USAGE ON SEQUENCE pgnotify.tickets TO publisher; \
+             GRANT SELECT ON pgnotify.messages, pgnotify.channels TO reader;",
+        )
+        .expect("grants");
+    tokio.block_on(async {
+        let publisher = listen(&rt, config(&server.url_as("publisher"), "durable-pub")).await;
+        let reader = listen(&rt, config(&server.url_as("reader"), "durable-read")).await;
+        let mut sub = reader
+            .durable()
+            .subscribe("perm", Since::After(0))
+            .await
+            .expect("the reader subscribes");
+        publisher
+            .notify_durable("perm", "one")
+            .await
+            .expect("the publisher publishes");
+        assert_eq!(next_message(&rt, &mut sub).await.payload, "one");
+        let error = reader
+            .notify_durable("perm", "not mine")
+            .await
+            .expect_err("the reader may not publish");
+        assert!(error.to_string().contains("permission denied"), "{error}");
+        publisher.close().await;
+        reader.close().await;
+    });
+
+    // A REPEATABLE READ transaction takes its snapshot, then sleeps; meanwhile another commit
+    // on the same channel takes the next position. The sleeper's commit must fail (40001).
+    let stale = thread::scope(|scope| {
+        let sleeper = scope.spawn(|| {
+            server.execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; \
+                 SELECT count(*) FROM pgnotify.messages; \
+                 SELECT pg_sleep(2), 'stale-snapshot-sleeping'; \
+                 SELECT pgnotify.publish('perm', 'late'); \
+                 COMMIT;",
+            )
+        });
+        // Wait until the sleeper holds its snapshot (it is inside pg_sleep).
+        tokio.block_on(support::eventually(&rt, "the sleeper's snapshot", || {
+            server
+                .execute(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE query LIKE '%stale-snapshot-sleeping%' AND pid <> pg_backend_pid()",
+                )
+                .is_ok_and(|n| n.trim() == "1")
+        }));
+        server
+            .execute("SELECT pgnotify.publish('perm', 'racing')")
+            .expect("the racing publish commits");
+        sleeper.join().expect("sleeper")
+    });
+    let error = stale.expect_err("the stale snapshot's commit fails");
+    let text = error.to_string();
+    assert!(
+        text.contains("a concurrent durable publish on channel perm committed first"),
+        "{text}"
+    );
+    let rows = server
+        .query("SELECT position, payload FROM pgnotify.messages WHERE channel = 'perm' ORDER BY 1")
+        .expect("rows");
+    assert_eq!(
+        rows,
+        [["1", "one"], ["2", "racing"]],
+        "nothing lost, nothing reordered"
+    );
+    tokio.block_on(owner.close());
+}
