@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::args::{InstallArgs, ListenArgs, PruneArgs};
 use crate::connection::{self, Target};
 use crate::error::CliError;
-use crate::listen::{BATCH, Output, STATUS_EVERY, Tally, finish, until};
+use crate::listen::{BATCH, Output, STATUS_EVERY, Tally, finish, set_up, until};
 use crate::output::Lines;
 use crate::shutdown::Shutdown;
 
@@ -141,13 +141,10 @@ pub(crate) async fn listen(
     let deadline = args.timeout.map(|timeout| started + timeout);
     let mut shutdown = Shutdown::install();
     let setup = subscribe(&args, &channel, target, connect_timeout);
-    let (listener, events, subscription) = tokio::select! {
-        result = setup => result?,
-        () = shutdown.wait() => return Ok(()),
-        () = until(deadline) => {
-            let waited_for = format!("not listening within {:?}", args.timeout.unwrap_or_default());
-            return Err(CliError::TimedOut { waited_for });
-        }
+    let Some((listener, events, subscription)) =
+        set_up(setup, &mut shutdown, deadline, args.timeout).await?
+    else {
+        return Ok(());
     };
     let mut out = Output::new(Lines::new(args.format));
     let generation = listener.stats().generation;

@@ -40,13 +40,10 @@ pub(crate) async fn run(
     }
     let mut shutdown = Shutdown::install();
     let setup = setup(&args, &channels, target, connect_timeout);
-    let (listener, events, mut subscriptions) = tokio::select! {
-        result = setup => result?,
-        () = shutdown.wait() => return Ok(()),
-        () = until(deadline) => {
-            let waited_for = format!("not listening within {:?}", args.timeout.unwrap_or_default());
-            return Err(CliError::TimedOut { waited_for });
-        }
+    let Some((listener, events, mut subscriptions)) =
+        set_up(setup, &mut shutdown, deadline, args.timeout).await?
+    else {
+        return Ok(());
     };
     let mut tally = Tally::new(&args);
     let mut events = Some(events);
@@ -71,6 +68,24 @@ pub(crate) async fn run(
     .await;
     drop(subscriptions);
     finish(listener, &mut out, &tally, started, result).await
+}
+
+/// Waits for `setup` (connect and subscribe), unless a signal comes first
+/// (`None`: end quietly) or `--timeout` passes (an error).
+pub(crate) async fn set_up<T>(
+    setup: impl std::future::Future<Output = Result<T, CliError>>,
+    shutdown: &mut Shutdown,
+    deadline: Option<Instant>,
+    timeout: Option<std::time::Duration>,
+) -> Result<Option<T>, CliError> {
+    tokio::select! {
+        result = setup => result.map(Some),
+        () = shutdown.wait() => Ok(None),
+        () = until(deadline) => {
+            let waited_for = format!("not listening within {:?}", timeout.unwrap_or_default());
+            Err(CliError::TimedOut { waited_for })
+        }
+    }
 }
 
 /// The end of a `listen`: the status line cleared, the listener closed, the

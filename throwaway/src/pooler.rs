@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::server::config::{percent_encode, quote_conninfo};
-use crate::server::process::{Daemon, Log, Readiness};
+use crate::server::process::{Daemon, Log};
 use crate::server::workspace::{self, Workspace};
 use crate::server::{AuthMethod, DATABASE, Error, Result, TestServer, free_port};
 
@@ -333,22 +333,19 @@ impl TestPgBouncer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let log_start = self.log.len();
-        let process = Daemon::spawn(cmd, self.workspace.run_as, self.log.clone())
-            .map_err(|e| Error::io(format!("start {}", self.binary.display()), e))?;
-        workspace::track(process.pid());
-        if process.wait_for(log_start, READY_LINE, START_TIMEOUT) == Readiness::Ready {
-            return Ok(process);
-        }
-        let pid = process.pid();
-        let _ = process.shut_down(libc::SIGKILL, STOP_GRACE);
-        workspace::untrack(pid);
-        let log = self
-            .log
-            .text()
-            .get(log_start..)
-            .unwrap_or_default()
-            .to_owned();
+        let stop = (START_TIMEOUT, libc::SIGKILL, STOP_GRACE);
+        let started = Daemon::start(
+            cmd,
+            self.workspace.run_as,
+            self.log.clone(),
+            READY_LINE,
+            stop,
+        )
+        .map_err(|e| Error::io(format!("start {}", self.binary.display()), e))?;
+        let (_, log) = match started {
+            Ok(process) => return Ok(process),
+            Err(failed) => failed,
+        };
         Err(Error::PgBouncerStartFailed { log })
     }
 

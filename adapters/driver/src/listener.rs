@@ -121,7 +121,7 @@ impl<R> Listener<R> {
         let mut pools = self.handle.durable_pools.lock().expect("pools lock");
         pools
             .entry(schema.name().to_owned())
-            .or_insert_with(|| Arc::new(DurablePool::new(schema)))
+            .or_insert_with(|| Arc::new(DurablePool::new()))
             .clone()
     }
 

@@ -1161,10 +1161,9 @@ impl Bus {
             }
             if Some(n.process_id) == self.backend_pid() {
                 if let Some(sent_at) = self.pinger.answered(now) {
-                    log::ping_answered(
-                        now.saturating_duration_since(sent_at),
-                        self.config.ping_timeout(),
-                    );
+                    if let Some(rtt) = self.pinger.last_rtt() {
+                        log::ping_answered(rtt, self.config.ping_timeout());
+                    }
                     if self
                         .session
                         .probe

@@ -540,23 +540,19 @@ impl TestServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let log_start = self.log.len();
-        let postmaster = Daemon::spawn(cmd, self.workspace.run_as, self.log.clone())
-            .map_err(|e| Error::io("start postgres", e))?;
-        workspace::track(postmaster.pid());
-        let readiness = postmaster.wait_ready(log_start, self.start_timeout);
-        if readiness == Readiness::Ready {
-            return Ok(postmaster);
-        }
-        let pid = postmaster.pid();
-        let _ = postmaster.shut_down(libc::SIGQUIT, STOP_GRACE);
-        workspace::untrack(pid);
-        let log = self
-            .log
-            .text()
-            .get(log_start..)
-            .unwrap_or_default()
-            .to_owned();
+        let stop = (self.start_timeout, libc::SIGQUIT, STOP_GRACE);
+        let started = Daemon::start(
+            cmd,
+            self.workspace.run_as,
+            self.log.clone(),
+            process::READY_LINE,
+            stop,
+        )
+        .map_err(|e| Error::io("start postgres", e))?;
+        let (readiness, log) = match started {
+            Ok(postmaster) => return Ok(postmaster),
+            Err(failed) => failed,
+        };
         Err(match readiness {
             Readiness::TimedOut => Error::StartTimedOut { log },
             _ => Error::StartFailed { log },

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::os_user::OsUser;
 
 /// What the postmaster logs once it accepts connections (`lc_messages` is `C`).
-const READY_LINE: &str = "database system is ready to accept connections";
+pub(crate) const READY_LINE: &str = "database system is ready to accept connections";
 
 type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
 
@@ -190,14 +190,32 @@ impl Daemon {
         self.child.id()
     }
 
-    /// Waits for the postmaster's ready line logged after byte `since` of the log, or for the
-    /// server to exit.
-    pub(crate) fn wait_ready(&self, since: usize, timeout: Duration) -> Readiness {
-        self.wait_for(since, READY_LINE, timeout)
+    /// Spawns `cmd`, tracked for clean-up, and waits up to `timeout` for `ready_line` in the
+    /// log. One that does not get there is stopped with `signal` (within `grace`) and
+    /// forgotten; the error is how it failed and what it logged meanwhile.
+    pub(crate) fn start(
+        cmd: Command,
+        run_as: Option<OsUser>,
+        log: Arc<Log>,
+        ready_line: &str,
+        (timeout, signal, grace): (Duration, libc::c_int, Duration),
+    ) -> io::Result<Result<Self, (Readiness, String)>> {
+        let log_start = log.len();
+        let daemon = Self::spawn(cmd, run_as, log.clone())?;
+        super::workspace::track(daemon.pid());
+        let readiness = daemon.wait_for(log_start, ready_line, timeout);
+        if readiness == Readiness::Ready {
+            return Ok(Ok(daemon));
+        }
+        let pid = daemon.pid();
+        let _ = daemon.shut_down(signal, grace);
+        super::workspace::untrack(pid);
+        let written = log.text().get(log_start..).unwrap_or_default().to_owned();
+        Ok(Err((readiness, written)))
     }
 
     /// Waits for `line` to be logged after byte `since` of the log, or for the process to exit.
-    pub(crate) fn wait_for(&self, since: usize, line: &str, timeout: Duration) -> Readiness {
+    fn wait_for(&self, since: usize, line: &str, timeout: Duration) -> Readiness {
         let generation = self.generation;
         let mut outcome = Readiness::TimedOut;
         self.log.wait_until(Instant::now() + timeout, |state| {

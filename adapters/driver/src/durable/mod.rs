@@ -94,20 +94,26 @@ pub(crate) struct DurablePool {
 }
 
 impl DurablePool {
-    pub(crate) fn new(schema: &DurableSchema) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
             outbox: outbox::Outbox::default(),
-            max_frame_len: AtomicUsize::new(schema.max_payload().saturating_add(ROW_OVERHEAD)),
+            max_frame_len: AtomicUsize::new(0),
         }
+    }
+
+    /// New sessions accept payloads of `max_payload` bytes (the frame cap
+    /// only ever grows: sessions of one pool serve every bound seen).
+    fn accept_payloads_of(&self, max_payload: usize) {
+        let frame = max_payload.saturating_add(ROW_OVERHEAD);
+        self.max_frame_len.fetch_max(frame, Ordering::Relaxed);
     }
 }
 
 impl Durable {
     pub(crate) fn new(listener: Listener, schema: DurableSchema) -> Self {
         let pool = listener.durable_pool(&schema);
-        let frame = schema.max_payload().saturating_add(ROW_OVERHEAD);
-        pool.max_frame_len.fetch_max(frame, Ordering::Relaxed);
+        pool.accept_payloads_of(schema.max_payload());
         Self {
             listener,
             schema,
@@ -169,10 +175,8 @@ impl Durable {
                 version: u32::try_from(version).unwrap_or(u32::MAX),
             });
         }
-        let frame = usize::try_from(max_payload)
-            .unwrap_or(usize::MAX)
-            .saturating_add(ROW_OVERHEAD);
-        self.pool.max_frame_len.fetch_max(frame, Ordering::Relaxed);
+        self.pool
+            .accept_payloads_of(usize::try_from(max_payload).unwrap_or(usize::MAX));
         Ok(())
     }
 
