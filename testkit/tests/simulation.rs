@@ -375,12 +375,16 @@ fn regression_seeds_hold_every_invariant() {
     //     takes the acknowledging read's notifications (capacity + n).
     // 15483: (harness) a failover's FATAL in the same read as the re-LISTEN
     //     acknowledgement; the model compared LISTEN sets of a dead backend.
+    // 28250: a black hole right after the first ping's NOTIFY completed,
+    //     with notifications placed after ReadyForQuery: the bus blamed a
+    //     transaction pooler and gave up instead of reconnecting.
     for (seed, kind) in [
         (93, SeedKind::Faults),
         (0, SeedKind::Faults),
         (11, SeedKind::Calm),
         (8597, SeedKind::Faults),
         (15483, SeedKind::Faults),
+        (28250, SeedKind::Faults),
     ] {
         if let Err(failure) = run_seed(seed, kind) {
             panic!("{failure}");

@@ -69,6 +69,9 @@ enum Purpose {
     ReadOnlyCheck,
     /// A health ping.
     Ping,
+    /// A query sent when a ping's NOTIFY completed before its notification
+    /// came: its answer confirms that nothing is left in flight (see `ping.rs`).
+    PingConfirm,
     /// `SELECT pg_listening_channels()` compared with the registry.
     ListenCheck,
     /// Applications' publishes, in one transaction.
@@ -1330,10 +1333,15 @@ impl Bus {
             // A NOTIFY the server refused says nothing about where
             // notifications go: only a successful one can blame a pooler.
             Purpose::Ping => {
-                if result.is_ok() {
-                    self.pinger.command_done();
+                if result.is_ok()
+                    && self.pinger.command_done()
+                    && let Some(conn) = self.conn.as_mut()
+                {
+                    let cmd = conn.simple_query(ping::CONFIRM_QUERY.to_owned());
+                    self.commands.insert(cmd, Purpose::PingConfirm);
                 }
             }
+            Purpose::PingConfirm => self.pinger.confirmed(),
             Purpose::ListenCheck => {
                 if let Ok(result) = result {
                     self.compare_listening(now, &result);
@@ -1427,7 +1435,9 @@ impl Bus {
         if !self.stage.is_listening() {
             return;
         }
-        if let Some(failure) = self.pinger.check(now) {
+        let key_pid = self.conn.as_ref().and_then(Connection::backend_pid);
+        let behind_pooler = session::behind_pooler(key_pid, self.session.own_pid);
+        if let Some(failure) = self.pinger.check(now, behind_pooler) {
             let error = match failure {
                 ping::PingFailure::NotificationsNotDelivered => BusError::NotificationsNotDelivered,
                 ping::PingFailure::TimedOut => BusError::PingTimedOut {

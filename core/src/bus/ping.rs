@@ -20,6 +20,9 @@ pub(crate) fn ping_channel(pid: i32) -> String {
     format!("pgnotify.ping.{pid}")
 }
 
+/// The query that confirms a ping's verdict (see [`Pinger::check`]).
+pub(crate) const CONFIRM_QUERY: &str = "SELECT 1";
+
 /// How many ping timeouts a ping may wait in all while notifications keep
 /// arriving ahead of its answer (a burst the server queued before it read
 /// the ping).
@@ -28,7 +31,9 @@ const BACKLOG_ALLOWANCE: u32 = 4;
 /// The outcome of a ping deadline passing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PingFailure {
-    /// The very first ping's NOTIFY completed but its notification never came.
+    /// The ping's NOTIFY and a query after it completed but its
+    /// notification never came, on the very first ping of a connection or on
+    /// any ping behind a pooler.
     NotificationsNotDelivered,
     /// A ping was not answered in time.
     TimedOut,
@@ -44,6 +49,9 @@ struct Outstanding {
     latest: Option<Instant>,
     first: bool,
     command_done: bool,
+    /// A query sent after `command_done` completed: what the server sent
+    /// before its answer has all arrived.
+    confirmed: bool,
 }
 
 /// Schedules pings on one connection and judges their answers.
@@ -106,6 +114,7 @@ impl Pinger {
             latest: (!paused).then(|| now + BACKLOG_ALLOWANCE * self.timeout),
             first: self.sent_on_connection == 0,
             command_done: false,
+            confirmed: false,
         });
         self.next_at = None;
         self.sent_on_connection += 1;
@@ -128,10 +137,27 @@ impl Pinger {
         Some(out.sent_at)
     }
 
-    /// The ping's NOTIFY command completed (its notification may still be on the way).
-    pub(crate) fn command_done(&mut self) {
-        if let Some(out) = &mut self.outstanding {
-            out.command_done = true;
+    /// The ping's NOTIFY command completed. Returns whether its notification
+    /// is still missing; the bus then sends a query to confirm the verdict
+    /// (see [`Pinger::check`]) and reports its completion to
+    /// [`Pinger::confirmed`].
+    pub(crate) fn command_done(&mut self) -> bool {
+        match &mut self.outstanding {
+            Some(out) => {
+                out.command_done = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A query sent after the ping's NOTIFY completed has completed too
+    /// (with rows or an error: either way the server answered, in order).
+    pub(crate) fn confirmed(&mut self) {
+        if let Some(out) = &mut self.outstanding
+            && out.command_done
+        {
+            out.confirmed = true;
         }
     }
 
@@ -164,13 +190,27 @@ impl Pinger {
     }
 
     /// Whether the outstanding ping has failed by `now`.
-    pub(crate) fn check(&self, now: Instant) -> Option<PingFailure> {
+    ///
+    /// An unanswered ping is a dead connection unless the server is known to
+    /// have answered around it: its NOTIFY completed, and so did a query sent
+    /// after that. Whatever the server sent before that query's answer,
+    /// including the ping's notification (PostgreSQL sends a session's own
+    /// notifications before the ReadyForQuery that ends the NOTIFY; a client
+    /// must also cope with them right after it), has then arrived. So the
+    /// connection works and the notification went elsewhere. On the first
+    /// ping that is the pooler's signature. Later, it is only trusted
+    /// `behind_pooler`: a transaction-mode pool may run one ping on the
+    /// server session that holds the LISTEN and the next on another.
+    /// Directly connected, the same sign is a mystery a reconnect may clear.
+    /// A NOTIFY that completed with no confirmation after it proves nothing:
+    /// the connection may have died right after the command.
+    pub(crate) fn check(&self, now: Instant, behind_pooler: bool) -> Option<PingFailure> {
         let out = self.outstanding.as_ref()?;
         let deadline = out.deadline?;
         if now < deadline {
             return None;
         }
-        Some(if out.first && out.command_done {
+        Some(if out.confirmed && (out.first || behind_pooler) {
             PingFailure::NotificationsNotDelivered
         } else {
             PingFailure::TimedOut
@@ -240,14 +280,15 @@ mod tests {
     }
 
     #[test]
-    fn unanswered_first_ping_with_completed_notify_blames_the_pooler() {
+    fn unanswered_first_ping_with_completed_notify_and_confirmation_blames_the_pooler() {
         let (mut p, t0) = pinger();
         p.start(t0, ping_channel(1));
         p.due(t0, false).unwrap();
-        p.command_done();
-        assert_eq!(p.check(t0 + Duration::from_secs(4)), None);
+        assert!(p.command_done(), "no answer yet: confirm");
+        p.confirmed();
+        assert_eq!(p.check(t0 + Duration::from_secs(4), false), None);
         assert_eq!(
-            p.check(t0 + Duration::from_secs(5)),
+            p.check(t0 + Duration::from_secs(5), false),
             Some(PingFailure::NotificationsNotDelivered)
         );
     }
@@ -261,7 +302,69 @@ mod tests {
         let t1 = t0 + Duration::from_secs(10);
         p.due(t1, false).unwrap();
         assert_eq!(
-            p.check(t1 + Duration::from_secs(5)),
+            p.check(t1 + Duration::from_secs(5), false),
+            Some(PingFailure::TimedOut)
+        );
+    }
+
+    #[test]
+    fn later_ping_with_completed_notify_times_out_directly_and_blames_a_pooler() {
+        let (mut p, t0) = pinger();
+        p.start(t0, ping_channel(1));
+        p.due(t0, false).unwrap();
+        p.answered(t0);
+        let t1 = t0 + Duration::from_secs(10);
+        p.due(t1, false).unwrap();
+        p.command_done();
+        p.confirmed();
+        let late = t1 + Duration::from_secs(5);
+        assert_eq!(p.check(late, false), Some(PingFailure::TimedOut));
+        assert_eq!(
+            p.check(late, true),
+            Some(PingFailure::NotificationsNotDelivered),
+            "behind a pooler the next ping may have run on another server session"
+        );
+    }
+
+    #[test]
+    fn a_completed_notify_without_confirmation_may_be_a_connection_that_died_after_it() {
+        let (mut p, t0) = pinger();
+        p.start(t0, ping_channel(1));
+        p.due(t0, false).unwrap();
+        p.command_done();
+        assert_eq!(
+            p.check(t0 + Duration::from_secs(5), true),
+            Some(PingFailure::TimedOut),
+            "the notification may have been on its way when the connection went dark"
+        );
+    }
+
+    #[test]
+    fn a_confirmation_counts_only_after_the_pings_own_command() {
+        let (mut p, t0) = pinger();
+        p.start(t0, ping_channel(1));
+        p.due(t0, false).unwrap();
+        assert!(p.command_done());
+        p.answered(t0 + Duration::from_millis(1));
+        assert!(!p.command_done(), "answered: nothing to confirm");
+        let t1 = t0 + Duration::from_secs(11);
+        p.due(t1, false).unwrap();
+        // The previous ping's confirmation completes before this ping's NOTIFY.
+        p.confirmed();
+        p.command_done();
+        assert_eq!(
+            p.check(t1 + Duration::from_secs(5), true),
+            Some(PingFailure::TimedOut)
+        );
+    }
+
+    #[test]
+    fn an_unanswered_ping_whose_notify_never_completed_is_a_dead_connection_even_behind_a_pooler() {
+        let (mut p, t0) = pinger();
+        p.start(t0, ping_channel(1));
+        p.due(t0, false).unwrap();
+        assert_eq!(
+            p.check(t0 + Duration::from_secs(5), true),
             Some(PingFailure::TimedOut)
         );
     }
@@ -272,11 +375,11 @@ mod tests {
         p.start(t0, ping_channel(1));
         p.due(t0, false).unwrap();
         p.pause();
-        assert_eq!(p.check(t0 + Duration::from_secs(60)), None);
+        assert_eq!(p.check(t0 + Duration::from_secs(60), false), None);
         assert_eq!(p.next_timeout(), None);
         let t1 = t0 + Duration::from_secs(60);
         p.resume(t1);
-        assert_eq!(p.check(t1 + Duration::from_secs(4)), None);
-        assert!(p.check(t1 + Duration::from_secs(5)).is_some());
+        assert_eq!(p.check(t1 + Duration::from_secs(4), false), None);
+        assert!(p.check(t1 + Duration::from_secs(5), false).is_some());
     }
 }
