@@ -176,13 +176,18 @@ fn connect_message(
     source: &ListenerError,
 ) -> fmt::Result {
     match source {
-        ListenerError::Connect(e) => write!(f, "could not connect to {target}: {e}"),
+        ListenerError::Connect(e) => write!(
+            f,
+            "could not connect to {target}: {}",
+            e.after_could_not_connect()
+        ),
         ListenerError::TimedOut {
             after,
             last_error: Some(e),
         } => write!(
             f,
-            "could not connect to {target} within {after:?} (last attempt: {e})"
+            "could not connect to {target} within {after:?} (last attempt: {})",
+            e.after_could_not_connect()
         ),
         ListenerError::TimedOut { after, .. } => {
             write!(f, "could not connect to {target} within {after:?}")

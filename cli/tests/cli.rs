@@ -400,6 +400,11 @@ fn an_unreachable_server_gives_up_after_the_connect_timeout_with_one_line() {
         "stderr: {stderr}"
     );
     assert!(stderr.contains("refused"), "stderr: {stderr}");
+    assert_eq!(
+        stderr.matches("could not connect").count(),
+        1,
+        "said once: {stderr}"
+    );
 }
 
 /// Issue 14: a server that never finishes the startup. The CLI cuts each

@@ -614,7 +614,7 @@ impl fmt::Display for ListenerError {
                 "no async runtime to run the listener on: connect from within the runtime, \
                  or give one with ListenerBuilder::runtime",
             ),
-            Self::Connect(e) => write!(f, "could not connect: {e}"),
+            Self::Connect(e) => write!(f, "could not connect: {}", e.after_could_not_connect()),
             Self::Unreachable {
                 attempts,
                 last_error,

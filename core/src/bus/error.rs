@@ -225,6 +225,34 @@ impl BusError {
             | Self::Bounced => true,
         }
     }
+
+    /// The error's text, to follow a phrase that already says "could not
+    /// connect": a [`TransportErrorKind::Connect`] error gives only where
+    /// and why, so that the message does not say it twice.
+    ///
+    /// ```
+    /// use pgnotify_core::bus::{BusError, TransportError, TransportErrorKind};
+    ///
+    /// let refused = BusError::Transport(TransportError::new(
+    ///     TransportErrorKind::Connect,
+    ///     "127.0.0.1:1: Connection refused",
+    /// ));
+    /// assert_eq!(refused.to_string(), "could not connect: 127.0.0.1:1: Connection refused");
+    /// assert_eq!(
+    ///     format!("could not connect to the server: {}", refused.after_could_not_connect()),
+    ///     "could not connect to the server: 127.0.0.1:1: Connection refused"
+    /// );
+    /// ```
+    pub fn after_could_not_connect(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::Transport(e)
+                if e.kind == TransportErrorKind::Connect && !e.message.is_empty() =>
+            {
+                std::borrow::Cow::Borrowed(&e.message)
+            }
+            other => std::borrow::Cow::Owned(other.to_string()),
+        }
+    }
 }
 
 impl fmt::Display for BusError {
