@@ -378,6 +378,10 @@ fn regression_seeds_hold_every_invariant() {
     // 28250: a black hole right after the first ping's NOTIFY completed,
     //     with notifications placed after ReadyForQuery: the bus blamed a
     //     transaction pooler and gave up instead of reconnecting.
+    // 35695: a subscriber joined a listened channel while reading was
+    //     paused and became ready once the decoded input was handled, before
+    //     the unread notifications sent ahead of it (it now waits for a
+    //     query's answer).
     for (seed, kind) in [
         (93, SeedKind::Faults),
         (0, SeedKind::Faults),
@@ -385,6 +389,7 @@ fn regression_seeds_hold_every_invariant() {
         (8597, SeedKind::Faults),
         (15483, SeedKind::Faults),
         (28250, SeedKind::Faults),
+        (35695, SeedKind::Faults),
     ] {
         if let Err(failure) = run_seed(seed, kind) {
             panic!("{failure}");

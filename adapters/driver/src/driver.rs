@@ -211,6 +211,10 @@ impl Driver {
                 let tls = self.connector(&check.tls);
                 crate::guard::spawn_check(&self.shared, check, tls.ok());
             }
+            Action::SidePublish(publish) => {
+                let tls = self.connector(&publish.session.tls);
+                crate::side_publish::spawn(&self.shared, publish, tls.ok());
+            }
             // Actions added to the core later are unknown to this driver.
             _ => {}
         }

@@ -118,6 +118,7 @@ mod observe;
 mod passfile;
 mod runtime;
 mod shared;
+mod side_publish;
 mod signal;
 mod sql;
 // `pub` inside for the test hooks (feature `test-hooks`); without it, the crate's own.

@@ -513,7 +513,8 @@ impl<R: CurrentRuntime> ListenerBuilder<R> {
             .ok_or(ListenerError::NoRuntime)?;
         let hosts = u32::try_from(self.config.hosts().len()).unwrap_or(u32::MAX);
         let config = crate::passfile::with_password_file(with_random_seed(self.config));
-        let bus = Bus::new(config, runtime.now());
+        let mut bus = Bus::new(config, runtime.now());
+        bus.enable_side_publishes(true);
         let shared = Shared::new(bus, runtime.clone());
         runtime.spawn(Box::pin(Driver::new(shared.clone())));
         let listener = Listener {

@@ -397,6 +397,81 @@ fn backpressure_pauses_reading_and_loses_nothing() {
     });
 }
 
+/// A consumer that publishes from the loop that drains its own subscription
+/// (take a job, say it is done) must not wait for itself: while a full
+/// subscriber pauses reading, the answer to a publish on the listening
+/// connection would wait behind the notifications nobody reads (for ever
+/// with `Backpressure`), so publishes go on a short second session.
+#[test]
+fn a_publish_while_reading_is_paused_goes_on_a_second_session_and_returns() {
+    let server = TestServer::new().expect("a server");
+    let server = &server;
+    on_each_runtime(|rt| async move {
+        let rt = &rt;
+        let listener = listen(rt, config(&server.url(), "paused-publisher")).await;
+        let witness = listen(rt, config(&server.url(), "paused-witness")).await;
+        let mut results = witness.subscribe("results").await.expect("subscribe");
+        let mut jobs = listener
+            .subscribe_with(
+                "jobs",
+                SubscribeOptions::new()
+                    .capacity(3)
+                    .policy(OverflowPolicy::Backpressure),
+            )
+            .await
+            .expect("subscribe");
+        publish_numbers(&witness, "jobs", 50).await;
+        eventually(rt, "reading to pause", || listener.stats().reading_paused).await;
+
+        // Nothing of `jobs` is taken while these run.
+        within(
+            rt,
+            "a notify while paused",
+            listener.notify("results", "done 1"),
+        )
+        .await
+        .expect("notify while paused");
+        within(
+            rt,
+            "a notify_many while paused",
+            listener.notify_many([("results", "done 2"), ("results", "done 3")]),
+        )
+        .await
+        .expect("notify_many while paused");
+        let refused = within(
+            rt,
+            "a refused notify while paused",
+            listener.notify("results", &"x".repeat(9000)),
+        )
+        .await;
+        assert!(refused.is_err(), "a payload of 9,000 bytes: {refused:?}");
+        for want in ["done 1", "done 2", "done 3"] {
+            assert_eq!(&*next_notification(rt, &mut results).await.payload, want);
+        }
+        let stats = listener.stats();
+        assert!(stats.reading_paused, "still paused: {stats:?}");
+        assert_eq!(stats.side_publish_transactions, 2, "{stats:?}");
+
+        // Draining resumes reading; every job arrives, in order, and the
+        // next publish goes on the listening connection again.
+        for i in 1..=50 {
+            assert_eq!(
+                &*next_notification(rt, &mut jobs).await.payload,
+                i.to_string()
+            );
+        }
+        eventually(rt, "reading to resume", || !listener.stats().reading_paused).await;
+        listener.notify("results", "done 4").await.expect("notify");
+        assert_eq!(
+            &*next_notification(rt, &mut results).await.payload,
+            "done 4"
+        );
+        assert_eq!(listener.stats().side_publish_transactions, 2);
+        listener.close().await;
+        witness.close().await;
+    });
+}
+
 #[test]
 fn connects_over_the_unix_socket() {
     let server = TestServer::new().expect("a server");

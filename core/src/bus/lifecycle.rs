@@ -267,9 +267,9 @@ impl Bus {
             self.actions.push_back(Action::Disconnect);
             self.transport_open = false;
         }
+        // Subscribers waiting for a ready marker become ready with everyone
+        // else's re-LISTEN.
         self.fail_in_flight(error.clone());
-        // They become ready with everyone else's re-LISTEN.
-        self.ready_after_held.clear();
         self.registry.connection_lost();
         self.pinger.stop();
         self.pending_ping_channel = None;

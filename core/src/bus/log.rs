@@ -42,6 +42,14 @@ pub(crate) fn reading_resumed(paused_for: Duration) {
     tracing::debug!(?paused_for, "reading resumed");
 }
 
+pub(crate) fn side_session_unavailable(why: &str) {
+    tracing::warn!(
+        error = why,
+        "could not open a second session to publish while reading is paused; publishing on \
+         the listening connection, where answers wait until reading resumes"
+    );
+}
+
 /// What the overflow policies discarded, by policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Discarded {

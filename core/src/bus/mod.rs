@@ -25,6 +25,7 @@ mod queue;
 mod registry;
 mod segment;
 mod session;
+mod side_publish;
 mod stats;
 mod subscribers;
 
@@ -41,6 +42,7 @@ pub use output::{
     Action, BusEvent, ConnectTarget, Output, PublishId, SessionTarget, SubscriberStatus, TlsTarget,
 };
 pub use registry::SubscriberId;
+pub use side_publish::{SidePublish, SidePublishId, SidePublishOutcome};
 pub use stats::{NEAR_LIMIT_PAYLOAD_LEN, Stats};
 
 use crate::config::{Config, ConfigError, SslMode, TransactionPooler};
@@ -55,6 +57,7 @@ use lifecycle::Stage;
 use ping::Pinger;
 use publish::{PublishQueue, WaitingPublish};
 use registry::{Batch, ChannelRegistry};
+use side_publish::SidePublishes;
 use subscribers::Subscribers;
 
 /// What a command in flight on the connection is for.
@@ -87,7 +90,15 @@ enum Purpose {
     /// The `SET`s that turn the server's session timeouts off (see
     /// `session.rs`); a failure is only counted.
     TimeoutsOff,
+    /// A query sent when a subscriber joined a listened channel while
+    /// reading was paused: it becomes ready with the answer, after
+    /// everything the server sent before it joined.
+    ReadyMarker(SubscriberId),
 }
+
+/// The query whose answer marks a subscriber ready (see
+/// [`Purpose::ReadyMarker`]).
+const READY_MARKER_QUERY: &str = "SELECT 1";
 
 /// Many subscribers over one PostgreSQL LISTEN connection, as a pure state
 /// machine.
@@ -293,19 +304,19 @@ pub struct Bus {
     /// Publish transactions sent and not yet answered.
     publishes_in_flight: usize,
     publishes: PublishQueue,
+    /// Publish transactions on a second session while reading is paused
+    /// (`side_publish.rs`).
+    side_publishes: SidePublishes,
     commands: HashMap<CommandId, Purpose>,
     actions: VecDeque<Action>,
     events: VecDeque<BusEvent>,
-    /// Since when reading has been paused by a full `Backpressure` or
-    /// absorbing `Absorb` subscriber.
     /// The overflow summary written through `tracing` (`log.rs`).
     overflow_log: log::OverflowLog,
+    /// Since when reading has been paused by a full `Backpressure` or
+    /// absorbing `Absorb` subscriber.
     paused_since: Option<Instant>,
     /// Watches the server's notification queue while `Absorb` pauses.
     guard: ServerGuard,
-    /// Subscribers to an already LISTENed channel that joined while input
-    /// was held back: ready once the held events are handled.
-    ready_after_held: Vec<SubscriberId>,
     /// The latest time an input carried: [`stats`](Self::stats), a getter,
     /// counts a pause still going on up to it.
     latest_now: Instant,
@@ -336,6 +347,7 @@ impl Bus {
             session: session::SessionFacts::default(),
             publishes_in_flight: 0,
             publishes: PublishQueue::default(),
+            side_publishes: SidePublishes::default(),
             commands: HashMap::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -343,7 +355,6 @@ impl Bus {
             overflow_log: log::OverflowLog::default(),
             guard: ServerGuard::default(),
             latest_now: now,
-            ready_after_held: Vec::new(),
             stats: Stats::default(),
             config,
         };
@@ -550,10 +561,14 @@ impl Bus {
         }
         if self.registry.add(channel, id) && self.stage.is_listening() {
             if self.holding_input() {
-                // Events the connection already decoded are held back by a
-                // full `Backpressure` queue; they were sent before this
-                // subscriber joined, so it becomes ready once they are handled.
-                self.ready_after_held.push(id);
+                // Reading is paused: what the server sent before this
+                // subscriber joined waits, decoded in the connection or
+                // unread in the socket. A query's answer comes after all of
+                // it, so the subscriber becomes ready with that answer.
+                if let Some(conn) = self.conn.as_mut() {
+                    let cmd = conn.simple_query(READY_MARKER_QUERY.to_owned());
+                    self.commands.insert(cmd, Purpose::ReadyMarker(id));
+                }
             } else {
                 self.subscribers.mark_ready(id, &mut self.events);
             }
@@ -646,6 +661,14 @@ impl Bus {
     /// Sends a publish now, or queues it: until a connection is up, or
     /// (group commit) until the publishes in flight complete.
     fn send_or_queue(&mut self, publish: WaitingPublish) {
+        if self.publishing_beside() {
+            if self.side_publishes.busy() {
+                self.publishes.push(publish);
+            } else {
+                self.send_beside(vec![publish]);
+            }
+            return;
+        }
         let behind_others = self.config.group_commit() && self.publishes_in_flight > 0;
         if self.stage.accepts_commands() && !behind_others {
             self.send_transaction(vec![publish]);
@@ -656,17 +679,58 @@ impl Bus {
 
     /// Sends every queued publish, grouped into as few transactions as
     /// group commit allows (one each without it).
+    /// While reading is paused they go on a second session, one transaction
+    /// at a time (see `side_publish.rs`).
     pub(super) fn send_queued_publishes(&mut self) {
+        let beside = self.publishing_beside();
+        if beside && self.side_publishes.busy() {
+            // Sent when the side transaction in flight reports.
+            return;
+        }
         let queued: Vec<WaitingPublish> = self.publishes.take_all().collect();
-        if self.config.group_commit() {
-            for transaction in group::transactions(queued) {
-                self.send_transaction(transaction);
+        if queued.is_empty() {
+            return;
+        }
+        let transactions = if beside || self.config.group_commit() {
+            group::transactions(queued)
+        } else {
+            queued.into_iter().map(|p| vec![p]).collect()
+        };
+        if beside {
+            // One side transaction at a time: the first goes now, the rest
+            // wait for it.
+            let mut transactions = transactions.into_iter();
+            if let Some(first) = transactions.next() {
+                self.send_beside(first);
+            }
+            for publish in transactions.flatten() {
+                self.publishes.push(publish);
             }
         } else {
-            for publish in queued {
-                self.send_transaction(vec![publish]);
+            for transaction in transactions {
+                self.send_transaction(transaction);
             }
         }
+    }
+
+    /// Whether publishes go on a second session: reading is paused on a
+    /// listening connection, so an answer there would wait behind the
+    /// notifications nobody reads (`side_publish.rs`).
+    fn publishing_beside(&self) -> bool {
+        self.holding_input()
+            && self.side_publishes.available()
+            && !self.subscribers.any_skipping_own()
+    }
+
+    /// Sends `publishes` as one transaction on a second session.
+    fn send_beside(&mut self, publishes: Vec<WaitingPublish>) {
+        let items = publishes.iter().flat_map(|p| p.items.clone()).collect();
+        let session = self.session_target("publish");
+        let id = self.side_publishes.start(publishes);
+        self.stats.publish_transactions += 1;
+        self.stats.side_publish_transactions += 1;
+        self.actions
+            .push_back(Action::SidePublish(SidePublish { id, session, items }));
     }
 
     /// [`bounce`](Self::bounce) on behalf of a recovery tracker, counted in
@@ -971,6 +1035,87 @@ impl Bus {
             .take_consumption(id, held_items, held_bytes)
     }
 
+    /// Tells the bus that this driver runs [`Action::SidePublish`]: while
+    /// reading is paused for a full subscriber, publishes then go on a short
+    /// second session instead of waiting behind the unread notifications
+    /// (see [`SidePublish`]). Off by default, so a driver that does not
+    /// know the action never leaves a publish waiting for it.
+    pub fn enable_side_publishes(&mut self, enabled: bool) {
+        self.side_publishes.enable(enabled);
+    }
+
+    /// The outcome of an [`Action::SidePublish`].
+    ///
+    /// Each of its publishes gets its [`BusEvent::PublishDone`]: `Ok` once
+    /// committed, [`NotifyError::Server`] if refused (a refused group is
+    /// sent again call by call, so only a failing call fails),
+    /// [`NotifyError::OutcomeUnknown`] if the session was lost after sending.
+    /// A session that could not be opened sent nothing: its publishes go on
+    /// the listening connection. An unknown `id` (reported twice, or failed
+    /// at close already) is ignored.
+    pub fn handle_side_publish(
+        &mut self,
+        now: Instant,
+        id: SidePublishId,
+        outcome: SidePublishOutcome,
+    ) {
+        self.latest_now = self.latest_now.max(now);
+        let Some(publishes) = self.side_publishes.finish(id) else {
+            return;
+        };
+        match outcome {
+            SidePublishOutcome::Committed => {
+                for p in publishes {
+                    self.publish_done(p.id, Ok(()));
+                }
+            }
+            SidePublishOutcome::Refused(_) if publishes.len() > 1 => {
+                // Rolled back whole: each call again, alone.
+                self.stats.group_retries += 1;
+                for publish in publishes {
+                    if self.publishing_beside() {
+                        self.send_beside(vec![publish]);
+                    } else if self.stage.accepts_commands() {
+                        self.send_transaction(vec![publish]);
+                    } else {
+                        self.publishes.push(publish);
+                    }
+                }
+                return;
+            }
+            SidePublishOutcome::Refused(e) => {
+                for p in publishes {
+                    self.publish_done(p.id, Err(NotifyError::Server(e.clone())));
+                }
+            }
+            SidePublishOutcome::Lost(why) => {
+                let cause = BusError::Transport(TransportError::new(TransportErrorKind::Io, why));
+                for p in publishes {
+                    self.publish_done(
+                        p.id,
+                        Err(NotifyError::OutcomeUnknown {
+                            cause: cause.clone(),
+                        }),
+                    );
+                }
+            }
+            SidePublishOutcome::NotSent(why) => {
+                log::side_session_unavailable(&why);
+                self.side_publishes.mark_unavailable();
+                // Nothing was sent: on the listening connection after all,
+                // ahead of anything queued.
+                let queued: Vec<_> = self.publishes.take_all().collect();
+                for publish in publishes.into_iter().chain(queued) {
+                    self.publishes.push(publish);
+                }
+            }
+        }
+        let main_free = self.publishes_in_flight == 0 && self.stage.accepts_commands();
+        if main_free || self.publishing_beside() {
+            self.send_queued_publishes();
+        }
+    }
+
     /// The result of an [`Action::SideCheck`] with
     /// [`CheckKind::DeliveryProbe`]: whether its NOTIFY went through.
     ///
@@ -1143,11 +1288,6 @@ impl Bus {
             }
         }
         self.flush_fan_out(now);
-        if !self.holding_input() && !self.ready_after_held.is_empty() {
-            for id in std::mem::take(&mut self.ready_after_held) {
-                self.subscribers.mark_ready(id, &mut self.events);
-            }
-        }
     }
 
     fn on_notification(&mut self, now: Instant, n: Notification) {
@@ -1231,6 +1371,11 @@ impl Bus {
             self.paused_since = Some(now);
             self.pinger.pause();
             log::reading_paused();
+            // Publishes queued behind one in flight would wait for the pause
+            // to end: they go on a second session instead.
+            if self.publishing_beside() {
+                self.send_queued_publishes();
+            }
         }
         if self.paused_since.is_some() && self.subscribers.any_absorbing() {
             self.guard
@@ -1251,6 +1396,13 @@ impl Bus {
             self.stats.paused_for += paused_for;
             log::reading_resumed(paused_for);
             self.pinger.resume(now);
+            self.side_publishes.reading_resumed();
+            if self.publishes_in_flight == 0
+                && !self.side_publishes.busy()
+                && self.stage.accepts_commands()
+            {
+                self.send_queued_publishes();
+            }
             // Handle what the connection decoded but the pause held back.
             self.process_connection(now);
         }
@@ -1380,6 +1532,8 @@ impl Bus {
                     self.stats.session_settings_failed += 1;
                 }
             }
+            // Answered or refused, the server has sent all that came before.
+            Purpose::ReadyMarker(id) => self.subscribers.mark_ready(id, &mut self.events),
         }
     }
 
@@ -1548,10 +1702,19 @@ impl Bus {
         self.pinger.stop();
         // In-flight publishes got their replies before UNLISTEN *'s; any left
         // (close timed out) have an unknown outcome.
-        self.fail_in_flight(BusError::Transport(TransportError::new(
+        let closed = BusError::Transport(TransportError::new(
             TransportErrorKind::Closed,
             "the listener was closed",
-        )));
+        ));
+        for p in self.side_publishes.take_all() {
+            self.publish_done(
+                p.id,
+                Err(NotifyError::OutcomeUnknown {
+                    cause: closed.clone(),
+                }),
+            );
+        }
+        self.fail_in_flight(closed);
         self.stage = Stage::Closed;
         self.events.push_back(BusEvent::Closed);
     }

@@ -55,6 +55,12 @@ pub enum Action {
     /// should report an error, so the bus keeps its schedule. Was
     /// `CheckServerQueue(ServerQueueCheck)`, named when the guard was its only use.
     SideCheck(SideCheck),
+    /// Send these publishes in one transaction on a short second session,
+    /// because reading is paused and the listening connection's answer
+    /// would wait behind the notifications nobody reads; report the outcome
+    /// with [`Bus::handle_side_publish`](crate::bus::Bus::handle_side_publish).
+    /// See [`SidePublish`](crate::bus::SidePublish).
+    SidePublish(crate::bus::SidePublish),
 }
 
 /// Where and how to open a transport.

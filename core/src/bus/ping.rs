@@ -279,6 +279,18 @@ mod tests {
         );
     }
 
+    /// A pinger whose first ping was answered at once; the second went out
+    /// at the returned instant.
+    fn second_ping_sent() -> (Pinger, Instant) {
+        let (mut p, t0) = pinger();
+        p.start(t0, ping_channel(1));
+        p.due(t0, false).unwrap();
+        p.answered(t0);
+        let t1 = t0 + Duration::from_secs(10);
+        p.due(t1, false).unwrap();
+        (p, t1)
+    }
+
     #[test]
     fn unanswered_first_ping_with_completed_notify_and_confirmation_blames_the_pooler() {
         let (mut p, t0) = pinger();
@@ -295,12 +307,7 @@ mod tests {
 
     #[test]
     fn later_unanswered_ping_times_out() {
-        let (mut p, t0) = pinger();
-        p.start(t0, ping_channel(1));
-        p.due(t0, false).unwrap();
-        p.answered(t0);
-        let t1 = t0 + Duration::from_secs(10);
-        p.due(t1, false).unwrap();
+        let (p, t1) = second_ping_sent();
         assert_eq!(
             p.check(t1 + Duration::from_secs(5), false),
             Some(PingFailure::TimedOut)
@@ -309,12 +316,7 @@ mod tests {
 
     #[test]
     fn later_ping_with_completed_notify_times_out_directly_and_blames_a_pooler() {
-        let (mut p, t0) = pinger();
-        p.start(t0, ping_channel(1));
-        p.due(t0, false).unwrap();
-        p.answered(t0);
-        let t1 = t0 + Duration::from_secs(10);
-        p.due(t1, false).unwrap();
+        let (mut p, t1) = second_ping_sent();
         p.command_done();
         p.confirmed();
         let late = t1 + Duration::from_secs(5);

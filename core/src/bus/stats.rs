@@ -117,6 +117,10 @@ pub struct Stats {
     /// Group-commit transactions that failed and were sent again call by
     /// call (a group fails whole; only the failing call may fail).
     pub group_retries: u64,
+    /// Publish transactions sent on a second session because reading was
+    /// paused for a full subscriber (their answer on the listening
+    /// connection would have waited behind the unread notifications).
+    pub side_publish_transactions: u64,
     /// Notifications a subscriber's filter dropped before queuing them (one
     /// per subscriber); neither delivered nor overflow.
     pub notifications_filtered: u64,

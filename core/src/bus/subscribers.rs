@@ -137,6 +137,13 @@ impl Subscribers {
         self.holding.len()
     }
 
+    /// Whether a subscriber skips the listener's own notifications.
+    pub(crate) fn any_skipping_own(&self) -> bool {
+        self.table
+            .values()
+            .any(|s| s.filter.as_ref().is_some_and(|f| f.skips_own()))
+    }
+
     /// Whether an `Absorb` subscriber is among those holding the connection
     /// (the server guard then watches the server's queue).
     pub(crate) fn any_absorbing(&self) -> bool {

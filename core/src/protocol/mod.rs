@@ -22,6 +22,7 @@ mod commands;
 mod error;
 mod frame;
 mod frontend;
+pub(crate) use frontend::PUBLISH_SQL;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;

@@ -233,8 +233,13 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "connections: {}, publishes: {} ({} outcome unknown) in {} transactions",
-            s.connections, s.publishes, s.outcome_unknown, s.publish_transactions
+            "connections: {}, publishes: {} ({} outcome unknown) in {} transactions \
+             ({} on a second session while reading was paused)",
+            s.connections,
+            s.publishes,
+            s.outcome_unknown,
+            s.publish_transactions,
+            s.side_publish_transactions
         )?;
         writeln!(
             f,

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use pgnotify_core::bus::Output;
 use pgnotify_core::bus::{
     Action, Bus, BusError, BusEvent, CheckKind, EventBatch, NotifyError, PublishId, SideCheck,
-    SubscriberId, SubscriberStatus, TransportError, TransportErrorKind,
+    SidePublishOutcome, SubscriberId, SubscriberStatus, TransportError, TransportErrorKind,
 };
 use pgnotify_core::config::{Config, HostSpec, SslMode, TargetSessionAttrs};
+use pgnotify_core::protocol::ServerError;
 use pgnotify_core::{EndReason, Event};
 
-use crate::sim_server::{ServerRole, SimConfig, SimServer};
+use crate::sim_server::{ServerRole, Severity, SimConfig, SimServer};
 
 use super::backoff::BackoffModel;
 use super::check::{CheckCounts, Violation};
@@ -119,6 +120,8 @@ pub struct RunStats {
     /// Transactions the bus sent publishes in (fewer than `publishes` when
     /// group commit shared them).
     pub publish_transactions: u64,
+    /// Of those, sent on a second session while reading was paused.
+    pub side_publish_transactions: u64,
     /// Backoff delays observed (non-zero ones), and the longest.
     pub backoff_delays: u64,
     /// The longest backoff delay observed.
@@ -153,6 +156,7 @@ impl RunStats {
         self.publishes += other.publishes;
         self.outcome_unknown += other.outcome_unknown;
         self.publish_transactions += other.publish_transactions;
+        self.side_publish_transactions += other.side_publish_transactions;
         self.backoff_delays += other.backoff_delays;
         self.longest_backoff = self.longest_backoff.max(other.longest_backoff);
         self.black_holes_detected += other.black_holes_detected;
@@ -285,7 +289,9 @@ impl World {
         let config = builder
             .build()
             .map_err(|e| Violation::new(0, format!("expected a valid config, got {e}")))?;
-        let bus = Bus::new(config, start);
+        let mut bus = Bus::new(config, start);
+        // Publishes while reading is paused go on a second session, run below.
+        bus.enable_side_publishes(true);
         let backoff = BackoffModel::new(start, backoff_min, backoff_max, reset_after, hosts);
         let mut world = Self {
             rng,
@@ -357,6 +363,7 @@ impl World {
         stats.virtual_time = self.elapsed();
         stats.committed = self.notes.len() as u64;
         stats.publish_transactions = self.bus.stats().publish_transactions;
+        stats.side_publish_transactions = self.bus.stats().side_publish_transactions;
         stats.backoff_delays = self.backoff.delays.iter().filter(|d| !d.is_zero()).count() as u64;
         stats.longest_backoff = self
             .backoff
@@ -524,6 +531,34 @@ impl World {
                 let usage = backlog as f64 / SIM_SERVER_QUEUE as f64;
                 self.bus
                     .handle_server_queue_usage(self.now, Ok(usage.min(1.0)));
+            }
+            Action::SidePublish(publish) => {
+                // The second session commits on the host the bus is
+                // connected to, at once; one in eight cannot be opened (the
+                // bus then publishes on the listening connection).
+                let host = self.link.as_ref().map(|l| l.id.0);
+                let outcome = match host {
+                    Some(host) if !self.rng.chance(1, 8) => {
+                        let items: Vec<(&str, &str)> = publish
+                            .items
+                            .iter()
+                            .map(|(c, p)| (c.as_str(), p.as_str()))
+                            .collect();
+                        match self.servers[host].commit_external(self.now, &items) {
+                            Ok(_) => SidePublishOutcome::Committed,
+                            Err(e) if e.severity == Severity::Fatal => {
+                                SidePublishOutcome::NotSent(e.message)
+                            }
+                            Err(e) => SidePublishOutcome::Refused(ServerError::new(
+                                "ERROR", e.code, e.message,
+                            )),
+                        }
+                    }
+                    _ => SidePublishOutcome::NotSent("no session (simulated)".into()),
+                };
+                // The checks of the outcome look for the commit in the log.
+                self.sync()?;
+                self.bus.handle_side_publish(self.now, publish.id, outcome);
             }
             Action::StartTls(_) => {
                 return Err(Violation::new(
