@@ -109,7 +109,7 @@ fn steady_state_fan_out_allocates_nothing_per_delivery() {
     // Another channel, so the lookup is a real one.
     registry.add("other", SubscriberId::from_raw(SUBSCRIBERS));
     let batch = registry.take_pending_changes().expect("LISTEN batch");
-    assert_eq!(registry.ack(batch).len() as u64, SUBSCRIBERS + 1);
+    assert_eq!(registry.ack(batch).ready.len() as u64, SUBSCRIBERS + 1);
 
     let n = parsed_notification("jobs", "{\"id\": 12345, \"state\": \"queued\"}");
     let mut builder = SegmentBuilder::default();

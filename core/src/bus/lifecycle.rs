@@ -218,13 +218,11 @@ impl Bus {
         // Not proved yet: that takes a ping answer (the first ping goes out
         // now), or `backoff_reset_after` listening with none readable.
         self.healthy_at = Some(now + self.config.backoff_reset_after());
-        let ready = self.registry.ack(batch);
+        let acked = self.registry.ack(batch);
         let generation = self.generation;
         self.subscribers
             .push_pending_reconnect_gaps(generation, &mut self.events);
-        for id in ready {
-            self.subscribers.mark_ready(id, &mut self.events);
-        }
+        self.mark_acked_ready(acked);
         if let Some(ping) = self.pending_ping_channel.take() {
             self.pinger.start(now, ping);
         }

@@ -90,9 +90,9 @@ enum Purpose {
     /// The `SET`s that turn the server's session timeouts off (see
     /// `session.rs`); a failure is only counted.
     TimeoutsOff,
-    /// A query sent when a subscriber joined a listened channel while
-    /// reading was paused: it becomes ready with the answer, after
-    /// everything the server sent before it joined.
+    /// A query sent when a subscriber joined an already LISTENed channel:
+    /// it becomes ready with the answer, after everything the server sent
+    /// before it joined.
     ReadyMarker(SubscriberId),
 }
 
@@ -537,8 +537,10 @@ impl Bus {
     ///
     /// The subscriber is [`Pending`](SubscriberStatus::Pending) until the
     /// server acknowledges the channel's LISTEN; then the bus emits
-    /// [`BusEvent::SubscriberReady`]. If the channel is already LISTENed it is
-    /// ready at once (the event is still emitted). Subscribers created while
+    /// [`BusEvent::SubscriberReady`]. If the channel is already LISTENed (or
+    /// its LISTEN is in flight) it becomes ready with the answer to a
+    /// `SELECT 1` sent now, one round trip, so that nothing the server sent
+    /// before it joined reaches it. Subscribers created while
     /// disconnected become ready on the next connection. On a closed bus the
     /// subscriber ends at once with [`EndReason::BusClosed`](crate::EndReason::BusClosed).
     pub fn subscribe(
@@ -560,21 +562,35 @@ impl Bus {
             return Ok(id);
         }
         if self.registry.add(channel, id) && self.stage.is_listening() {
-            if self.holding_input() {
-                // Reading is paused: what the server sent before this
-                // subscriber joined waits, decoded in the connection or
-                // unread in the socket. A query's answer comes after all of
-                // it, so the subscriber becomes ready with that answer.
-                if let Some(conn) = self.conn.as_mut() {
-                    let cmd = conn.simple_query(READY_MARKER_QUERY.to_owned());
-                    self.commands.insert(cmd, Purpose::ReadyMarker(id));
-                }
-            } else {
-                self.subscribers.mark_ready(id, &mut self.events);
-            }
+            self.confirm_ready(id);
         }
         self.send_registry_changes();
         Ok(id)
+    }
+
+    /// Makes subscriber `id` ready with the answer to a query sent now.
+    ///
+    /// Its channel is LISTENed already (or its LISTEN's acknowledgement was
+    /// on its way when it joined). What the server sent before it joined may
+    /// not be handled yet: unread in the socket, or decoded and held while
+    /// reading is paused. The query's answer comes after all of it, so the
+    /// subscriber receives nothing from before it joined.
+    fn confirm_ready(&mut self, id: SubscriberId) {
+        if let Some(conn) = self.conn.as_mut() {
+            let cmd = conn.simple_query(READY_MARKER_QUERY.to_owned());
+            self.commands.insert(cmd, Purpose::ReadyMarker(id));
+        }
+    }
+
+    /// Marks ready what an acknowledged LISTEN batch made ready, and
+    /// confirms the subscribers that joined while it was in flight.
+    fn mark_acked_ready(&mut self, acked: registry::Acked) {
+        for id in acked.ready {
+            self.subscribers.mark_ready(id, &mut self.events);
+        }
+        for id in acked.to_confirm {
+            self.confirm_ready(id);
+        }
     }
 
     /// Removes subscriber `id`. Nothing is delivered to it afterwards; its
@@ -1447,10 +1463,8 @@ impl Bus {
                 self.changes_in_flight = false;
                 match result {
                     Ok(_) => {
-                        let ready = self.registry.ack(batch);
-                        for id in ready {
-                            self.subscribers.mark_ready(id, &mut self.events);
-                        }
+                        let acked = self.registry.ack(batch);
+                        self.mark_acked_ready(acked);
                     }
                     Err(e) if lifecycle::is_read_only_error(&e) => {
                         self.connection_lost(now, BusError::ListenRefused(e));

@@ -26,9 +26,10 @@
 //! - the last unsubscribe during an in-flight LISTEN: when the LISTEN is
 //!   acknowledged the channel is listened without subscribers, so an
 //!   UNLISTEN becomes pending and the channel ends UNLISTENed;
-//! - everyone who joins while a LISTEN is in flight waits for that same
-//!   acknowledgement, and [`ack`](ChannelRegistry::ack) names them all
-//!   (invariant 3);
+//! - everyone who joins while a LISTEN is in flight shares it, but its
+//!   acknowledgement may already have been on its way when they joined, so
+//!   [`ack`](ChannelRegistry::ack) names them apart, for the bus to confirm
+//!   with a query of its own (invariant 3);
 //! - a change undone before it was sent (subscribe then unsubscribe, or the
 //!   reverse) sends nothing.
 //!
@@ -47,6 +48,10 @@
 //! its ReadyForQuery; they go only to subscribers that were already ready.
 //! A new subscriber was not promised them, and one resuming after a
 //! reconnection reads its `Gap::Reconnected` after they were committed.)
+//! Delivery is gated once more by the subscriber's own flag (`Subscribers`):
+//! one that joined a channel already LISTENed, or whose LISTEN was in
+//! flight, is listed here at once or at the ack, but the bus sets that flag
+//! only with the answer to a query sent after it joined.
 //! When the connection is lost every subscriber goes back to waiting.
 //!
 //! # The ping channel
@@ -122,6 +127,23 @@ impl Op {
 struct InFlight {
     batch: u64,
     op: Op,
+    /// How many subscribers were waiting when the statement went out; those
+    /// after them in `waiting` joined while it was in flight. Its
+    /// acknowledgement may already have been on its way, with notifications
+    /// sent before they joined behind it, so it does not make them ready:
+    /// the bus confirms each with a query sent after (see [`Acked`]).
+    waiting_before: u32,
+}
+
+/// What an acknowledged batch did to its subscribers (see
+/// [`ChannelRegistry::ack`]).
+#[derive(Debug, Default)]
+pub(crate) struct Acked {
+    /// Ready now.
+    pub(crate) ready: Vec<SubscriberId>,
+    /// Joined while the LISTEN was in flight: ready with the answer to a
+    /// query sent now.
+    pub(crate) to_confirm: Vec<SubscriberId>,
 }
 
 /// One channel with subscribers, or with a LISTEN state still to settle.
@@ -132,7 +154,9 @@ struct Channel {
     /// Subscribers whose LISTEN is acknowledged on this connection: the
     /// fan-out list.
     ready: Vec<SubscriberId>,
-    /// Subscribers waiting for a LISTEN acknowledgement.
+    /// Subscribers waiting for a LISTEN acknowledgement (see
+    /// `InFlight::waiting_before` for those that joined while it was in
+    /// flight).
     waiting: Vec<SubscriberId>,
     /// The server has acknowledged LISTEN (and no UNLISTEN since).
     listened: bool,
@@ -288,8 +312,9 @@ impl ChannelRegistry {
     // ---- commands
 
     /// Adds subscriber `id` to `channel` (already validated by the caller)
-    /// and returns whether it is ready at once, because the channel is
-    /// LISTENed on the current connection and nothing is in flight.
+    /// and returns whether the channel is LISTENed on the current connection
+    /// with nothing in flight: it is then in the fan-out list at once, and
+    /// the bus makes it ready with the answer to a query sent now.
     /// Otherwise it waits for an [`ack`](Self::ack) that names it.
     pub(crate) fn add(&mut self, channel: &str, id: SubscriberId) -> bool {
         debug_assert!(crate::validate_channel(channel).is_ok(), "{channel:?}");
@@ -317,7 +342,20 @@ impl ChannelRegistry {
         let Some(ch) = self.slot_mut(idx) else {
             return false;
         };
-        let found = remove_id(&mut ch.ready, id) || remove_id(&mut ch.waiting, id);
+        let found = remove_id(&mut ch.ready, id) || {
+            match ch.waiting.iter().position(|&x| x == id) {
+                Some(pos) => {
+                    ch.waiting.remove(pos);
+                    if let Some(f) = &mut ch.in_flight
+                        && (pos as u32) < f.waiting_before
+                    {
+                        f.waiting_before -= 1;
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
         if found {
             self.touch(idx);
         }
@@ -352,7 +390,11 @@ impl ChannelRegistry {
             }
             sql.push_str(op.keyword());
             push_quoted_identifier(&mut sql, &ch.name);
-            ch.in_flight = Some(InFlight { batch: id, op });
+            ch.in_flight = Some(InFlight {
+                batch: id,
+                op,
+                waiting_before: ch.waiting.len() as u32,
+            });
             ops.push((idx, op));
         }
         pending.clear();
@@ -378,27 +420,30 @@ impl ChannelRegistry {
     }
 
     /// The server acknowledged `batch` (ReadyForQuery after it, no error).
-    /// Returns every subscriber that became ready: all those waiting on
-    /// its channels' LISTENs, including the ones that joined while it was in
-    /// flight. Changes that became due meanwhile (a LISTEN after an
-    /// UNLISTEN, or the reverse) are now pending.
-    pub(crate) fn ack(&mut self, batch: Batch) -> Vec<SubscriberId> {
-        let mut ready = Vec::new();
-        for (idx, op) in self.settle(&batch) {
+    /// Returns the subscribers that became ready, those waiting on its
+    /// channels' LISTENs, and apart from them the ones that joined while it
+    /// was in flight, which need a query of their own (see `Channel::late`).
+    /// Changes that became due meanwhile (a LISTEN after an UNLISTEN, or the
+    /// reverse) are now pending.
+    pub(crate) fn ack(&mut self, batch: Batch) -> Acked {
+        let mut acked = Acked::default();
+        for (idx, f) in self.settle(&batch) {
             let Some(ch) = self.slot_mut(idx) else {
                 continue;
             };
-            match op {
+            match f.op {
                 Op::Listen => {
                     ch.listened = true;
-                    ready.extend_from_slice(&ch.waiting);
+                    let before = (f.waiting_before as usize).min(ch.waiting.len());
+                    acked.ready.extend_from_slice(&ch.waiting[..before]);
+                    acked.to_confirm.extend_from_slice(&ch.waiting[before..]);
                     ch.ready.append(&mut ch.waiting);
                 }
                 Op::Unlisten => ch.listened = false,
             }
             self.touch(idx);
         }
-        ready
+        acked
     }
 
     /// The server rejected `batch`: none of it took effect (a multi-statement
@@ -408,11 +453,12 @@ impl ChannelRegistry {
     /// lets the next batch retry. A failed UNLISTEN is retried.
     pub(crate) fn fail(&mut self, batch: Batch) -> Vec<SubscriberId> {
         let mut waiting = Vec::new();
-        for (idx, op) in self.settle(&batch) {
+        for (idx, f) in self.settle(&batch) {
             let Some(ch) = self.slot_mut(idx) else {
                 continue;
             };
-            if op == Op::Listen {
+            // The next LISTEN goes out after the late ones joined.
+            if f.op == Op::Listen {
                 waiting.extend_from_slice(&ch.waiting);
             }
             self.touch(idx);
@@ -495,18 +541,18 @@ impl ChannelRegistry {
     /// Clears the in-flight marks `batch` set, returning the statements
     /// that were still current (a stale batch, from before a lost
     /// connection, settles nothing).
-    fn settle(&mut self, batch: &Batch) -> Vec<(u32, Op)> {
+    fn settle(&mut self, batch: &Batch) -> Vec<(u32, InFlight)> {
         let mut current = Vec::with_capacity(batch.ops.len());
         for &(idx, op) in &batch.ops {
             let Some(ch) = self.slot_mut(idx) else {
                 continue;
             };
-            if ch
-                .in_flight
-                .is_some_and(|f| f.batch == batch.id && f.op == op)
+            if let Some(f) = ch.in_flight
+                && f.batch == batch.id
+                && f.op == op
             {
                 ch.in_flight = None;
-                current.push((idx, op));
+                current.push((idx, f));
             }
         }
         current
@@ -571,7 +617,7 @@ mod tests {
         let mut r = ChannelRegistry::new();
         assert!(!r.add(channel, id(1)));
         let b = r.take_pending_changes().expect("a LISTEN");
-        assert_eq!(r.ack(b), [id(1)]);
+        assert_eq!(r.ack(b).ready, [id(1)]);
         assert_eq!(r.listen_state(channel), Some(ListenState::Listening));
         r
     }
@@ -584,7 +630,7 @@ mod tests {
         let b = r.take_pending_changes();
         assert_eq!(sql(&b), Some(r#"LISTEN "jobs""#));
         assert_eq!(r.listen_state("jobs"), Some(ListenState::ListenPending));
-        assert_eq!(r.ack(b.unwrap()), [id(1)]);
+        assert_eq!(r.ack(b.unwrap()).ready, [id(1)]);
         assert_eq!(r.subscribers_of("jobs"), &[id(1)]);
         assert!(r.is_settled());
     }
@@ -598,15 +644,38 @@ mod tests {
     }
 
     #[test]
-    fn subscribers_joining_during_an_inflight_listen_share_its_ack() {
+    fn subscribers_joining_during_an_inflight_listen_share_it_and_are_confirmed_after_its_ack() {
         let mut r = ChannelRegistry::new();
         r.add("jobs", id(1));
         let b = r.take_pending_changes().unwrap();
         assert!(!r.add("jobs", id(2)));
         assert!(!r.add("jobs", id(3)));
         assert!(r.take_pending_changes().is_none(), "no second LISTEN");
-        assert_eq!(r.ack(b), [id(1), id(2), id(3)]);
+        let acked = r.ack(b);
+        assert_eq!(acked.ready, [id(1)]);
+        assert_eq!(
+            acked.to_confirm,
+            [id(2), id(3)],
+            "the acknowledgement may have been on its way when they joined"
+        );
         assert_eq!(r.subscribers_of("jobs"), &[id(1), id(2), id(3)]);
+    }
+
+    #[test]
+    fn a_late_joiner_of_a_failed_listen_waits_for_the_retry() {
+        let mut r = ChannelRegistry::new();
+        r.add("jobs", id(1));
+        let b = r.take_pending_changes().unwrap();
+        r.add("jobs", id(2));
+        assert_eq!(r.fail(b), [id(1), id(2)]);
+        let retry = r.take_pending_changes().unwrap();
+        let acked = r.ack(retry);
+        assert_eq!(
+            acked.ready,
+            [id(1), id(2)],
+            "the retry went out after it joined"
+        );
+        assert!(acked.to_confirm.is_empty());
     }
 
     #[test]
@@ -623,10 +692,10 @@ mod tests {
             r.take_pending_changes().is_none(),
             "one statement in flight per channel"
         );
-        assert_eq!(r.ack(unlisten.unwrap()), []);
+        assert_eq!(r.ack(unlisten.unwrap()).ready, []);
         let listen = r.take_pending_changes();
         assert_eq!(sql(&listen), Some(r#"LISTEN "jobs""#));
-        assert_eq!(r.ack(listen.unwrap()), [id(2)]);
+        assert_eq!(r.ack(listen.unwrap()).ready, [id(2)]);
         assert_eq!(r.listen_state("jobs"), Some(ListenState::Listening));
         assert!(r.is_settled());
     }
@@ -637,10 +706,10 @@ mod tests {
         r.add("jobs", id(1));
         let listen = r.take_pending_changes().unwrap();
         assert!(r.remove("jobs", id(1)));
-        assert_eq!(r.ack(listen), [], "nobody left to be ready");
+        assert_eq!(r.ack(listen).ready, [], "nobody left to be ready");
         let unlisten = r.take_pending_changes();
         assert_eq!(sql(&unlisten), Some(r#"UNLISTEN "jobs""#));
-        assert_eq!(r.ack(unlisten.unwrap()), []);
+        assert_eq!(r.ack(unlisten.unwrap()).ready, []);
         assert_eq!(r.listen_state("jobs"), None, "an idle channel is forgotten");
         assert!(r.is_settled());
         assert_eq!(r.listening_channels().count(), 0);
@@ -673,7 +742,7 @@ mod tests {
         );
         assert_eq!(b.len(), 4);
         assert!(r.take_pending_changes().is_none());
-        let mut ready = r.ack(b);
+        let mut ready = r.ack(b).ready;
         ready.sort();
         assert_eq!(ready, [id(2), id(3), id(4), id(5)]);
         let mut listening: Vec<_> = r.listening_channels().collect();
@@ -700,7 +769,7 @@ mod tests {
         r.remove("b", id(2));
         let retry = r.take_pending_changes();
         assert_eq!(sql(&retry), Some(r#"LISTEN "a""#));
-        assert_eq!(r.ack(retry.unwrap()), [id(1), id(3)]);
+        assert_eq!(r.ack(retry.unwrap()).ready, [id(1), id(3)]);
         assert_eq!(r.listen_state("b"), None);
     }
 
@@ -732,10 +801,10 @@ mod tests {
         );
         assert_eq!(r.listening_channels().count(), 0);
         // A batch of the old connection settles nothing.
-        assert_eq!(r.ack(inflight), []);
+        assert_eq!(r.ack(inflight).ready, []);
         let relisten = r.relisten_all().unwrap();
         assert_eq!(relisten.sql(), r#"LISTEN "a"; LISTEN "b"; LISTEN "c""#);
-        let mut ready = r.ack(relisten);
+        let mut ready = r.ack(relisten).ready;
         ready.sort();
         assert_eq!(ready, [id(2), id(3), id(4)]);
         assert!(r.is_settled());
@@ -751,7 +820,7 @@ mod tests {
         let new = r.relisten_all().unwrap();
         assert_eq!(r.fail(old), [], "the old batch is void");
         assert_eq!(r.listen_state("a"), Some(ListenState::ListenPending));
-        assert_eq!(r.ack(new), [id(1)]);
+        assert_eq!(r.ack(new).ready, [id(1)]);
     }
 
     #[test]
