@@ -96,10 +96,6 @@ enum Purpose {
     ReadyMarker(SubscriberId),
 }
 
-/// The query whose answer marks a subscriber ready (see
-/// [`Purpose::ReadyMarker`]).
-const READY_MARKER_QUERY: &str = "SELECT 1";
-
 /// Many subscribers over one PostgreSQL LISTEN connection, as a pure state
 /// machine.
 ///
@@ -576,9 +572,14 @@ impl Bus {
     /// reading is paused. The query's answer comes after all of it, so the
     /// subscriber receives nothing from before it joined.
     fn confirm_ready(&mut self, id: SubscriberId) {
+        self.send_round_trip(Purpose::ReadyMarker(id));
+    }
+
+    /// Sends [`session::ROUND_TRIP_QUERY`] for `purpose`.
+    fn send_round_trip(&mut self, purpose: Purpose) {
         if let Some(conn) = self.conn.as_mut() {
-            let cmd = conn.simple_query(READY_MARKER_QUERY.to_owned());
-            self.commands.insert(cmd, Purpose::ReadyMarker(id));
+            let cmd = conn.simple_query(session::ROUND_TRIP_QUERY.to_owned());
+            self.commands.insert(cmd, purpose);
         }
     }
 
@@ -1120,10 +1121,7 @@ impl Bus {
                 self.side_publishes.mark_unavailable();
                 // Nothing was sent: on the listening connection after all,
                 // ahead of anything queued.
-                let queued: Vec<_> = self.publishes.take_all().collect();
-                for publish in publishes.into_iter().chain(queued) {
-                    self.publishes.push(publish);
-                }
+                self.publishes.push_front(publishes);
             }
         }
         let main_free = self.publishes_in_flight == 0 && self.stage.accepts_commands();
@@ -1499,12 +1497,8 @@ impl Bus {
             // A NOTIFY the server refused says nothing about where
             // notifications go: only a successful one can blame a pooler.
             Purpose::Ping => {
-                if result.is_ok()
-                    && self.pinger.command_done()
-                    && let Some(conn) = self.conn.as_mut()
-                {
-                    let cmd = conn.simple_query(ping::CONFIRM_QUERY.to_owned());
-                    self.commands.insert(cmd, Purpose::PingConfirm);
+                if result.is_ok() && self.pinger.command_done() {
+                    self.send_round_trip(Purpose::PingConfirm);
                 }
             }
             Purpose::PingConfirm => self.pinger.confirmed(),
@@ -1603,9 +1597,7 @@ impl Bus {
         if !self.stage.is_listening() {
             return;
         }
-        let key_pid = self.conn.as_ref().and_then(Connection::backend_pid);
-        let behind_pooler = session::behind_pooler(key_pid, self.session.own_pid);
-        if let Some(failure) = self.pinger.check(now, behind_pooler) {
+        if let Some(failure) = self.pinger.check(now, self.behind_pooler()) {
             let error = match failure {
                 ping::PingFailure::NotificationsNotDelivered => BusError::NotificationsNotDelivered,
                 ping::PingFailure::TimedOut => BusError::PingTimedOut {
@@ -1643,11 +1635,16 @@ impl Bus {
         }
     }
 
+    /// Whether the current connection sits behind a pooler (see `session.rs`).
+    fn behind_pooler(&self) -> bool {
+        let key_pid = self.conn.as_ref().and_then(Connection::backend_pid);
+        session::behind_pooler(key_pid, self.session.own_pid)
+    }
+
     /// After the first ping answer of a connection behind a pooler: asks
     /// for a NOTIFY from another session (see `session.rs`).
     fn probe_delivery_behind_pooler(&mut self) {
-        let key_pid = self.conn.as_ref().and_then(Connection::backend_pid);
-        if self.session.probed || !session::behind_pooler(key_pid, self.session.own_pid) {
+        if self.session.probed || !self.behind_pooler() {
             return;
         }
         let Some(channel) = self.pinger.channel().map(str::to_owned) else {

@@ -20,9 +20,6 @@ pub(crate) fn ping_channel(pid: i32) -> String {
     format!("pgnotify.ping.{pid}")
 }
 
-/// The query that confirms a ping's verdict (see [`Pinger::check`]).
-pub(crate) const CONFIRM_QUERY: &str = "SELECT 1";
-
 /// How many ping timeouts a ping may wait in all while notifications keep
 /// arriving ahead of its answer (a burst the server queued before it read
 /// the ping).

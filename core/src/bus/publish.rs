@@ -43,6 +43,13 @@ impl PublishQueue {
         self.waiting.push_back(publish);
     }
 
+    /// Puts `publishes` back ahead of everything waiting, in their order.
+    pub(crate) fn push_front(&mut self, publishes: Vec<WaitingPublish>) {
+        for publish in publishes.into_iter().rev() {
+            self.waiting.push_front(publish);
+        }
+    }
+
     /// Takes every waiting publish, oldest first, to send now.
     pub(crate) fn take_all(&mut self) -> impl Iterator<Item = WaitingPublish> + '_ {
         self.waiting.drain(..)

@@ -70,6 +70,11 @@ pub(crate) fn behind_pooler(key_pid: Option<i32>, own_pid: Option<i32>) -> bool 
     matches!((key_pid, own_pid), (Some(key), Some(own)) if key != own)
 }
 
+/// A query sent only for its answer, which comes after everything the
+/// server sent this session before it: it confirms a ping's verdict
+/// (`ping.rs`) and makes a subscriber that joined a LISTENed channel ready.
+pub(crate) const ROUND_TRIP_QUERY: &str = "SELECT 1";
+
 /// The first statement of every LISTEN query: the server's own pid.
 pub(crate) const BACKEND_PID_QUERY: &str = "SELECT pg_backend_pid()";
 
